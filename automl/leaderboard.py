@@ -1,0 +1,130 @@
+"""Trial records → a ranked, fixed-column leaderboard DataFrame; read, write and print it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from automl.errors import AutomlError
+from automl.plan import make_plan
+from automl.search import TrialRecord
+
+LEADERBOARD_CSV = "leaderboard.csv"
+COLUMNS = [
+    "rank", "trial_id", "status", "backbone", "weights", "pretrained",
+    "unfreeze_fraction", "unfreeze_depth", "layer_groups", "head_lr", "backbone_lr",
+    "layer_decay", "weight_decay", "batch_size", "seed", "val_accuracy", "best_epoch",
+    "epochs", "val_loss", "train_time_s", "eval_time_s", "startup_s", "trial_time_s",
+    "trainable_params", "total_params", "checkpoint", "error",
+]
+_SHOWN = ["rank", "trial_id", "status", "backbone", "pretrained", "unfreeze_depth",
+          "head_lr", "backbone_lr", "val_accuracy", "epochs", "train_time_s", "startup_s"]
+
+
+def build_leaderboard(records: list[TrialRecord], static: dict[str, Any]) -> pd.DataFrame:
+    """One row per trial, best validation accuracy first; errored trials last."""
+    rows = [_row(r, static) for r in records]
+    board = pd.DataFrame(rows, columns=COLUMNS)
+    board["_errored"] = board["status"] == "errored"
+    board = board.sort_values(
+        ["_errored", "val_accuracy", "train_time_s"], ascending=[True, False, True],
+        na_position="last", kind="stable",
+    ).drop(columns="_errored").reset_index(drop=True)
+    board["rank"] = range(1, len(board) + 1)
+    return board
+
+
+def _row(record: TrialRecord, static: dict[str, Any]) -> dict[str, Any]:
+    plan = make_plan(record.params, static)
+    history = [h for h in record.history if _number(h.get("val_accuracy")) is not None]
+    best = max(history, key=lambda h: h["val_accuracy"]) if history else {}
+    last = history[-1] if history else {}
+    checkpoints = [h.get("checkpoint_path") for h in history if isinstance(h.get("checkpoint_path"), str)]
+    epochs = int(last.get("epoch", 0))
+    if record.error:
+        status = "errored"
+    else:
+        status = "finished" if epochs >= plan.epochs else "stopped"
+    return {
+        "trial_id": record.trial_id,
+        "status": status,
+        "backbone": plan.backbone,
+        "weights": plan.weights,
+        "pretrained": plan.pretrained,
+        "unfreeze_fraction": plan.unfreeze_fraction,
+        "unfreeze_depth": last.get("unfreeze_depth"),
+        "layer_groups": last.get("layer_groups"),
+        "head_lr": plan.head_lr,
+        "backbone_lr": plan.backbone_lr,
+        "layer_decay": plan.layer_decay,
+        "weight_decay": plan.weight_decay,
+        "batch_size": plan.batch_size,
+        "seed": plan.seed,
+        "val_accuracy": best.get("val_accuracy"),
+        "best_epoch": best.get("epoch"),
+        "epochs": epochs,
+        "val_loss": best.get("val_loss"),
+        "train_time_s": last.get("train_s"),
+        "eval_time_s": last.get("eval_s"),
+        "startup_s": last.get("startup_s"),
+        "trial_time_s": record.trial_time_s,
+        "trainable_params": last.get("trainable_params"),
+        "total_params": last.get("total_params"),
+        "checkpoint": checkpoints[-1] if checkpoints else None,
+        "error": record.error,
+    }
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
+        return float(value)
+    return None
+
+
+def write_leaderboard(board: pd.DataFrame, run_dir: Path) -> Path:
+    """Write leaderboard.csv and leaderboard.parquet into the run dir; return the CSV path."""
+    path = run_dir / LEADERBOARD_CSV
+    board.to_csv(path, index=False)
+    board.to_parquet(run_dir / "leaderboard.parquet", index=False)
+    return path
+
+
+def read_leaderboard(run_dir: str | Path) -> pd.DataFrame:
+    """The leaderboard a search wrote into `run_dir`."""
+    path = Path(run_dir) / LEADERBOARD_CSV
+    if not path.is_file():
+        raise AutomlError(
+            f"no {LEADERBOARD_CSV} in {str(run_dir)!r}; pass the --run-dir of a finished search"
+        )
+    return pd.read_csv(path)
+
+
+def best_trial(board: pd.DataFrame, trial_id: str | None = None) -> pd.Series:
+    """The top-ranked trial with a checkpoint, or the named one."""
+    if trial_id is not None:
+        match = board[board["trial_id"].astype(str) == str(trial_id)]
+        if match.empty:
+            raise AutomlError(
+                f"no trial {trial_id!r} on the leaderboard; known: {', '.join(board['trial_id'])}"
+            )
+        row = match.iloc[0]
+        if not isinstance(row["checkpoint"], str):
+            raise AutomlError(f"trial {trial_id} has no checkpoint ({row['status']})")
+        return row
+    usable = board[board["checkpoint"].apply(lambda c: isinstance(c, str))]
+    if usable.empty:
+        raise AutomlError("no trial produced a checkpoint; see the error column of the leaderboard")
+    return usable.iloc[0]
+
+
+def format_leaderboard(board: pd.DataFrame, limit: int | None = None) -> str:
+    """A readable text table of the main columns (full detail stays in the CSV)."""
+    shown = board[_SHOWN].head(limit) if limit else board[_SHOWN]
+    text = shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    errors = board[board["status"] == "errored"]
+    for _, row in errors.iterrows():
+        text += f"\n  trial {row['trial_id']} errored: {row['error']}"
+    return text

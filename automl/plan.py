@@ -1,0 +1,111 @@
+"""TrialPlan: everything one trial needs, as plain values (saved beside every checkpoint).
+
+A plan is built from the sampled parameters plus the static part of the config, so trial
+workers never re-read YAML, and any checkpoint can be rebuilt alone from its `plan.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from automl.config import Config
+
+PLAN_FILE = "plan.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """The exact recipe of one trial."""
+
+    task: str
+    backbone: str
+    weights: str
+    classes: tuple[str, ...]
+    preprocessing: dict[str, Any]
+    unfreeze_fraction: float
+    head_lr: float
+    backbone_lr: float | None
+    layer_decay: float
+    weight_decay: float
+    batch_size: int
+    epochs: int
+    seed: int
+    precision: str = "fp32"
+    grad_clip: float | None = 1.0
+
+    @property
+    def pretrained(self) -> bool:
+        """False for the from-scratch baseline."""
+        return self.weights != "scratch"
+
+    @property
+    def num_classes(self) -> int:
+        """Size of the classification head."""
+        return len(self.classes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        out["classes"] = list(self.classes)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrialPlan:
+        """Inverse of `to_dict`; ignores keys it does not know (e.g. results)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in raw.items() if k in names}
+        values["classes"] = tuple(values["classes"])
+        return cls(**values)
+
+    def save(self, directory: Path, **extra: Any) -> None:
+        """Write `plan.json` (plus extra values such as the epoch's metrics) into directory."""
+        (directory / PLAN_FILE).write_text(json.dumps({**self.to_dict(), **extra}, indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> TrialPlan:
+        """Read the plan saved in a checkpoint or export directory."""
+        return cls.from_dict(json.loads((directory / PLAN_FILE).read_text()))
+
+
+def static_block(
+    config: Config, classes: list[str], preprocessing: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The part of every trial that the searcher does not sample, as plain JSON values."""
+    return {
+        "task": config.task,
+        "classes": list(classes),
+        "backbones": {b.label: {"name": b.name, "weights": b.weights} for b in config.backbones},
+        "preprocessing": preprocessing,
+        "epochs": config.train.epochs,
+        "seed": config.train.seed,
+        "precision": config.train.precision,
+        "grad_clip": config.train.grad_clip,
+    }
+
+
+def make_plan(params: dict[str, Any], static: dict[str, Any]) -> TrialPlan:
+    """Combine one trial's sampled parameters with the static block into its plan."""
+    label = params["backbone"]
+    unfrozen = float(params["unfreeze_fraction"]) > 0
+    return TrialPlan(
+        task=static["task"],
+        backbone=static["backbones"][label]["name"],
+        weights=static["backbones"][label]["weights"],
+        classes=tuple(static["classes"]),
+        preprocessing=static["preprocessing"][label],
+        unfreeze_fraction=float(params["unfreeze_fraction"]),
+        head_lr=float(params["head_lr"]),
+        backbone_lr=float(params["backbone_lr"]) if unfrozen else None,
+        layer_decay=float(params.get("layer_decay", 1.0)) if unfrozen else 1.0,
+        weight_decay=float(params["weight_decay"]),
+        batch_size=int(params["batch_size"]),
+        epochs=int(static["epochs"]),
+        seed=int(static["seed"]),
+        precision=static["precision"],
+        grad_clip=static["grad_clip"],
+    )

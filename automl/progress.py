@@ -1,0 +1,70 @@
+"""Live search progress: one line per trial event and a running summary, instead of Tune's tables."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from ray.tune import Callback
+
+
+class ProgressPrinter(Callback):
+    """Prints trial starts, epoch results, ends and errors, with counts and the best so far."""
+
+    def __init__(self, epochs: int, num_samples: int, stream: Any = None) -> None:
+        self.epochs = epochs
+        self.num_samples = num_samples
+        self.stream = stream or sys.stdout
+        self.start = time.time()
+        self.best: tuple[float, str] | None = None
+        self.finished = self.stopped = self.errored = 0
+        self.running: set[str] = set()
+
+    def _say(self, text: str) -> None:
+        elapsed = int(time.time() - self.start)
+        print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {text}", file=self.stream, flush=True)
+
+    def _summary(self) -> str:
+        best = f"best {self.best[0]:.4f} ({self.best[1]})" if self.best else "best -"
+        done = self.finished + self.stopped + self.errored
+        return (f"{len(self.running)} running, {self.finished} finished, {self.stopped} stopped "
+                f"early, {self.errored} errored of {self.num_samples} ({done} done) | {best}")
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.running.add(trial.trial_id)
+        cfg = trial.config
+        knobs = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in cfg.items() if k != "backbone"
+        )
+        self._say(f"start {trial.trial_id} {cfg.get('backbone')} {knobs}")
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+    ) -> None:
+        acc = result.get("val_accuracy")
+        if acc is None:
+            return
+        if self.best is None or acc > self.best[0]:
+            self.best = (acc, f"{trial.trial_id} {trial.config.get('backbone')}")
+        first = (f", startup {result['startup_s']:.1f}s"
+                 if result.get("epoch") == 1 and "startup_s" in result else "")
+        self._say(f"{trial.trial_id} epoch {result.get('epoch')}/{self.epochs} "
+                  f"val_accuracy {acc:.4f}{first} | {self._summary()}")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.running.discard(trial.trial_id)
+        epochs = (trial.last_result or {}).get("epoch", 0)
+        if epochs >= self.epochs:
+            self.finished += 1
+            self._say(f"{trial.trial_id} finished | {self._summary()}")
+        else:
+            self.stopped += 1
+            self._say(f"{trial.trial_id} stopped early by ASHA after {epochs} epoch(s) | "
+                      f"{self._summary()}")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.running.discard(trial.trial_id)
+        self.errored += 1
+        self._say(f"{trial.trial_id} errored (see leaderboard) | {self._summary()}")

@@ -1,0 +1,138 @@
+"""Search-space parameters: YAML specs → Optuna distributions → Optuna define-by-run sampling.
+
+A parameter is either a fixed value (`batch_size: 32`), a range (`{low, high, log, step}`)
+or a choice (`{choices: [...]}`). Ranges and choices become Optuna distributions, whose
+constructors already check `low <= high`, `log` needing `low > 0`, and so on.
+
+Unfreeze depth is searched as `unfreeze_fraction` (0 = linear probe ... 1 = full fine-tune),
+so one search space can hold backbones with different numbers of layer groups: Optuna
+refuses a parameter whose range changes between trials.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+
+@dataclass(frozen=True)
+class ParamRule:
+    """What values a known hyperparameter accepts, and its default when the space omits it."""
+
+    default: Any
+    kind: type
+    lowest: float | None = None
+    highest: float | None = None
+    exclusive_low: bool = False
+    doc: str = ""
+
+
+PARAM_RULES: dict[str, ParamRule] = {
+    "unfreeze_fraction": ParamRule(
+        0.0, float, 0.0, 1.0, doc="fraction of trailing layer groups trained (0 = linear probe)"
+    ),
+    "head_lr": ParamRule(1e-3, float, 0.0, None, True, "learning rate of the new head"),
+    "backbone_lr": ParamRule(1e-4, float, 0.0, None, True, "learning rate of the top backbone group"),
+    "layer_decay": ParamRule(
+        1.0, float, 0.0, 1.0, True, "LR multiplier per group going down from the top"
+    ),
+    "weight_decay": ParamRule(0.0, float, 0.0, None, doc="AdamW weight decay"),
+    "batch_size": ParamRule(32, int, 1.0, None, doc="per-worker batch size"),
+}
+
+# Parameters sampled only when the backbone is (partly) unfrozen.
+_BACKBONE_ONLY = ("backbone_lr", "layer_decay")
+
+
+def parse_param(name: str, spec: Any) -> BaseDistribution | Any:
+    """Turn one YAML parameter spec into an Optuna distribution, or return a fixed value.
+
+    Raises ValueError with a message that states the rule and the value received.
+    """
+    rule = PARAM_RULES[name]
+    if isinstance(spec, dict):
+        unknown = set(spec) - {"low", "high", "log", "step", "choices"}
+        if unknown:
+            raise ValueError(
+                f"unknown field(s) {sorted(unknown)}; a range has low/high/log/step, "
+                "a choice has choices"
+            )
+        if "choices" in spec:
+            choices = spec["choices"]
+            if not isinstance(choices, list) or not choices:
+                raise ValueError(f"choices must be a non-empty list, got {choices!r}")
+            for value in choices:
+                _check_value(rule, value)
+            return CategoricalDistribution(choices)
+        if "low" not in spec or "high" not in spec:
+            raise ValueError(f"a range needs both low and high, got {spec}")
+        low, high = spec["low"], spec["high"]
+        _check_value(rule, low, "low")
+        _check_value(rule, high, "high")
+        log, step = bool(spec.get("log", False)), spec.get("step")
+        if rule.kind is int:
+            return IntDistribution(int(low), int(high), log=log, step=int(step or 1))
+        return FloatDistribution(float(low), float(high), log=log, step=step)
+    _check_value(rule, spec)
+    return spec
+
+
+def _check_value(rule: ParamRule, value: Any, what: str = "value") -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what} must be a number, got {value!r}")
+    if rule.kind is int and not float(value).is_integer():
+        raise ValueError(f"{what} must be a whole number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be finite, got {value!r}")
+    if rule.lowest is not None:
+        too_low = value <= rule.lowest if rule.exclusive_low else value < rule.lowest
+        if too_low:
+            sign = ">" if rule.exclusive_low else ">="
+            raise ValueError(f"{what} must be {sign} {rule.lowest:g}, got {value!r}")
+    if rule.highest is not None and value > rule.highest:
+        raise ValueError(f"{what} must be <= {rule.highest:g}, got {value!r}")
+
+
+def parse_space(raw: dict[str, Any]) -> dict[str, Any]:
+    """Parse every parameter, filling in defaults; raise ValueError naming the bad key."""
+    parsed: dict[str, Any] = {}
+    for name, rule in PARAM_RULES.items():
+        parsed[name] = parse_param(name, raw[name]) if name in raw else rule.default
+    return parsed
+
+
+def sample_trial(
+    trial: optuna.Trial, backbones: list[str], space: dict[str, Any]
+) -> dict[str, Any]:
+    """Optuna define-by-run: sample one trial's parameters.
+
+    The backbone LR (and its layer decay) only exist when some backbone group is trained,
+    so a linear probe does not spend TPE's budget on a parameter that has no effect.
+    """
+    params: dict[str, Any] = {"backbone": trial.suggest_categorical("backbone", backbones)}
+    for name, spec in space.items():
+        if name in _BACKBONE_ONLY and params.get("unfreeze_fraction", 1.0) == 0.0:
+            continue
+        if isinstance(spec, BaseDistribution):
+            params[name] = _suggest(trial, name, spec)
+        else:
+            params[name] = spec
+    return params
+
+
+def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
+    assert isinstance(dist, CategoricalDistribution)
+    return trial.suggest_categorical(name, list(dist.choices))
