@@ -45,7 +45,7 @@ def run_search(
     """Search transfer configurations for `space` (a YAML path or Config) on local Ray or a
     cluster (`address`), write the leaderboard and export the best model into `run_dir`."""
     from automl import search
-    from automl.prepare import prepare_data, preflight_backbones
+    from automl.prepare import preflight_backbones, prepare_data
 
     started = time.time()
     overrides = {"data.path": data, "search.num_samples": num_samples}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,18 @@ class Config:
         return next(b for b in self.backbones if b.label == label)
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-3` and `1.0e12` as floats (YAML 1.2), not strings."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?$"
+               r"|^[-+]?\.(?:inf|Inf|INF)$"
+               r"|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+
 TASKS = ("image", "text")
 _SECTIONS: dict[str, type] = {
     "data": DataConfig,
@@ -125,7 +138,7 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
     if not path.is_file():
         raise ConfigError(str(path), ["file not found; pass the path of a search space YAML"])
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), [f"not valid YAML: {exc}".replace("\n", " ")]) from None
     if not isinstance(raw, dict):
@@ -146,7 +159,7 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
     task = raw.get("task", "image")
     if task not in TASKS:
         problems.append(f"task: must be one of {list(TASKS)}, got {task!r}")
-    sections = {name: _section(cls, raw.get(name), name, problems) for name, cls in _SECTIONS.items()}
+    sections = {n: _section(cls, raw.get(n), n, problems) for n, cls in _SECTIONS.items()}
     backbones = _backbones(raw.get("backbones"), task, problems)
     space = _space(raw.get("space") or {}, problems)
     _check_values(sections, problems)
@@ -223,7 +236,8 @@ def _backbones(raw: Any, task: str, problems: list[str]) -> tuple[BackboneChoice
         if isinstance(entry, str):
             entry = {"name": entry}
         if not isinstance(entry, dict) or "name" not in entry:
-            problems.append(f"{where}: must be a model name or a mapping with a name, got {entry!r}")
+            problems.append(f"{where}: must be a model name or a {{name, weights}} mapping, "
+                            f"got {entry!r}")
             continue
         extra = set(entry) - {"name", "weights"}
         if extra:

@@ -92,7 +92,7 @@ def stratified_split(
                 f"class {int(cls)} has {len(idx)} usable example(s); every class needs at "
                 f"least {MIN_PER_CLASS} (one for training, one for validation)"
             )
-        n_val = min(max(1, int(round(len(idx) * val_fraction))), len(idx) - 1)
+        n_val = min(max(1, round(len(idx) * val_fraction)), len(idx) - 1)
         val.append(idx[:n_val])
         train.append(idx[n_val:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
@@ -105,8 +105,8 @@ def load_image(path: Path | str, size: int, interpolation: str, crop_pct: float)
         "bilinear": Image.Resampling.BILINEAR,
         "nearest": Image.Resampling.NEAREST,
     }.get(interpolation, Image.Resampling.BILINEAR)
-    with Image.open(path) as img:
-        img = img.convert("RGB")
+    with Image.open(path) as source:
+        img = source.convert("RGB")
         scale = int(size / crop_pct)
         w, h = img.size
         if w < h:

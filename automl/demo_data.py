@@ -44,3 +44,15 @@ def write_fashion_mnist(
             Image.fromarray(images[i]).save(folder / f"{n:05d}.png")
     marker.touch()
     return out
+
+
+def main(root: str = "data") -> None:
+    """Write every demo dataset under `root` (idempotent)."""
+    out = write_fashion_mnist(Path(root) / "fashion_mnist")
+    print(f"demo data: {out} ({len(FASHION_MNIST_CLASSES)} classes)")
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(*sys.argv[1:])

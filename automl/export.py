@@ -117,7 +117,10 @@ def predict(export_dir: str | Path, inputs: list[str], batch_size: int = 32) -> 
     names = config["class_names"]
     with torch.inference_mode():
         for labels, model_inputs in batches:
-            logits = model(**model_inputs) if isinstance(model_inputs, dict) else model(model_inputs)
+            if isinstance(model_inputs, dict):
+                logits = model(**model_inputs)
+            else:
+                logits = model(model_inputs)
             probs = logits.float().softmax(-1)
             top = probs.max(-1)
             out += [Prediction(name, names[int(i)], float(p))

@@ -42,12 +42,11 @@ def _row(record: TrialRecord, static: dict[str, Any]) -> dict[str, Any]:
     history = [h for h in record.history if _number(h.get("val_accuracy")) is not None]
     best = max(history, key=lambda h: h["val_accuracy"]) if history else {}
     last = history[-1] if history else {}
-    checkpoints = [h.get("checkpoint_path") for h in history if isinstance(h.get("checkpoint_path"), str)]
+    checkpoints = [c for h in history if isinstance(c := h.get("checkpoint_path"), str)]
     epochs = int(last.get("epoch", 0))
+    status = "finished" if epochs >= plan.epochs else "stopped"
     if record.error:
         status = "errored"
-    else:
-        status = "finished" if epochs >= plan.epochs else "stopped"
     return {
         "trial_id": record.trial_id,
         "status": status,

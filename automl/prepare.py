@@ -37,6 +37,7 @@ def prepare_data(
     if not config.data.path:
         raise AutomlError(f"{config.source}: no data; pass --data PATH or set data.path")
     d = config.data
+    assert d.path is not None
     if config.task == "image":
         from automl.data import prepare_images
 

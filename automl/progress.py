@@ -1,4 +1,4 @@
-"""Live search progress: one line per trial event and a running summary, instead of Tune's tables."""
+"""Live search progress: a line per trial event with a running summary (not Tune's tables)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from ray.tune import Callback
 class ProgressPrinter(Callback):
     """Prints trial starts, epoch results, ends and errors, with counts and the best so far."""
 
-    def __init__(self, epochs: int, num_samples: int, stream: Any = None) -> None:
+    def __init__(self, epochs: int, num_samples: int) -> None:
         self.epochs = epochs
         self.num_samples = num_samples
-        self.stream = stream or sys.stdout
         self.start = time.time()
         self.best: tuple[float, str] | None = None
         self.finished = self.stopped = self.errored = 0
@@ -23,7 +22,7 @@ class ProgressPrinter(Callback):
 
     def _say(self, text: str) -> None:
         elapsed = int(time.time() - self.start)
-        print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {text}", file=self.stream, flush=True)
+        print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {text}", file=sys.stdout, flush=True)
 
     def _summary(self) -> str:
         best = f"best {self.best[0]:.4f} ({self.best[1]})" if self.best else "best -"

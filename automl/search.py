@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +22,14 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from automl.config import Config, ResourcesConfig
-from automl.errors import AutomlError
+from automl.errors import AutomlError, TrialFailed
 from automl.plan import make_plan
 from automl.progress import ProgressPrinter
 from automl.spaces import sample_trial
 
 # The trial driver only waits on its TorchTrainer: it needs no CPU of its own. Ray refuses an
 # all-zero request, so it asks for a little memory instead; CPUs go to the training workers.
-DRIVER_RESOURCES = {"CPU": 0, "memory": 256 * 1024**2}
+DRIVER_RESOURCES: dict[str, float] = {"CPU": 0.0, "memory": 256.0 * 1024**2}
 # Train V2 polls its workers every 2 s by default; trials are short, so poll faster.
 _RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_DEDUP_LOGS": "0"}
 
@@ -108,7 +109,7 @@ def trial_driver(config: dict[str, Any], static: dict[str, Any], data: list[Any]
         run_config=ray.train.RunConfig(
             name=trial_id,
             storage_path=static["trials_dir"],
-            callbacks=[TuneReportCallback()],
+            callbacks=[TuneReportCallback()],  # type: ignore[list-item]
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
             failure_config=ray.train.FailureConfig(max_failures=0),
         ),
@@ -116,7 +117,7 @@ def trial_driver(config: dict[str, Any], static: dict[str, Any], data: list[Any]
     try:
         trainer.fit()
     except Exception as exc:  # the worker's own error, without Ray's wrapping
-        raise RuntimeError(root_cause(exc)) from None
+        raise TrialFailed(root_cause(exc)) from None
 
 
 def root_cause(exc: BaseException) -> str:
@@ -124,10 +125,15 @@ def root_cause(exc: BaseException) -> str:
     text = str(exc)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for line in reversed(lines):
-        head = line.split(":", 1)[0]
-        if head.endswith(("Error", "Exception", "TrialFailed")) and " " not in head:
+        # The driver re-raises the worker's error as "TrialFailed: <worker error line>".
+        while (match := _ERROR_LINE.match(line)) and _ERROR_LINE.match(match[2]):
+            line = match[2]
+        if _ERROR_LINE.match(line):
             return line
     return lines[-1] if lines else type(exc).__name__
+
+
+_ERROR_LINE = re.compile(r"^([\w.]*(?:Error|Exception|TrialFailed)): (.*)$")
 
 
 def run_trials(
@@ -175,7 +181,7 @@ def run_trials(
         ),
     )
     grid = tuner.fit()
-    return [_record(result) for result in grid]
+    return [_record(grid[i]) for i in range(len(grid))]
 
 
 def _trial_dirname(trial: Any) -> str:

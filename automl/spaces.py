@@ -41,7 +41,9 @@ PARAM_RULES: dict[str, ParamRule] = {
         0.0, float, 0.0, 1.0, doc="fraction of trailing layer groups trained (0 = linear probe)"
     ),
     "head_lr": ParamRule(1e-3, float, 0.0, None, True, "learning rate of the new head"),
-    "backbone_lr": ParamRule(1e-4, float, 0.0, None, True, "learning rate of the top backbone group"),
+    "backbone_lr": ParamRule(
+        1e-4, float, 0.0, None, True, "learning rate of the top backbone group"
+    ),
     "layer_decay": ParamRule(
         1.0, float, 0.0, 1.0, True, "LR multiplier per group going down from the top"
     ),

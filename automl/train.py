@@ -133,11 +133,13 @@ def save_checkpoint(model: nn.Module, plan: TrialPlan, directory: Path, **metric
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
+    inner = getattr(model, "module", model)
+    assert isinstance(inner, nn.Module)
+    return inner
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train worker: fine-tune one plan, report metrics every epoch, checkpoint on improvement."""
+    """Ray Train worker: fine-tune one plan, report every epoch, checkpoint on improvement."""
     import ray
     import ray.train
     import ray.train.torch

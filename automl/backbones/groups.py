@@ -22,7 +22,7 @@ class LayerGroups:
 
     def depth_for(self, fraction: float) -> int:
         """Number of trailing groups to train for an unfreeze fraction in [0, 1]."""
-        return int(round(fraction * len(self.groups)))
+        return round(fraction * len(self.groups))
 
 
 def apply_unfreeze(model: nn.Module, layers: LayerGroups, depth: int) -> None:

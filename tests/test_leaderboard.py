@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+
+from automl.errors import AutomlError
+from automl.leaderboard import COLUMNS, best_trial, build_leaderboard, format_leaderboard
+from automl.search import TrialRecord, root_cause
+
+STATIC = {
+    "task": "image", "classes": ["a", "b"],
+    "backbones": {"m:package": {"name": "m", "weights": "package"},
+                  "m:scratch": {"name": "m", "weights": "scratch"}},
+    "preprocessing": {"m:package": {}, "m:scratch": {}},
+    "epochs": 3, "seed": 0, "precision": "fp32", "grad_clip": 1.0,
+}
+PARAMS = {"unfreeze_fraction": 0.5, "head_lr": 1e-3, "backbone_lr": 1e-4, "weight_decay": 0.0,
+          "batch_size": 32}
+
+
+def _epochs(accs: list[float], ckpt_at: list[int]) -> list[dict]:
+    return [{"epoch": i + 1, "val_accuracy": a, "train_s": 10.0 * (i + 1), "startup_s": 5.0,
+             "unfreeze_depth": 4, "checkpoint_path": f"/ck/{i}" if i in ckpt_at else None}
+            for i, a in enumerate(accs)]
+
+
+def _records() -> list[TrialRecord]:
+    return [
+        TrialRecord("stop", {**PARAMS, "backbone": "m:scratch"}, _epochs([0.5], [0]), None, 9),
+        TrialRecord("err", {**PARAMS, "backbone": "m:package"}, [], "TrialFailed: loss nan", 3),
+        TrialRecord("fin", {**PARAMS, "backbone": "m:package"},
+                    _epochs([0.7, 0.9, 0.8], [0, 1]), None, 40),
+    ]
+
+
+def test_ranking_status_and_best_checkpoint() -> None:
+    board = build_leaderboard(_records(), STATIC)
+    assert list(board.columns) == COLUMNS
+    assert board["trial_id"].tolist() == ["fin", "stop", "err"]
+    assert board["rank"].tolist() == [1, 2, 3]
+    assert board["status"].tolist() == ["finished", "stopped", "errored"]
+    top = board.iloc[0]
+    assert top["val_accuracy"] == 0.9 and top["best_epoch"] == 2 and top["checkpoint"] == "/ck/1"
+    assert bool(board.iloc[1]["pretrained"]) is False
+    assert board.iloc[2]["error"] == "TrialFailed: loss nan"
+    assert best_trial(board)["trial_id"] == "fin"
+    assert "err errored: TrialFailed" in format_leaderboard(board)
+
+
+def test_best_trial_errors() -> None:
+    board = build_leaderboard(_records()[1:2], STATIC)
+    with pytest.raises(AutomlError, match="no trial produced a checkpoint"):
+        best_trial(board)
+    with pytest.raises(AutomlError, match="no trial 'zzz'"):
+        best_trial(board, "zzz")
+
+
+def test_root_cause_finds_the_worker_error() -> None:
+    wrapped = RuntimeError("Training failed.\nTraceback\n  File x\nTrialFailed: loss became nan")
+    assert root_cause(wrapped) == "TrialFailed: loss became nan"
+
+
+def test_root_cause_unwraps_the_driver_reraise() -> None:
+    wrapped = RuntimeError("Trial failed\nTrialFailed: RuntimeError: value cannot be converted")
+    assert root_cause(wrapped) == "RuntimeError: value cannot be converted"
+    nan = RuntimeError("x\nautoml.errors.TrialFailed: TrialFailed: training loss became nan")
+    assert root_cause(nan) == "TrialFailed: training loss became nan"
