@@ -16,3 +16,6 @@ test: lint
 
 bench: setup
 	.venv/bin/python bench/overhead.py
+
+demo-text: setup
+	.venv/bin/automl search search_spaces/demo_text.yaml --run-dir runs/demo_text

@@ -1,19 +1,32 @@
-"""automl: transfer-learning AutoML on Ray (Tune + Optuna TPE + ASHA over TorchTrainer trials)."""
+"""automl: transfer-learning AutoML on Ray (Tune + Optuna TPE + ASHA over TorchTrainer trials).
 
-from automl.api import SearchResult, export, leaderboard, run_search, validate
-from automl.errors import AutomlError, BackboneError, ConfigError, DataError
-from automl.export import load_exported, predict
+The public API is imported lazily: Ray Train workers import `automl.train` and should not pay
+for pandas, Optuna and Ray Tune, which only the driver needs.
+"""
 
-__all__ = [
-    "AutomlError",
-    "BackboneError",
-    "ConfigError",
-    "DataError",
-    "SearchResult",
-    "export",
-    "leaderboard",
-    "load_exported",
-    "predict",
-    "run_search",
-    "validate",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "run_search": "automl.api",
+    "validate": "automl.api",
+    "leaderboard": "automl.api",
+    "export": "automl.api",
+    "SearchResult": "automl.api",
+    "predict": "automl.export",
+    "load_exported": "automl.export",
+    "AutomlError": "automl.errors",
+    "BackboneError": "automl.errors",
+    "ConfigError": "automl.errors",
+    "DataError": "automl.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'automl' has no attribute {name!r}")

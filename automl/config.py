@@ -52,6 +52,12 @@ class DataConfig:
     """Use at most this many examples per class (seeded subsample); default all."""
     seed: int = 0
     """Seed of the train/validation split and subsample."""
+    text_column: str = "text"
+    """Text tables: the column holding the text."""
+    label_column: str = "label"
+    """Text tables: the column holding the class label."""
+    val_path: str | None = None
+    """Text tables: a separate validation file (default: split data.path)."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +167,7 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
         problems.append(f"task: must be one of {list(TASKS)}, got {task!r}")
     sections = {n: _section(cls, raw.get(n), n, problems) for n, cls in _SECTIONS.items()}
     backbones = _backbones(raw.get("backbones"), task, problems)
-    space = _space(raw.get("space") or {}, problems)
+    space = _space(raw.get("space") or {}, task, problems)
     _check_values(sections, problems)
     if problems:
         raise ConfigError(source, problems)
@@ -253,7 +259,7 @@ def _backbones(raw: Any, task: str, problems: list[str]) -> tuple[BackboneChoice
     return tuple(choices)
 
 
-def _space(raw: Any, problems: list[str]) -> dict[str, Any]:
+def _space(raw: Any, task: str, problems: list[str]) -> dict[str, Any]:
     if not isinstance(raw, dict):
         problems.append(f"space: must be a mapping of parameter specs, got {raw!r}")
         return {}
@@ -262,11 +268,16 @@ def _space(raw: Any, problems: list[str]) -> dict[str, Any]:
         if name not in spaces.PARAM_RULES:
             problems.append(f"space.{name}: unknown parameter{_suggest(name, spaces.PARAM_RULES)}")
             continue
+        rule_task = spaces.PARAM_RULES[name].task
+        if rule_task and rule_task != task:
+            problems.append(f"space.{name}: only applies to task {rule_task}, this is {task}")
+            continue
         try:
             parsed[name] = spaces.parse_param(name, spec)
         except ValueError as exc:
             problems.append(f"space.{name}: {exc}")
-    return {**{n: r.default for n, r in spaces.PARAM_RULES.items()}, **parsed}
+    defaults = {n: r.default for n, r in spaces.PARAM_RULES.items() if r.task in (None, task)}
+    return {**defaults, **parsed}
 
 
 def _suggest(word: str, options: Any) -> str:

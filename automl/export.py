@@ -37,7 +37,7 @@ def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
         raise AutomlError(f"{str(src)!r} is not a trial checkpoint (no {PLAN_FILE}/{WEIGHTS_FILE})")
     saved = json.loads((src / PLAN_FILE).read_text())
     plan = TrialPlan.from_dict(saved)
-    model = _plain_model(plan)
+    model = _plain_model(plan, src)
     state = load_file(str(src / WEIGHTS_FILE))
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Frozen BatchNorms (FrozenBatchNorm2d) carry no num_batches_tracked; nothing else may differ.
@@ -52,6 +52,7 @@ def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
         "format": EXPORT_FORMAT,
         "task": plan.task,
         "library": "timm" if plan.task == "image" else "transformers",
+        "hf_dir": "hf" if plan.task == "text" else None,
         "backbone": plan.backbone,
         "weights_source": plan.weights,
         "num_classes": plan.num_classes,
@@ -76,10 +77,18 @@ def _copy_extras(src: Path, out: Path) -> None:
                 shutil.copy2(extra, target)
 
 
-def _plain_model(plan: TrialPlan) -> nn.Module:
-    """The architecture with a fresh head and no pretrained download (weights come next)."""
+def _plain_model(plan: TrialPlan, directory: Path) -> nn.Module:
+    """The architecture with a fresh head and no pretrained download (weights come next).
+
+    Text models rebuild from the HF config saved in the checkpoint / export directory.
+    """
+    options = dict(plan.preprocessing)
+    if plan.task == "text":
+        from automl.backbones.hf_backbone import HF_SUBDIR
+
+        options["source"] = str(directory / HF_SUBDIR)
     model, _ = build_model(plan.task, plan.backbone, "scratch", plan.num_classes,
-                           **plan.preprocessing)
+                           pooling=plan.pooling, **options)
     return model
 
 
@@ -94,10 +103,7 @@ def load_exported(export_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     if config.get("format") != EXPORT_FORMAT:
         raise AutomlError(f"{path} has format {config.get('format')!r}, expected {EXPORT_FORMAT}")
     plan = TrialPlan.from_dict(config["hyperparameters"])
-    if plan.task == "text":
-        plan = TrialPlan.from_dict({**plan.to_dict(), "preprocessing": {
-            **plan.preprocessing, "model_dir": str(root)}})
-    model = _plain_model(plan)
+    model = _plain_model(plan, root)
     model.load_state_dict(load_file(str(root / WEIGHTS_FILE)), strict=True)
     return model.eval(), config
 
@@ -112,7 +118,8 @@ def predict(export_dir: str | Path, inputs: list[str], batch_size: int = 32) -> 
     else:
         from automl.text_data import text_batches
 
-        batches = text_batches(inputs, Path(export_dir), config["preprocessing"], batch_size)
+        batches = text_batches(inputs, Path(export_dir), batch_size,
+                               config["hyperparameters"]["max_length"])
     out: list[Prediction] = []
     names = config["class_names"]
     with torch.inference_mode():

@@ -10,9 +10,10 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from automl.config import Config
+if TYPE_CHECKING:
+    from automl.config import Config
 
 PLAN_FILE = "plan.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -37,6 +38,9 @@ class TrialPlan:
     seed: int
     precision: str = "fp32"
     grad_clip: float | None = 1.0
+    lp_ft_epochs: int = 0
+    max_length: int = 128
+    pooling: str = "mean"
 
     @property
     def pretrained(self) -> bool:
@@ -108,4 +112,7 @@ def make_plan(params: dict[str, Any], static: dict[str, Any]) -> TrialPlan:
         seed=int(static["seed"]),
         precision=static["precision"],
         grad_clip=static["grad_clip"],
+        lp_ft_epochs=int(params.get("lp_ft_epochs", 0)) if unfrozen else 0,
+        max_length=int(params.get("max_length", 128)),
+        pooling=str(params.get("pooling", "mean")),
     )

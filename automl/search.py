@@ -31,7 +31,8 @@ from automl.spaces import sample_trial
 # all-zero request, so it asks for a little memory instead; CPUs go to the training workers.
 DRIVER_RESOURCES: dict[str, float] = {"CPU": 0.0, "memory": 256.0 * 1024**2}
 # Train V2 polls its workers every 2 s by default; trials are short, so poll faster.
-_RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_DEDUP_LOGS": "0"}
+# RAY_AIR_NEW_OUTPUT=0 with verbose=0: Tune prints nothing; ProgressPrinter reports instead.
+_RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_AIR_NEW_OUTPUT": "0"}
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,11 @@ def run_trials(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     searcher = OptunaSearch(
         space=space, metric=config.search.metric, mode="max",
-        sampler=optuna.samplers.TPESampler(seed=config.search.seed),
+        # Optuna's default is 10 random trials before TPE; small searches would never use TPE.
+        sampler=optuna.samplers.TPESampler(
+            seed=config.search.seed,
+            n_startup_trials=min(10, max(2, config.search.num_samples // 3)),
+        ),
     )
     scheduler = ASHAScheduler(
         time_attr="training_iteration",

@@ -34,6 +34,10 @@ class ParamRule:
     highest: float | None = None
     exclusive_low: bool = False
     doc: str = ""
+    options: tuple[str, ...] = ()
+    """For string parameters: the allowed values."""
+    task: str | None = None
+    """Only meaningful for this task (None: any)."""
 
 
 PARAM_RULES: dict[str, ParamRule] = {
@@ -49,6 +53,11 @@ PARAM_RULES: dict[str, ParamRule] = {
     ),
     "weight_decay": ParamRule(0.0, float, 0.0, None, doc="AdamW weight decay"),
     "batch_size": ParamRule(32, int, 1.0, None, doc="per-worker batch size"),
+    "lp_ft_epochs": ParamRule(
+        0, int, 0.0, None, doc="LP-FT: first epochs train the head only, then unfreeze"
+    ),
+    "max_length": ParamRule(128, int, 8.0, 4096.0, doc="max tokens per text", task="text"),
+    "pooling": ParamRule("mean", str, options=("cls", "mean"), doc="text pooling", task="text"),
 }
 
 # Parameters sampled only when the backbone is (partly) unfrozen.
@@ -75,6 +84,8 @@ def parse_param(name: str, spec: Any) -> BaseDistribution | Any:
             for value in choices:
                 _check_value(rule, value)
             return CategoricalDistribution(choices)
+        if rule.kind is str:
+            raise ValueError(f"a text parameter takes choices: {list(rule.options)}")
         if "low" not in spec or "high" not in spec:
             raise ValueError(f"a range needs both low and high, got {spec}")
         low, high = spec["low"], spec["high"]
@@ -89,6 +100,10 @@ def parse_param(name: str, spec: Any) -> BaseDistribution | Any:
 
 
 def _check_value(rule: ParamRule, value: Any, what: str = "value") -> None:
+    if rule.kind is str:
+        if value not in rule.options:
+            raise ValueError(f"{what} must be one of {list(rule.options)}, got {value!r}")
+        return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{what} must be a number, got {value!r}")
     if rule.kind is int and not float(value).is_integer():
@@ -102,14 +117,6 @@ def _check_value(rule: ParamRule, value: Any, what: str = "value") -> None:
             raise ValueError(f"{what} must be {sign} {rule.lowest:g}, got {value!r}")
     if rule.highest is not None and value > rule.highest:
         raise ValueError(f"{what} must be <= {rule.highest:g}, got {value!r}")
-
-
-def parse_space(raw: dict[str, Any]) -> dict[str, Any]:
-    """Parse every parameter, filling in defaults; raise ValueError naming the bad key."""
-    parsed: dict[str, Any] = {}
-    for name, rule in PARAM_RULES.items():
-        parsed[name] = parse_param(name, raw[name]) if name in raw else rule.default
-    return parsed
 
 
 def sample_trial(

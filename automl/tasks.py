@@ -58,6 +58,9 @@ class TaskData:
         self, source: dict[str, torch.Tensor], index: torch.Tensor, device: torch.device
     ) -> dict[str, torch.Tensor]:
         out = {k: v[index].to(device) for k, v in source.items()}
+        if "attention_mask" in out:  # trim padding beyond the longest text of the batch
+            longest = max(int(out["attention_mask"].sum(1).max()), 1)
+            out = {k: v[:, :longest] for k, v in out.items()}
         if "pixels" in out:
             out["pixels"] = normalize(out["pixels"], self.preprocessing)
         return out

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl.backbones import apply_unfreeze, build_model, count_params, param_groups
+from automl.backbones import build_model
+from automl.backbones.groups import apply_unfreeze, count_params, param_groups
 from automl.errors import TrialFailed
 from automl.plan import WEIGHTS_FILE, TrialPlan
 from automl.tasks import TaskData, make_task_data
@@ -49,13 +50,15 @@ def setup_trial(plan: TrialPlan, payload: dict[str, Any]) -> TrialSetup:
     """Build model (weights loaded, last k groups unfrozen), optimizer and tensors."""
     seed_everything(plan.seed)
     model, layers = build_model(plan.task, plan.backbone, plan.weights, plan.num_classes,
-                                **plan.preprocessing)
+                                pooling=plan.pooling, **plan.preprocessing)
     _, total = count_params(model)
     depth = layers.depth_for(plan.unfreeze_fraction)
     apply_unfreeze(model, layers, depth)
     groups = param_groups(model, layers, plan.head_lr, plan.backbone_lr or 0.0,
                           plan.layer_decay, plan.weight_decay)
     optimizer = torch.optim.AdamW(groups)
+    for group in optimizer.param_groups:
+        group["base_lr"] = group["lr"]
     trainable, _ = count_params(model)
     data = make_task_data(plan, payload)
     return TrialSetup(model, optimizer, data, depth, len(layers.groups), trainable, total)
@@ -78,6 +81,10 @@ def train_epoch(
     """One epoch over this worker's shard of the training set; returns the mean loss."""
     model, data = setup.model, setup.data
     model.train()
+    # LP-FT: the first lp_ft_epochs train the head alone (backbone LR 0), then everything unfrozen.
+    linear_probe = epoch <= plan.lp_ft_epochs
+    for group in setup.optimizer.param_groups:
+        group["lr"] = 0.0 if linear_probe and group["name"] != "head" else group["base_lr"]
     rank, world = shard
     generator = torch.Generator().manual_seed(plan.seed * 1000 + epoch)
     order = torch.randperm(data.num_train, generator=generator)[rank::world]
@@ -130,6 +137,10 @@ def save_checkpoint(model: nn.Module, plan: TrialPlan, directory: Path, **metric
     state = {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE))
     plan.save(directory, **metrics)
+    inner = _unwrap(model)
+    save_hf = getattr(inner, "save_hf", None)
+    if callable(save_hf):
+        save_hf(directory, plan.preprocessing["source"])
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -155,7 +166,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     payload = ray.get(config["data"][0])
     setup = setup_trial(plan, payload)
     setup.model = ray.train.torch.prepare_model(setup.model)
-    timings = {"setup_s": time.time() - t0, "startup_s": time.time() - t_trial_start}
+    timings = {
+        "ray_startup_s": t0 - t_trial_start,  # driver, controller, worker group, imports
+        "setup_s": time.time() - t0,  # weights, freezing, optimizer, data tensors
+        "startup_s": time.time() - t_trial_start,
+    }
     best = -1.0
     for epoch in range(1, plan.epochs + 1):
         t = time.time()

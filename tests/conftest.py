@@ -30,3 +30,49 @@ def write_image_folder(root: Path, per_class: int = 12, size: int = 32, seed: in
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     return write_image_folder(tmp_path / "images")
+
+
+POSITIVE = ["good", "great", "fun", "superb", "lovely", "moving"]
+NEGATIVE = ["bad", "awful", "boring", "dull", "weak", "tedious"]
+FILLER = ["the", "film", "was", "a", "plot", "acting", "and", "story", "very", "quite"]
+
+
+def write_tiny_bert(root: Path, vocab_size_extra: int = 0) -> Path:
+    """A 2-layer BERT config + WordPiece tokenizer built locally (no download)."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    root.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER]
+    tokenizer = BertTokenizer(vocab={word: i for i, word in enumerate(vocab)})
+    assert len(tokenizer) == len(vocab)
+    tokenizer.save_pretrained(root)
+    config = BertConfig(vocab_size=len(vocab) - vocab_size_extra, hidden_size=32,
+                        num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=64)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(root)
+    return root
+
+
+def write_text_csv(path: Path, per_class: int = 24, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label, words in (("pos", POSITIVE), ("neg", NEGATIVE)):
+        for _ in range(per_class):
+            text = " ".join([*rng.choice(FILLER, 4), *rng.choice(words, 2)])
+            rows.append(f"{text},{label}")
+    rng.shuffle(rows)
+    path.write_text("text,label\n" + "\n".join(rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_bert(tmp_path_factory.mktemp("bert"))
+
+
+@pytest.fixture
+def text_csv(tmp_path: Path) -> Path:
+    return write_text_csv(tmp_path / "reviews.csv")
