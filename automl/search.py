@@ -176,6 +176,7 @@ def run_trials(
             search_alg=searcher, scheduler=scheduler,
             num_samples=config.search.num_samples, max_concurrent_trials=concurrency,
             trial_dirname_creator=_trial_dirname,
+            reuse_actors=True,  # the trial driver process is reused: ≈3 s less per trial
         ),
         run_config=tune.RunConfig(
             name="tune",

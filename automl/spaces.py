@@ -61,7 +61,7 @@ PARAM_RULES: dict[str, ParamRule] = {
 }
 
 # Parameters sampled only when the backbone is (partly) unfrozen.
-_BACKBONE_ONLY = ("backbone_lr", "layer_decay")
+_BACKBONE_ONLY = ("backbone_lr", "layer_decay", "lp_ft_epochs")
 
 
 def parse_param(name: str, spec: Any) -> BaseDistribution | Any:

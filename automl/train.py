@@ -81,15 +81,17 @@ def train_epoch(
     """One epoch over this worker's shard of the training set; returns the mean loss."""
     model, data = setup.model, setup.data
     model.train()
-    # LP-FT: the first lp_ft_epochs train the head alone (backbone LR 0), then everything unfrozen.
-    linear_probe = epoch <= plan.lp_ft_epochs
-    for group in setup.optimizer.param_groups:
-        group["lr"] = 0.0 if linear_probe and group["name"] != "head" else group["base_lr"]
+    _set_lp_ft_phase(setup, linear_probe=epoch <= plan.lp_ft_epochs)
     rank, world = shard
     generator = torch.Generator().manual_seed(plan.seed * 1000 + epoch)
-    order = torch.randperm(data.num_train, generator=generator)[rank::world]
+    # Every rank gets the same number of examples (DDP needs equal step counts), and a last
+    # batch of one is dropped (BatchNorm cannot train on it).
+    per_rank = data.num_train // world
+    order = torch.randperm(data.num_train, generator=generator)[rank::world][:per_rank]
     total, count = 0.0, 0
     for step, index in enumerate(batches(len(order), plan.batch_size, order)):
+        if len(index) < 2:
+            continue
         inputs, labels = data.train_batch(index, device, generator)
         with torch.autocast(device.type, torch.bfloat16, enabled=plan.precision == "bf16"):
             logits = data.forward(model, inputs)
@@ -109,6 +111,21 @@ def train_epoch(
         total += loss.item() * len(labels)
         count += len(labels)
     return total / max(count, 1)
+
+
+def _set_lp_ft_phase(setup: TrialSetup, linear_probe: bool) -> None:
+    """LP-FT: during the first `lp_ft_epochs` only the head learns (backbone LR 0).
+
+    Without DDP the backbone also stops requiring grad, so backward stops at the head; DDP
+    fixes its set of trained parameters at wrap time, so there the LR alone does it.
+    """
+    can_toggle = not isinstance(setup.model, nn.parallel.DistributedDataParallel)
+    for group in setup.optimizer.param_groups:
+        backbone = group["name"] != "head"
+        group["lr"] = 0.0 if linear_probe and backbone else group["base_lr"]
+        if backbone and can_toggle:
+            for p in group["params"]:
+                p.requires_grad_(not linear_probe)
 
 
 @torch.inference_mode()
