@@ -84,3 +84,13 @@ def test_impossible_grace_period(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"search.grace_period: must be between 1 and"):
         config.load(path)
+
+
+def test_yaml_exponent_floats_and_task_specific_params(tmp_path: Path) -> None:
+    path = _write(tmp_path, "backbones: [test_resnet]\nspace: {head_lr: 1e-3, pooling: cls}\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert "space.pooling: only applies to task text, this is image" in str(info.value)
+    assert "head_lr" not in str(info.value)  # 1e-3 read as a float, not the string '1e-3'
+    ok = _write(tmp_path, "backbones: [test_resnet]\nspace: {head_lr: {low: 1e-4, high: 1e-2}}\n")
+    assert config.load(ok).space["head_lr"].low == 1e-4
