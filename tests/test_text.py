@@ -139,3 +139,19 @@ def test_text_export_round_trip(text_csv: Path, tiny_bert: Path, tmp_path: Path)
     preds = predict(out, ["the film was great and superb", "the plot was awful and dull"])
     assert [p.label for p in preds] == ["pos", "neg"]
     assert np.all([0.5 <= p.probability <= 1.0 for p in preds])
+
+
+def test_text_hub_offline_fails_fast_with_a_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from automl.backbones.hf_backbone import resolve_source
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(BackboneError, match="hub is unreachable.*weights: package"):
+        resolve_source("sentence-transformers/all-MiniLM-L6-v2", "hub")
+    with pytest.raises(BackboneError, match="hub is unreachable"):
+        resolve_source("bert-base-uncased", "scratch")
+
+
+def test_packaged_minilm_has_seven_layer_groups() -> None:
+    model, layers = build_model("text", "sentence-transformers/all-MiniLM-L6-v2", "package", 2)
+    assert len(layers.groups) == 7  # embeddings + 6 encoder layers
+    assert count_params(model)[1] > 22_000_000

@@ -107,7 +107,9 @@ def create_text_model(
     `source` overrides where the config comes from (an export's saved HF directory).
     """
     from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # one bar per load would drown the search progress
     source = source or resolve_source(name, weights)
     try:
         if weights == "scratch":
