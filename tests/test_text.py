@@ -145,7 +145,7 @@ def test_text_hub_offline_fails_fast_with_a_hint(monkeypatch: pytest.MonkeyPatch
     from automl.backbones.hf_backbone import resolve_source
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(BackboneError, match="hub is unreachable.*weights: package"):
+    with pytest.raises(BackboneError, match=r"hub is unreachable.*weights: package"):
         resolve_source("sentence-transformers/all-MiniLM-L6-v2", "hub")
     with pytest.raises(BackboneError, match="hub is unreachable"):
         resolve_source("bert-base-uncased", "scratch")
