@@ -68,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
               f"{result.run_dir / 'leaderboard.csv'}")
         if result.export_dir:
             print(f"Best model exported to {result.export_dir}")
-            print(f"  predict: automl predict {result.export_dir} IMAGE_OR_FOLDER...")
+            print(f"  predict: automl predict {result.export_dir} INPUT...")
     elif args.command == "leaderboard":
         print(api.format_leaderboard(api.leaderboard(args.run_dir), args.top))
     elif args.command == "export":
