@@ -5,9 +5,9 @@ Every problem is collected with its YAML key path and reported in one `ConfigErr
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,30 +180,29 @@ def _section(cls: type, raw: Any, name: str, problems: list[str]) -> Any:
     if not isinstance(raw, dict):
         problems.append(f"{name}: must be a mapping, got {raw!r}")
         return cls()
-    names = [f.name for f in dataclasses.fields(cls)]
+    hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key not in names:
-            problems.append(f"{name}.{key}: unknown key{_suggest(key, names)}")
+        if key not in hints:
+            problems.append(f"{name}.{key}: unknown key{_suggest(key, list(hints))}")
             continue
-        default = getattr(cls(), key)
-        if default is not None and value is not None and not _same_kind(default, value):
-            problems.append(
-                f"{name}.{key}: expected {type(default).__name__}, got {value!r}"
-            )
-            continue
-        values[key] = value
+        kinds = [t for t in typing.get_args(hints[key]) or (hints[key],) if t is not type(None)]
+        if value is None and len(kinds) < len(typing.get_args(hints[key]) or (1,)):
+            values[key] = value
+        elif not any(_is_kind(value, kind) for kind in kinds):
+            expected = " or ".join(k.__name__ for k in kinds)
+            problems.append(f"{name}.{key}: expected {expected}, got {value!r}")
+        else:
+            values[key] = float(value) if kinds == [float] else value
     return cls(**values)
 
 
-def _same_kind(default: Any, value: Any) -> bool:
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, type(default)) and not (
-        isinstance(value, bool) and not isinstance(default, bool)
-    )
+def _is_kind(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, kind)
 
 
 def _check_values(sections: dict[str, Any], problems: list[str]) -> None:

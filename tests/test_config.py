@@ -94,3 +94,14 @@ def test_yaml_exponent_floats_and_task_specific_params(tmp_path: Path) -> None:
     assert "head_lr" not in str(info.value)  # 1e-3 read as a float, not the string '1e-3'
     ok = _write(tmp_path, "backbones: [test_resnet]\nspace: {head_lr: {low: 1e-4, high: 1e-2}}\n")
     assert config.load(ok).space["head_lr"].low == 1e-4
+
+
+def test_wrong_types_in_optional_fields_are_reported_not_crashed(tmp_path: Path) -> None:
+    path = _write(tmp_path, "backbones: [test_resnet]\ndata: {image_size: big}\n"
+                            "resources: {use_gpu: 1, cpus_per_worker: 2}\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    text = str(info.value)
+    assert "data.image_size: expected int, got 'big'" in text
+    assert "resources.use_gpu: expected bool, got 1" in text
+    assert "cpus_per_worker" not in text
