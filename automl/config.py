@@ -70,6 +70,8 @@ class TrainConfig:
     """`fp32` or `bf16` (autocast; for GPUs)."""
     grad_clip: float | None = 1.0
     """Max gradient norm; null disables clipping."""
+    hflip: bool = True
+    """Images: random horizontal flips while training (off for orientation-sensitive data)."""
 
 
 @dataclass(frozen=True)

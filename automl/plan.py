@@ -38,6 +38,7 @@ class TrialPlan:
     seed: int
     precision: str = "fp32"
     grad_clip: float | None = 1.0
+    hflip: bool = True
     lp_ft_epochs: int = 0
     max_length: int = 128
     pooling: str = "mean"
@@ -89,6 +90,7 @@ def static_block(
         "seed": config.train.seed,
         "precision": config.train.precision,
         "grad_clip": config.train.grad_clip,
+        "hflip": config.train.hflip,
     }
 
 
@@ -112,6 +114,7 @@ def make_plan(params: dict[str, Any], static: dict[str, Any]) -> TrialPlan:
         seed=int(static["seed"]),
         precision=static["precision"],
         grad_clip=static["grad_clip"],
+        hflip=bool(static.get("hflip", True)),
         lp_ft_epochs=int(params.get("lp_ft_epochs", 0)) if unfrozen else 0,
         max_length=int(params.get("max_length", 128)),
         pooling=str(params.get("pooling", "mean")),

@@ -202,7 +202,7 @@ def _record(result: Any) -> TrialRecord:
     if frame is not None and len(frame):
         history = frame.to_dict("records")
     metrics = result.metrics or {}
-    params = {k: v for k, v in (result.config or {}).items()}
+    params = dict(result.config or {})
     error = root_cause(result.error) if result.error is not None else None
     trial_id = metrics.get("trial_id") or Path(result.path).name
     return TrialRecord(str(trial_id), params, history, error,

@@ -26,6 +26,7 @@ class TaskData:
     val_labels: torch.Tensor
     preprocessing: dict[str, Any]
     augment: bool = True
+    """Random horizontal flips of training images."""
 
     @property
     def num_train(self) -> int:
@@ -93,6 +94,7 @@ def make_task_data(plan: TrialPlan, payload: dict[str, Any]) -> TaskData:
             {"pixels": torch.from_numpy(np.array(payload["val"][key]))},
             torch.as_tensor(payload["val_labels"], dtype=torch.long),
             plan.preprocessing,
+            augment=plan.hflip,
         )
     from automl.text_data import make_text_task_data
 

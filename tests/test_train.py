@@ -48,3 +48,7 @@ def test_bf16_autocast_path_runs_on_cpu(image_folder: Path) -> None:
 def test_nan_loss_fails_the_trial_with_a_reason(image_folder: Path) -> None:
     with pytest.raises(TrialFailed, match="loss became"):
         _run(image_folder, head_lr=1e12, backbone_lr=1e12, grad_clip=None)
+
+
+def test_hflip_off_changes_the_training_data(image_folder: Path) -> None:
+    assert _run(image_folder, hflip=False) != _run(image_folder)
