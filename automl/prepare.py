@@ -24,7 +24,7 @@ def preflight_backbones(config: Config) -> dict[str, dict[str, Any]]:
             else:
                 from automl.backbones.hf_backbone import check_text_backbone
 
-                out[choice.label] = check_text_backbone(choice.name, choice.weights, config)
+                out[choice.label] = check_text_backbone(choice.name, choice.weights)
         except BackboneError as exc:
             raise BackboneError(f"{where}: {exc}") from None
     return out

@@ -45,9 +45,11 @@ def read_table(path: str | Path, text_column: str, label_column: str) -> pd.Data
 
 
 def _clean(frame: pd.DataFrame, text_column: str, label_column: str) -> tuple[pd.DataFrame, int]:
+    """Rows with a non-empty text and a label (labels as strings), and how many were dropped."""
     texts = frame[text_column].astype("string").str.strip()
     keep = texts.notna() & (texts != "") & frame[label_column].notna()
-    out = pd.DataFrame({"text": texts[keep].astype(str), "label": frame[label_column][keep]})
+    out = pd.DataFrame({"text": texts[keep].astype(str),
+                        "label": frame[label_column][keep].astype(str)})
     return out.reset_index(drop=True), int((~keep).sum())
 
 
@@ -57,17 +59,17 @@ def prepare_text(config: Config) -> tuple[dict[str, Any], list[str], str]:
     assert d.path is not None
     frame, skipped = _clean(read_table(d.path, d.text_column, d.label_column),
                             d.text_column, d.label_column)
-    classes = sorted(frame["label"].astype(str).unique())
+    classes = sorted(frame["label"].unique())
     if len(classes) < 2:
         raise DataError(
             f"{d.path}: labels have a single value {classes}; need at least two classes"
         )
     index = {c: i for i, c in enumerate(classes)}
-    labels = frame["label"].astype(str).map(index).to_numpy()
+    labels = frame["label"].map(index).to_numpy()
     if d.val_path:
         val_frame, val_skipped = _clean(read_table(d.val_path, d.text_column, d.label_column),
                                         d.text_column, d.label_column)
-        unknown = sorted(set(val_frame["label"].astype(str)) - set(classes))
+        unknown = sorted(set(val_frame["label"]) - set(classes))
         if unknown:
             raise DataError(f"{d.val_path}: label value(s) {unknown[:5]} never occur in training "
                             f"data {d.path} (known: {classes[:10]})")
@@ -77,7 +79,7 @@ def prepare_text(config: Config) -> tuple[dict[str, Any], list[str], str]:
             train_idx = stratified_split(labels, 0.5, d.seed, d.max_per_class * 2)[0]
         train_texts, train_labels = frame["text"].to_numpy()[train_idx], labels[train_idx]
         val_texts = val_frame["text"].to_numpy()
-        val_labels = val_frame["label"].astype(str).map(index).to_numpy()
+        val_labels = val_frame["label"].map(index).to_numpy()
     else:
         train_idx, val_idx = stratified_split(labels, d.val_fraction, d.seed, d.max_per_class)
         train_texts, train_labels = frame["text"].to_numpy()[train_idx], labels[train_idx]
@@ -90,10 +92,7 @@ def prepare_text(config: Config) -> tuple[dict[str, Any], list[str], str]:
     return payload, classes, summary
 
 
-def _tokenize(source: Any, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(source) if isinstance(source, str) else source
+def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
     enc = tokenizer(list(texts), truncation=True, max_length=max_length, padding="max_length",
                     return_tensors="pt")
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
@@ -101,11 +100,13 @@ def _tokenize(source: Any, texts: list[str], max_length: int) -> dict[str, torch
 
 def make_text_task_data(plan: TrialPlan, payload: dict[str, Any]) -> TaskData:
     """Tokenize once per trial with the backbone's own tokenizer."""
-    source = plan.preprocessing["source"]
+    from automl.backbones.hf_backbone import load_tokenizer
+
+    tokenizer = load_tokenizer(plan.preprocessing["source"])
     return TaskData(
-        _tokenize(source, payload["train_texts"], plan.max_length),
+        _tokenize(tokenizer, payload["train_texts"], plan.max_length),
         torch.as_tensor(payload["train_labels"], dtype=torch.long),
-        _tokenize(source, payload["val_texts"], plan.max_length),
+        _tokenize(tokenizer, payload["val_texts"], plan.max_length),
         torch.as_tensor(payload["val_labels"], dtype=torch.long),
         plan.preprocessing,
     )
@@ -115,11 +116,9 @@ def text_batches(
     inputs: list[str], export_dir: Path, batch_size: int, max_length: int
 ) -> Iterator[tuple[list[str], dict[str, torch.Tensor]]]:
     """(texts, tokenized batch) for prediction with an exported text model."""
-    from transformers import AutoTokenizer
+    from automl.backbones.hf_backbone import HF_SUBDIR, load_tokenizer
 
-    from automl.backbones.hf_backbone import HF_SUBDIR
-
-    tokenizer = AutoTokenizer.from_pretrained(str(export_dir / HF_SUBDIR))
+    tokenizer = load_tokenizer(str(export_dir / HF_SUBDIR))
     for start in range(0, len(inputs), batch_size):
         chunk = inputs[start:start + batch_size]
         yield chunk, _tokenize(tokenizer, chunk, max_length)

@@ -66,7 +66,7 @@ def test_pretrained_file_vs_scratch(tiny_bert: Path) -> None:
 def test_tokenizer_model_mismatch(tmp_path: Path) -> None:
     bad = write_tiny_bert(tmp_path / "bad", vocab_size_extra=5)
     with pytest.raises(BackboneError, match="do not match"):
-        check_text_backbone(str(bad), f"file:{bad}", None)
+        check_text_backbone(str(bad), f"file:{bad}")
 
 
 def test_read_table_errors(tmp_path: Path, text_csv: Path) -> None:

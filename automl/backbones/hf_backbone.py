@@ -3,6 +3,7 @@ notion as timm (embeddings first, one group per encoder layer, head last)."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,18 @@ def resolve_source(name: str, weights: str) -> str:
     if not hub_reachable():
         raise BackboneError(offline_hint(name))
     return name
+
+
+@functools.lru_cache(maxsize=8)
+def load_tokenizer(source: str) -> Any:
+    """The tokenizer saved with a model (cached: a trial needs it for train, val and every
+    checkpoint); BackboneError if it cannot be loaded."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise BackboneError(f"cannot load the tokenizer of {source!r}: {exc}") from None
 
 
 class TextClassifier(nn.Module):
@@ -73,11 +86,9 @@ class TextClassifier(nn.Module):
 
     def save_hf(self, directory: Path, source: str) -> None:
         """Save the encoder config and tokenizer (HF format) so the model rebuilds offline."""
-        from transformers import AutoTokenizer
-
         target = directory / HF_SUBDIR
         _config(self.encoder).save_pretrained(target)
-        AutoTokenizer.from_pretrained(source).save_pretrained(target)
+        load_tokenizer(source).save_pretrained(target)
 
 
 def _config(encoder: nn.Module) -> Any:
@@ -121,16 +132,11 @@ def create_text_model(
     return TextClassifier(encoder, num_classes, pooling)
 
 
-def check_text_backbone(name: str, weights: str, config: Any) -> dict[str, Any]:
+def check_text_backbone(name: str, weights: str) -> dict[str, Any]:
     """Driver-side check: weights + tokenizer load and match. Returns the text preprocessing."""
-    from transformers import AutoTokenizer
-
     source = resolve_source(name, weights)
-    model = create_text_model(name, weights, 2)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError) as exc:
-        raise BackboneError(f"cannot load the tokenizer of {source!r}: {exc}") from None
+    model = create_text_model(name, weights, 2, source=source)
+    tokenizer = load_tokenizer(source)
     vocab = int(_config(model.encoder).vocab_size)
     if len(tokenizer) > vocab:
         raise BackboneError(f"tokenizer of {source!r} has {len(tokenizer)} tokens but the model "
