@@ -37,8 +37,9 @@ def bare_loop(space: Path, board: pd.DataFrame, static: dict[str, Any]) -> float
     cfg = config_mod.load(space)
     payload, _, _ = prepare_data(cfg, preflight_backbones(cfg))
     for _, row in board[board["epochs"] > 0].iterrows():
-        params = {k: row[k] for k in ("unfreeze_fraction", "head_lr", "backbone_lr",
-                                      "layer_decay", "weight_decay", "batch_size")}
+        knobs = ("unfreeze_fraction", "head_lr", "backbone_lr", "layer_decay", "lp_ft_epochs",
+                 "weight_decay", "batch_size", "pooling", "max_length")
+        params = {k: row[k] for k in knobs if not pd.isna(row[k])}
         params["backbone"] = f"{row['backbone']}:{row['weights']}"
         plan = make_plan(params, static)
         setup = setup_trial(plan, payload)
