@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` (set up + run the demo search), `make test`.
-.PHONY: setup demo demo-text test lint bench
+.PHONY: setup demo demo-text test lint unit smoke bench
 
 setup:
 	@bash scripts/setup.sh
@@ -11,8 +11,14 @@ lint: setup
 	.venv/bin/ruff check automl tests bench
 	.venv/bin/mypy
 
-test: lint
+unit: setup
 	.venv/bin/pytest -q
+
+# The demo as a new user runs it, shortened: catches what tests with absolute paths miss.
+smoke: setup
+	bash scripts/smoke.sh
+
+test: lint unit smoke
 
 bench: setup
 	.venv/bin/python bench/overhead.py

@@ -1,4 +1,8 @@
-"""Top-level Python API: the one place that wires config → data → search → leaderboard → export."""
+"""Top-level Python API: the one place that wires config → data → search → leaderboard → export.
+
+Heavy libraries (torch, Ray, Optuna) are imported inside the functions that need them, so
+`automl leaderboard` and `automl validate` start without them.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,15 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from automl import paths
+from automl.errors import AutomlError, SearchFailed
 
-from automl import config as config_mod
-from automl.config import Config
-from automl.errors import AutomlError
-from automl.export import export_checkpoint
-from automl.leaderboard import (
-    best_trial,
-    build_leaderboard,
-    format_leaderboard,
-    read_leaderboard,
-    write_leaderboard,
-)
-from automl.plan import static_block
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from automl.config import Config
 
 
 @dataclass(frozen=True)
@@ -32,6 +29,8 @@ class SearchResult:
     leaderboard: pd.DataFrame
     export_dir: Path | None
     wall_time_s: float
+    outcome: str
+    """One line: how many trials finished, stopped early and errored."""
 
 
 def run_search(
@@ -40,28 +39,45 @@ def run_search(
     run_dir: str | Path | None = None,
     num_samples: int | None = None,
     address: str | None = None,
+    epochs: int | None = None,
     log: Any = print,
 ) -> SearchResult:
     """Search transfer configurations for `space` (a YAML path or Config) on local Ray or a
-    cluster (`address`), write the leaderboard and export the best model into `run_dir`."""
+    cluster (`address`), write the leaderboard and export the best model into `run_dir`.
+
+    Config, data and backbone problems raise before Ray starts; a search in which no trial
+    produced a result raises `SearchFailed` (its `.result` holds the board and log paths).
+    """
+    from automl import config as config_mod
     from automl import search
-    from automl.prepare import preflight_backbones, prepare_data
+    from automl.config import Config
+    from automl.leaderboard import (
+        best_trial,
+        build_leaderboard,
+        failure_report,
+        has_result,
+        outcome,
+        write_leaderboard,
+    )
+    from automl.plan import static_block
+    from automl.prepare import preflight_backbones, prepare_data, scan_data
 
     started = time.time()
-    overrides = {"data.path": data, "search.num_samples": num_samples}
+    overrides = {"data.path": data, "search.num_samples": num_samples, "train.epochs": epochs}
     if isinstance(space, Config):
         cfg = space
-        if data or num_samples:
-            raise AutomlError("pass data/num_samples inside the Config when giving a Config")
+        if data or num_samples or epochs:
+            raise AutomlError("pass data/num_samples/epochs inside the Config when giving one")
     else:
         cfg = config_mod.load(space, overrides)
-    out = Path(run_dir) if run_dir else _default_run_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
+    out = paths.local_path(run_dir, "--run-dir") if run_dir else _default_run_dir(cfg)
+    scanned = scan_data(cfg)
     preprocessing = preflight_backbones(cfg)
-    payload, classes, summary = prepare_data(cfg, preprocessing)
-    log(summary)
     cluster = search.init_ray(address)
     concurrency = search.plan_concurrency(cfg.resources, cluster)
+    payload, classes, summary = prepare_data(cfg, scanned, preprocessing)
+    log(summary)
+    out.mkdir(parents=True, exist_ok=True)
     log(f"Ray: {cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs → "
         f"{concurrency} trial(s) at a time; {cfg.search.num_samples} trials, "
         f"{cfg.train.epochs} epoch(s) max each; run dir {out}")
@@ -73,7 +89,9 @@ def run_search(
     board = build_leaderboard(records, static)
     write_leaderboard(board, out)
     export_dir = None
-    if board["checkpoint"].apply(lambda c: isinstance(c, str)).any():
+    if has_result(board):
+        from automl.export import export_checkpoint
+
         export_dir = export_checkpoint(best_trial(board)["checkpoint"], out / "export")
     wall = time.time() - started
     (out / "summary.json").write_text(json.dumps({
@@ -82,32 +100,44 @@ def run_search(
         "best_val_accuracy": _float(board["val_accuracy"].max()),
         "export_dir": str(export_dir) if export_dir else None,
     }, indent=2))
-    return SearchResult(out, board, export_dir, wall)
+    result = SearchResult(out, board, export_dir, wall, outcome(board))
+    if export_dir is None:
+        raise SearchFailed(failure_report(board, out / search.LOG_DIR), result)
+    return result
 
 
 def _float(value: Any) -> float | None:
+    import pandas as pd
+
     return None if pd.isna(value) else float(value)
 
 
 def _default_run_dir(cfg: Config) -> Path:
     name = Path(cfg.source).stem if cfg.source.endswith((".yaml", ".yml")) else "search"
-    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return paths.local_path(Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def validate(space: str | Path) -> Config:
     """Validate a search space without building anything; raises ConfigError with every problem."""
+    from automl import config as config_mod
+
     return config_mod.load(space)
 
 
 def leaderboard(run_dir: str | Path) -> pd.DataFrame:
     """The ranked leaderboard of a finished search."""
-    return read_leaderboard(run_dir)
+    from automl.leaderboard import read_leaderboard
+
+    return read_leaderboard(paths.local_path(run_dir, "run dir"))
 
 
 def export(run_dir: str | Path, out: str | Path, trial_id: str | None = None) -> Path:
     """Export the best (or the named) trial of a search to `out`."""
-    row = best_trial(read_leaderboard(run_dir), trial_id)
-    return export_checkpoint(row["checkpoint"], out)
+    from automl.export import export_checkpoint
+    from automl.leaderboard import best_trial
+
+    row = best_trial(leaderboard(run_dir), trial_id)
+    return export_checkpoint(row["checkpoint"], paths.local_path(out, "--out"))
 
 
-__all__ = ["SearchResult", "export", "format_leaderboard", "leaderboard", "run_search", "validate"]
+__all__ = ["SearchResult", "export", "leaderboard", "run_search", "validate"]

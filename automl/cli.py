@@ -6,7 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from automl.errors import AutomlError
+from automl.errors import AutomlError, SearchFailed
+
+EXIT_USAGE = 2
+"""A problem the user can fix before anything runs: config, data, backbone, resources, address."""
+EXIT_NO_RESULT = SearchFailed.exit_code
+"""The search ran but no trial produced a result (see the printed cause and logs)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data", help="image folder (one sub-folder per class) or text table")
     s.add_argument("--run-dir", help="where the leaderboard, trials and export go")
     s.add_argument("--num-samples", type=int, help="number of trials (overrides the YAML)")
+    s.add_argument("--epochs", type=int, help="max epochs per trial (overrides train.epochs)")
     s.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
 
     v = sub.add_parser("validate", help="check a search space without building anything")
@@ -41,16 +47,38 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; user errors print one message and exit 2, never a traceback."""
+    """Entry point. Exit 0: done (some trials may have errored, the summary says how many);
+    1: the search ran but no trial produced a result; 2: a problem to fix before running
+    (config, data, backbone, resources, Ray address). Never a traceback for these."""
     args = _parser().parse_args(argv)
     try:
         return _run(args)
+    except SearchFailed as exc:
+        if exc.result is not None:
+            _print_search_end(exc.result)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NO_RESULT
     except AutomlError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted; finished trials stay in the run dir", file=sys.stderr)
         return 130
+
+
+def _print_search_end(result: object) -> None:
+    from automl.api import SearchResult
+    from automl.leaderboard import format_leaderboard
+
+    assert isinstance(result, SearchResult)
+    print("\nLeaderboard:\n" + format_leaderboard(result.leaderboard))
+    print(f"\nSearch: {result.outcome}; wall time {result.wall_time_s:.0f}s")
+    print(f"Leaderboard: {result.run_dir / 'leaderboard.csv'}")
+    if (result.leaderboard["status"] == "errored").any():
+        print(f"Full trial errors: {result.run_dir / 'logs'}/<trial_id>.error.txt")
+    if result.export_dir:
+        print(f"Best model exported to {result.export_dir}")
+        print(f"  predict: automl predict {result.export_dir} INPUT...")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -62,15 +90,13 @@ def _run(args: argparse.Namespace) -> int:
               f"{cfg.search.num_samples} trials)")
     elif args.command == "search":
         result = api.run_search(args.space, data=args.data, run_dir=args.run_dir,
-                                num_samples=args.num_samples, address=args.address)
-        print("\nLeaderboard:\n" + api.format_leaderboard(result.leaderboard))
-        print(f"\nSearch wall time {result.wall_time_s:.0f}s; leaderboard: "
-              f"{result.run_dir / 'leaderboard.csv'}")
-        if result.export_dir:
-            print(f"Best model exported to {result.export_dir}")
-            print(f"  predict: automl predict {result.export_dir} INPUT...")
+                                num_samples=args.num_samples, address=args.address,
+                                epochs=args.epochs)
+        _print_search_end(result)
     elif args.command == "leaderboard":
-        print(api.format_leaderboard(api.leaderboard(args.run_dir), args.top))
+        from automl.leaderboard import format_leaderboard
+
+        print(format_leaderboard(api.leaderboard(args.run_dir), args.top))
     elif args.command == "export":
         out = api.export(args.run_dir, args.out, args.trial)
         print(f"exported to {out}")

@@ -5,6 +5,7 @@ Every problem is collected with its YAML key path and reported in one `ConfigErr
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 import typing
@@ -14,9 +15,9 @@ from typing import Any
 
 import yaml
 
-from automl import spaces
+from automl import paths, spaces
 from automl.backbones.registry import check_backbone
-from automl.errors import ConfigError
+from automl.errors import AutomlError, ConfigError
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ _TOP_KEYS = ("task", "backbones", "space", *_SECTIONS)
 
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
     """Read a YAML search space, apply `section.key` overrides and validate it all at once."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(str(path), ["file not found; pass the path of a search space YAML"])
     try:
@@ -153,8 +154,12 @@ def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
         raise ConfigError(str(path), ["the top level must be a mapping of sections"])
     for dotted, value in (overrides or {}).items():
         section, _, key = dotted.partition(".")
-        if value is not None:
-            raw.setdefault(section, {})[key] = value
+        if value is None:
+            continue
+        if raw.get(section) is None:  # `data:` with nothing under it
+            raw[section] = {}
+        if isinstance(raw[section], dict):  # otherwise from_dict reports the section
+            raw[section][key] = value
     return from_dict(raw, source=str(path))
 
 
@@ -168,6 +173,7 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
     if task not in TASKS:
         problems.append(f"task: must be one of {list(TASKS)}, got {task!r}")
     sections = {n: _section(cls, raw.get(n), n, problems) for n, cls in _SECTIONS.items()}
+    sections["data"] = _resolve_data_paths(sections["data"], problems)
     backbones = _backbones(raw.get("backbones"), task, problems)
     space = _space(raw.get("space") or {}, task, problems)
     _check_values(sections, problems)
@@ -207,6 +213,19 @@ def _is_kind(value: Any, kind: type) -> bool:
     return isinstance(value, kind)
 
 
+def _resolve_data_paths(data: DataConfig, problems: list[str]) -> DataConfig:
+    """Data locations as absolute paths (or URIs), resolved here on the driver."""
+    def resolved(key: str) -> str | None:
+        value = getattr(data, key)
+        try:
+            return None if value is None else paths.resolve(value, f"data.{key}")
+        except AutomlError as exc:
+            problems.append(str(exc))
+            return str(value)
+
+    return dataclasses.replace(data, path=resolved("path"), val_path=resolved("val_path"))
+
+
 def _check_values(sections: dict[str, Any], problems: list[str]) -> None:
     data, train, search, res = (sections[k] for k in ("data", "train", "search", "resources"))
     rules = [
@@ -216,6 +235,8 @@ def _check_values(sections: dict[str, Any], problems: list[str]) -> None:
          "must be >= 2"),
         ("train.epochs", train.epochs >= 1, "must be >= 1"),
         ("train.precision", train.precision in ("fp32", "bf16"), "must be fp32 or bf16"),
+        ("train.grad_clip", train.grad_clip is None or train.grad_clip > 0,
+         "must be > 0 (null turns clipping off)"),
         ("search.num_samples", search.num_samples >= 1, "must be >= 1"),
         ("search.metric", search.metric in ("val_accuracy",), "only val_accuracy is supported"),
         ("search.grace_period", 1 <= search.grace_period <= train.epochs,
@@ -249,7 +270,14 @@ def _backbones(raw: Any, task: str, problems: list[str]) -> tuple[BackboneChoice
         extra = set(entry) - {"name", "weights"}
         if extra:
             problems.append(f"{where}: unknown key(s) {sorted(extra)}; use name and weights")
-        choice = BackboneChoice(str(entry["name"]), str(entry.get("weights", "hub")))
+        weights = str(entry.get("weights", "hub"))
+        if weights.startswith("file:"):
+            try:
+                weights = "file:" + str(paths.local_path(weights[5:], f"{where}.weights"))
+            except AutomlError as exc:
+                problems.append(str(exc))
+                continue
+        choice = BackboneChoice(str(entry["name"]), weights)
         problem = check_backbone(task, choice.name, choice.weights) if task in TASKS else None
         if problem:
             problems.append(f"{where}: {problem}")

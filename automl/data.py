@@ -19,6 +19,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from automl.errors import DataError
+from automl.paths import local_path
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 MIN_PER_CLASS = 2
@@ -47,7 +48,7 @@ class PreparedImages:
 
 def scan_image_folder(path: str | Path) -> LabelledFiles:
     """List the images of a folder with one sub-folder per class; DataError if unusable."""
-    root = Path(path).expanduser()
+    root = local_path(path, "data.path")
     if not root.exists():
         raise DataError(f"data path {str(root)!r} does not exist; pass --data DIR or set data.path")
     if not root.is_dir():
@@ -98,63 +99,90 @@ def stratified_split(
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
+_RESAMPLE = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+}
+# What PIL raises for a file that is not a (complete) image: a truncated JPEG passes
+# `Image.verify()` and only fails with OSError when its pixels are decoded.
+UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+              Image.DecompressionBombError)
+
+
+def resize_crop(img: Image.Image, size: int, interpolation: str, crop_pct: float) -> np.ndarray:
+    """Resize the short side to size/crop_pct and center-crop to size (timm's eval transform)."""
+    scale = int(size / crop_pct)
+    w, h = img.size
+    if w < h:
+        new = (scale, max(scale, round(h * scale / w)))
+    else:
+        new = (max(scale, round(w * scale / h)), scale)
+    img = img.resize(new, _RESAMPLE.get(interpolation, Image.Resampling.BILINEAR))
+    left, top = (new[0] - size) // 2, (new[1] - size) // 2
+    return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
 def load_image(path: Path | str, size: int, interpolation: str, crop_pct: float) -> np.ndarray:
-    """Decode one image to RGB, resize the short side to size/crop_pct, center-crop to size."""
-    resample = {
-        "bicubic": Image.Resampling.BICUBIC,
-        "bilinear": Image.Resampling.BILINEAR,
-        "nearest": Image.Resampling.NEAREST,
-    }.get(interpolation, Image.Resampling.BILINEAR)
+    """Decode one image to RGB, resize and center-crop it (see `resize_crop`)."""
     with Image.open(path) as source:
-        img = source.convert("RGB")
-        scale = int(size / crop_pct)
-        w, h = img.size
-        if w < h:
-            new = (scale, max(scale, round(h * scale / w)))
-        else:
-            new = (max(scale, round(w * scale / h)), scale)
-        img = img.resize(new, resample)
-        left, top = (new[0] - size) // 2, (new[1] - size) // 2
-        return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
+        return resize_crop(source.convert("RGB"), size, interpolation, crop_pct)
 
 
 def prepare_images(
-    path: str | Path,
+    source: str | Path | LabelledFiles,
     preprocessing: list[dict[str, Any]],
     val_fraction: float,
     seed: int,
     max_per_class: int | None = None,
 ) -> PreparedImages:
-    """Scan, drop unreadable files (counted), split, and decode once per distinct input size."""
-    found = scan_image_folder(path)
-    skipped: list[str] = []
-    keep: list[int] = []
-    for i, file in enumerate(found.files):
-        try:
-            with Image.open(file) as img:
-                img.verify()
-            keep.append(i)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-            skipped.append(str(file))
-    labels = np.asarray(found.labels)[keep]
-    files = [found.files[i] for i in keep]
-    if len(np.unique(labels)) < 2:
-        raise DataError(
-            f"only {len(files)} readable image(s) of {len(found.files)} in {str(path)!r}, "
-            f"from fewer than two classes ({len(skipped)} unreadable skipped)"
-        )
+    """Split, then decode each chosen file once into every distinct input size.
+
+    Files that cannot be decoded (corrupt, truncated, not an image) are skipped and counted;
+    a class left without a training or a validation image is a DataError.
+    """
+    found = source if isinstance(source, LabelledFiles) else scan_image_folder(source)
+    labels = np.asarray(found.labels)
     train_idx, val_idx = stratified_split(labels, val_fraction, seed, max_per_class)
-    out = PreparedImages(found.classes, labels[train_idx], labels[val_idx], skipped=skipped)
-    for pre in preprocessing:
-        key = resize_key(pre)
-        if key in out.train:
-            continue
-        images = np.stack(
-            [load_image(files[i], pre["image_size"], pre["interpolation"], pre["crop_pct"])
-             for i in np.concatenate([train_idx, val_idx])]
-        )
-        out.train[key], out.val[key] = images[: len(train_idx)], images[len(train_idx):]
+    variants = {resize_key(pre): pre for pre in preprocessing}
+    skipped: list[str] = []
+    kept: dict[str, list[int]] = {"train": [], "val": []}
+    arrays: dict[str, dict[str, list[np.ndarray]]] = {
+        split: {key: [] for key in variants} for split in kept
+    }
+    for split, index in (("train", train_idx), ("val", val_idx)):
+        for i in index:
+            try:
+                with Image.open(found.files[i]) as image:
+                    rgb = image.convert("RGB")
+                decoded = {key: resize_crop(rgb, pre["image_size"], pre["interpolation"],
+                                            pre["crop_pct"]) for key, pre in variants.items()}
+            except UNREADABLE:
+                skipped.append(str(found.files[i]))
+                continue
+            kept[split].append(int(i))
+            for key, array in decoded.items():
+                arrays[split][key].append(array)
+    _check_usable(found, labels, kept, len(skipped))
+    out = PreparedImages(found.classes, labels[kept["train"]], labels[kept["val"]],
+                         skipped=skipped)
+    for key in variants:
+        out.train[key] = np.stack(arrays["train"][key])
+        out.val[key] = np.stack(arrays["val"][key])
     return out
+
+
+def _check_usable(
+    found: LabelledFiles, labels: np.ndarray, kept: dict[str, list[int]], skipped: int
+) -> None:
+    for cls, name in enumerate(found.classes):
+        counts = {split: int((labels[idx] == cls).sum()) for split, idx in kept.items()}
+        if (labels == cls).any() and min(counts.values()) == 0:
+            raise DataError(
+                f"class {name!r} has {sum(counts.values())} readable image(s) after skipping "
+                f"{skipped} unreadable file(s); every class needs at least {MIN_PER_CLASS} (one "
+                "for training, one for validation)"
+            )
 
 
 def resize_key(pre: dict[str, Any]) -> str:
@@ -166,7 +194,7 @@ def list_images(inputs: list[str]) -> list[Path]:
     """Image files named directly or found (recursively) in the named folders."""
     files: list[Path] = []
     for item in inputs:
-        path = Path(item).expanduser()
+        path = local_path(item, "input")
         if path.is_dir():
             files += sorted(f for f in path.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS)
         elif path.is_file():
@@ -192,7 +220,7 @@ def image_batches(
             try:
                 arrays.append(load_image(file, preprocessing["image_size"],
                                          preprocessing["interpolation"], preprocessing["crop_pct"]))
-            except (UnidentifiedImageError, OSError) as exc:
+            except UNREADABLE as exc:
                 raise DataError(f"cannot read image {str(file)!r}: {exc}") from None
         pixels = torch.from_numpy(np.stack(arrays))
         yield [str(f) for f in chunk], normalize(pixels, preprocessing)

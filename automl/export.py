@@ -14,6 +14,7 @@ from torch import nn
 
 from automl.backbones import build_model
 from automl.errors import AutomlError
+from automl.paths import local_path
 from automl.plan import PLAN_FILE, WEIGHTS_FILE, TrialPlan
 
 EXPORT_FORMAT = "automl-export/1"
@@ -32,7 +33,7 @@ class Prediction:
 def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
     """Write `model.safetensors` (loads strictly into the plain backbone + head) and
     `config.json` (backbone, weights source, classes, preprocessing, hyperparameters)."""
-    src, out = Path(checkpoint_dir), Path(out_dir)
+    src, out = local_path(checkpoint_dir, "checkpoint"), local_path(out_dir, "export dir")
     if not (src / PLAN_FILE).is_file() or not (src / WEIGHTS_FILE).is_file():
         raise AutomlError(f"{str(src)!r} is not a trial checkpoint (no {PLAN_FILE}/{WEIGHTS_FILE})")
     saved = json.loads((src / PLAN_FILE).read_text())
@@ -94,7 +95,7 @@ def _plain_model(plan: TrialPlan, directory: Path) -> nn.Module:
 
 def load_exported(export_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """The exported model (eval mode, strictly loaded) and its config."""
-    root = Path(export_dir)
+    root = local_path(export_dir, "export dir")
     path = root / CONFIG_FILE
     if not path.is_file():
         raise AutomlError(f"{str(root)!r} is not an export directory (no {CONFIG_FILE}); "
@@ -118,7 +119,7 @@ def predict(export_dir: str | Path, inputs: list[str], batch_size: int = 32) -> 
     else:
         from automl.text_data import text_batches
 
-        batches = text_batches(inputs, Path(export_dir), batch_size,
+        batches = text_batches(inputs, local_path(export_dir), batch_size,
                                config["hyperparameters"]["max_length"])
     out: list[Prediction] = []
     names = config["class_names"]

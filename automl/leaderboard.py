@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,6 @@ import pandas as pd
 
 from automl.errors import AutomlError
 from automl.plan import make_plan
-from automl.search import TrialRecord
 
 LEADERBOARD_CSV = "leaderboard.csv"
 COLUMNS = [
@@ -24,6 +24,17 @@ COLUMNS = [
 ]
 _SHOWN = ["rank", "trial_id", "status", "backbone", "pretrained", "unfreeze_depth",
           "head_lr", "backbone_lr", "val_accuracy", "epochs", "train_time_s", "startup_s"]
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial's outcome as plain values: what the leaderboard is built from."""
+
+    trial_id: str
+    params: dict[str, Any]
+    history: list[dict[str, Any]]
+    error: str | None
+    trial_time_s: float
 
 
 def build_leaderboard(records: list[TrialRecord], static: dict[str, Any]) -> pd.DataFrame:
@@ -106,7 +117,15 @@ def read_leaderboard(run_dir: str | Path) -> pd.DataFrame:
         raise AutomlError(
             f"no {LEADERBOARD_CSV} in {str(run_dir)!r}; pass the --run-dir of a finished search"
         )
-    return pd.read_csv(path)
+    try:
+        board = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise AutomlError(f"{path} is not a readable leaderboard: {exc}") from None
+    missing = [c for c in COLUMNS if c not in board.columns]
+    if missing:
+        raise AutomlError(f"{path} is not an automl leaderboard: it lacks the column(s) "
+                          f"{missing[:5]}; was it written by `automl search`?")
+    return board
 
 
 def best_trial(board: pd.DataFrame, trial_id: str | None = None) -> pd.Series:
@@ -135,3 +154,37 @@ def format_leaderboard(board: pd.DataFrame, limit: int | None = None) -> str:
     for _, row in errors.iterrows():
         text += f"\n  trial {row['trial_id']} errored: {row['error']}"
     return text
+
+
+def has_result(board: pd.DataFrame) -> bool:
+    """True when at least one trial reported a validation score and saved a checkpoint."""
+    return bool(board["checkpoint"].apply(lambda c: isinstance(c, str)).any())
+
+
+def outcome(board: pd.DataFrame) -> str:
+    """One line a script can grep: how many trials finished, stopped early and errored."""
+    counts = board["status"].value_counts()
+    parts = [f"{int(counts.get(s, 0))} {s}" for s in ("finished", "stopped", "errored")]
+    line = f"{len(board)} trial(s): " + ", ".join(parts).replace("stopped", "stopped early")
+    errored = int(counts.get("errored", 0))
+    if errored:
+        line += f" ({errored} of {len(board)} trials errored)"
+    return line
+
+
+def failure_report(board: pd.DataFrame, log_dir: Path) -> str:
+    """Why no trial produced a result: the most common root cause, an example, the logs."""
+    errored = board[board["status"] == "errored"]
+    lines = [f"no trial produced a result: {outcome(board)}"]
+    if len(errored):
+        causes = errored["error"].fillna("unknown error").value_counts()
+        cause, count = str(causes.index[0]), int(causes.iloc[0])
+        example = errored[errored["error"].fillna("unknown error") == cause].iloc[0]["trial_id"]
+        lines.append(f"  most common cause ({count} of {len(errored)} errored, e.g. trial "
+                     f"{example}): {cause}")
+        lines.append(f"  full error of each trial: {log_dir}/<trial_id>.error.txt "
+                     f"(e.g. {log_dir / f'{example}.error.txt'})")
+    else:
+        lines.append("  every trial ended before its first evaluation (stopped or interrupted)")
+    lines.append(f"  Ray's log: {log_dir / 'ray.log'}")
+    return "\n".join(lines)

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
+
+from automl.errors import root_cause
 
 
 class ProgressPrinter(Callback):
     """Prints trial starts, epoch results, ends and errors, with counts and the best so far."""
 
-    def __init__(self, epochs: int, num_samples: int) -> None:
+    def __init__(self, epochs: int, num_samples: int, log_dir: Path) -> None:
+        self.log_dir = log_dir
         self.epochs = epochs
         self.num_samples = num_samples
         self.start = time.time()
@@ -66,4 +70,18 @@ class ProgressPrinter(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.discard(trial.trial_id)
         self.errored += 1
-        self._say(f"{trial.trial_id} errored (see leaderboard) | {self._summary()}")
+        text = _error_text(trial)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_dir / f"{trial.trial_id}.error.txt"
+        log.write_text(text)
+        self._say(f"{trial.trial_id} errored: {root_cause(text)} | {self._summary()}")
+        self._say(f"  full error: {log}")
+
+
+def _error_text(trial: Any) -> str:
+    """Ray's full error text of a failed trial: Tune has just written it to the trial's local
+    error file (`get_error` reads the storage copy, which is synced later)."""
+    local = getattr(trial, "error_file", None)
+    if local and Path(local).is_file():
+        return Path(local).read_text()
+    return str(trial.get_error() or "unknown error (no error file was written)")

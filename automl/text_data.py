@@ -13,13 +13,14 @@ import torch
 from automl.config import Config
 from automl.data import stratified_split
 from automl.errors import DataError
+from automl.paths import local_path
 from automl.plan import TrialPlan
 from automl.tasks import TaskData
 
 
 def read_table(path: str | Path, text_column: str, label_column: str) -> pd.DataFrame:
     """Read CSV/TSV/Parquet/JSONL; a missing column's DataError lists the columns that exist."""
-    path = Path(path).expanduser()
+    path = local_path(path, "data.path")
     if not path.is_file():
         raise DataError(
             f"data file {str(path)!r} does not exist; pass --data FILE or set data.path"

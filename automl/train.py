@@ -203,6 +203,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "epoch": epoch,
             "val_accuracy": correct / count,
             "val_loss": loss_sum / count,
+            "val_examples": int(count),  # all ranks' shards, summed: the whole validation set
             "train_loss": train_loss,
             "unfreeze_depth": setup.unfreeze_depth,
             "layer_groups": setup.layer_groups,

@@ -25,7 +25,7 @@ import torch
 from automl import config as config_mod
 from automl.api import run_search
 from automl.plan import make_plan
-from automl.prepare import preflight_backbones, prepare_data
+from automl.prepare import preflight_backbones, prepare_data, scan_data
 from automl.train import evaluate, setup_trial, train_epoch
 
 
@@ -35,7 +35,7 @@ def bare_loop(space: Path, board: pd.DataFrame, static: dict[str, Any]) -> float
     device = torch.device("cpu")
     start = time.time()
     cfg = config_mod.load(space)
-    payload, _, _ = prepare_data(cfg, preflight_backbones(cfg))
+    payload, _, _ = prepare_data(cfg, scan_data(cfg), preflight_backbones(cfg))
     for _, row in board[board["epochs"] > 0].iterrows():
         knobs = ("unfreeze_fraction", "head_lr", "backbone_lr", "layer_decay", "lp_ft_epochs",
                  "weight_decay", "batch_size", "pooling", "max_length")

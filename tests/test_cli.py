@@ -33,3 +33,76 @@ def test_search_without_data(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     space.write_text("backbones: [{name: test_resnet, weights: scratch}]\n")
     assert main(["search", str(space), "--data", str(tmp_path / "none")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def _ray_running() -> bool:
+    import ray
+
+    return bool(ray.is_initialized())
+
+
+def test_config_problem_exits_2_before_ray(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    space = tmp_path / "s.yaml"
+    space.write_text("backbones: [{name: test_resnet, weights: scratch}]\ntrain: {grad_clip: -1}\n")
+    assert main(["search", str(space), "--data", str(tmp_path)]) == 2
+    assert "train.grad_clip: must be > 0" in capsys.readouterr().err
+    assert not _ray_running()
+
+
+def test_data_problem_exits_2_before_ray(
+    tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    space = tmp_path / "s.yaml"
+    space.write_text("backbones: [{name: test_resnet, weights: scratch}]\n")
+    for cls in ("top", "center"):
+        for f in (image_folder / cls).iterdir():
+            f.unlink()
+    assert main(["search", str(space), "--data", str(image_folder)]) == 2
+    assert "single class ('left')" in capsys.readouterr().err
+    assert not _ray_running()
+
+
+def test_bad_address_fails_fast_before_decoding(
+    tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    import automl.prepare
+
+    def no_decoding(*_: object) -> None:
+        raise AssertionError("images were decoded before connecting to Ray")
+
+    monkeypatch.setattr(automl.prepare, "prepare_data", no_decoding)
+    space = tmp_path / "s.yaml"
+    space.write_text("backbones: [{name: test_resnet, weights: scratch}]\n")
+    started = time.time()
+    code = main(["search", str(space), "--data", str(image_folder), "--address", "127.0.0.1:9"])
+    assert code == 2 and time.time() - started < 15
+    err = capsys.readouterr().err
+    assert "--address 127.0.0.1:9: no Ray cluster answers at 127.0.0.1:9" in err
+    assert "Traceback" not in err and not _ray_running()
+
+
+def test_leaderboard_command_does_not_import_torch_or_ray(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from automl.leaderboard import build_leaderboard, write_leaderboard
+    from tests.test_leaderboard import STATIC, _records
+
+    write_leaderboard(build_leaderboard(_records(), STATIC), tmp_path)
+    code = ("import sys; from automl.cli import main; main(['leaderboard', sys.argv[1]]); "
+            "print(sorted(m for m in ('torch', 'ray', 'optuna', 'timm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, check=False)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+    assert "fin" in out.stdout
+
+
+def test_leaderboard_that_is_not_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "leaderboard.csv").write_text("a,b\n1,2\n")
+    assert main(["leaderboard", str(tmp_path)]) == 2
+    assert "is not an automl leaderboard" in capsys.readouterr().err

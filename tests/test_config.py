@@ -74,7 +74,7 @@ def test_packaged_weights_for_unpackaged_model(tmp_path: Path) -> None:
 def test_overrides_apply_before_validation(tmp_path: Path) -> None:
     path = _write(tmp_path, "backbones: [test_resnet]\nsearch: {num_samples: 4}\n")
     cfg = config.load(path, {"search.num_samples": 2, "data.path": "x"})
-    assert cfg.search.num_samples == 2 and cfg.data.path == "x"
+    assert cfg.search.num_samples == 2 and cfg.data.path == str(Path("x").resolve())
     assert cfg.backbones[0].weights == "hub"
 
 
@@ -105,3 +105,21 @@ def test_wrong_types_in_optional_fields_are_reported_not_crashed(tmp_path: Path)
     assert "data.image_size: expected int, got 'big'" in text
     assert "resources.use_gpu: expected bool, got 1" in text
     assert "cpus_per_worker" not in text
+
+
+@pytest.mark.parametrize("data", ["data:\n", "data: images\n", "data: [a]\n"])
+def test_data_section_empty_or_not_a_mapping_with_data_override(tmp_path: Path, data: str) -> None:
+    path = _write(tmp_path, "backbones: [test_resnet]\n" + data)
+    if data == "data:\n":
+        assert config.load(path, {"data.path": "imgs"}).data.path.endswith("imgs")
+        return
+    with pytest.raises(ConfigError, match="data: must be a mapping"):
+        config.load(path, {"data.path": "imgs"})
+
+
+def test_negative_grad_clip_is_rejected(tmp_path: Path) -> None:
+    path = _write(tmp_path, "backbones: [test_resnet]\ntrain: {grad_clip: -1.0}\n")
+    with pytest.raises(ConfigError, match=r"train.grad_clip: must be > 0 .*got -1.0"):
+        config.load(path)
+    ok = _write(tmp_path, "backbones: [test_resnet]\ntrain: {grad_clip: null}\n")
+    assert config.load(ok).train.grad_clip is None

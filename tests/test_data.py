@@ -54,12 +54,28 @@ def test_unreadable_images_are_skipped_and_counted(image_folder: Path) -> None:
     assert len(prepared.train_labels) + len(prepared.val_labels) == 36
 
 
+def test_truncated_jpeg_is_skipped_and_counted(image_folder: Path) -> None:
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    full = image_folder / "top" / "photo.jpg"
+    Image.fromarray(noise).save(full, quality=95)
+    truncated = image_folder / "top" / "cut.jpg"
+    truncated.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    with Image.open(truncated) as img:
+        img.verify()  # the header is fine: only decoding the pixels fails
+    prepared = prepare_images(image_folder, [PRE, {**PRE, "image_size": 16}], 0.25, seed=0)
+    assert [Path(p).name for p in prepared.skipped] == ["cut.jpg"]
+    assert len(prepared.train_labels) + len(prepared.val_labels) == 37
+    assert {a.shape[1] for a in prepared.train.values()} == {24, 16}
+
+
 def test_too_few_readable_images(tmp_path: Path) -> None:
     from tests.conftest import write_image_folder
 
     root = write_image_folder(tmp_path / "few", per_class=2)
     (root / "top" / "000.png").write_bytes(b"junk")
-    with pytest.raises(DataError, match="class 2 has 1 usable example"):
+    with pytest.raises(DataError, match=r"class 'top' has 1 readable image\(s\) after skipping 1"):
         prepare_images(root, [PRE], val_fraction=0.5, seed=0)
 
 

@@ -2,9 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from automl.errors import AutomlError
-from automl.leaderboard import COLUMNS, best_trial, build_leaderboard, format_leaderboard
-from automl.search import TrialRecord, root_cause
+from automl.errors import AutomlError, root_cause
+from automl.leaderboard import (
+    COLUMNS,
+    TrialRecord,
+    best_trial,
+    build_leaderboard,
+    format_leaderboard,
+)
 
 STATIC = {
     "task": "image", "classes": ["a", "b"],

@@ -13,6 +13,7 @@ from torch import nn
 from automl.backbones.groups import LayerGroups
 from automl.backbones.registry import PACKAGED, hub_reachable, offline_hint, packaged_weights
 from automl.errors import BackboneError
+from automl.paths import local_path
 
 HF_SUBDIR = "hf"
 
@@ -20,11 +21,11 @@ HF_SUBDIR = "hf"
 def resolve_source(name: str, weights: str) -> str:
     """Where the architecture config and tokenizer come from: a local dir or a hub id."""
     if weights.startswith("file:"):
-        return str(Path(weights[5:]).expanduser())
+        return str(local_path(weights[5:], "weights"))
     if weights == "package" or (weights == "scratch" and name in PACKAGED):
         return str(packaged_weights(name).path())
     if Path(name).expanduser().is_dir():
-        return str(Path(name).expanduser())
+        return str(local_path(name, "backbone"))
     if not hub_reachable():
         raise BackboneError(offline_hint(name))
     return name

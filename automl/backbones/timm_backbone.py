@@ -12,6 +12,7 @@ from torch import nn
 
 from automl.backbones.registry import hub_reachable, offline_hint, packaged_weights
 from automl.errors import BackboneError
+from automl.paths import local_path
 
 
 def create_timm_model(name: str, weights: str, num_classes: int) -> nn.Module:
@@ -35,7 +36,7 @@ def create_timm_model(name: str, weights: str, num_classes: int) -> nn.Module:
             model = timm.create_model(name, pretrained=False)
     else:
         model = timm.create_model(name, pretrained=False)
-        state = _read_state_dict(Path(weights.removeprefix("file:")).expanduser())
+        state = _read_state_dict(local_path(weights.removeprefix("file:"), "weights"))
     _load_strict(model, state, name)
     model.reset_classifier(num_classes)  # type: ignore[operator]
     return model
