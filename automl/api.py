@@ -49,7 +49,7 @@ def run_search(
     produced a result raises `SearchFailed` (its `.result` holds the board and log paths).
     """
     from automl import config as config_mod
-    from automl import search
+    from automl import ray_session, search
     from automl.config import Config
     from automl.leaderboard import (
         best_trial,
@@ -73,7 +73,7 @@ def run_search(
     out = paths.local_path(run_dir, "--run-dir") if run_dir else _default_run_dir(cfg)
     scanned = scan_data(cfg)
     preprocessing = preflight_backbones(cfg)
-    cluster = search.init_ray(address)
+    cluster = ray_session.init_ray(address)
     concurrency = search.plan_concurrency(cfg.resources, cluster)
     payload, classes, summary = prepare_data(cfg, scanned, preprocessing)
     log(summary)
@@ -102,7 +102,7 @@ def run_search(
     }, indent=2))
     result = SearchResult(out, board, export_dir, wall, outcome(board))
     if export_dir is None:
-        raise SearchFailed(failure_report(board, out / search.LOG_DIR), result)
+        raise SearchFailed(failure_report(board, out / ray_session.LOG_DIR), result)
     return result
 
 
