@@ -28,6 +28,8 @@ from automl.spaces import sample_trial
 # The trial driver only waits on its TorchTrainer: it needs no CPU of its own. Ray refuses an
 # all-zero request, so it asks for a little memory instead; CPUs go to the training workers.
 DRIVER_RESOURCES: dict[str, float] = {"CPU": 0.0, "memory": 256.0 * 1024**2}
+
+
 def plan_concurrency(res: ResourcesConfig, cluster: dict[str, float]) -> int:
     """How many trials fit at once, so driver + worker bundles can never deadlock."""
     cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
