@@ -52,6 +52,7 @@ def run_search(
     from automl import ray_session, search
     from automl.config import Config
     from automl.leaderboard import (
+        LOG_DIR,
         best_trial,
         build_leaderboard,
         failure_report,
@@ -102,7 +103,7 @@ def run_search(
     }, indent=2))
     result = SearchResult(out, board, export_dir, wall, outcome(board))
     if export_dir is None:
-        raise SearchFailed(failure_report(board, out / ray_session.LOG_DIR), result)
+        raise SearchFailed(failure_report(board, out / LOG_DIR), result)
     return result
 
 

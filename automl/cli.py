@@ -68,14 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _print_search_end(result: object) -> None:
     from automl.api import SearchResult
-    from automl.leaderboard import format_leaderboard
+    from automl.leaderboard import LOG_DIR, format_leaderboard
 
     assert isinstance(result, SearchResult)
     print("\nLeaderboard:\n" + format_leaderboard(result.leaderboard))
     print(f"\nSearch: {result.outcome}; wall time {result.wall_time_s:.0f}s")
     print(f"Leaderboard: {result.run_dir / 'leaderboard.csv'}")
     if (result.leaderboard["status"] == "errored").any():
-        print(f"Full trial errors: {result.run_dir / 'logs'}/<trial_id>.error.txt")
+        print(f"Full trial errors: {result.run_dir / LOG_DIR}/<trial_id>.error.txt")
     if result.export_dir:
         print(f"Best model exported to {result.export_dir}")
         print(f"  predict: automl predict {result.export_dir} INPUT...")

@@ -13,6 +13,8 @@ from automl.errors import AutomlError
 from automl.plan import make_plan
 
 LEADERBOARD_CSV = "leaderboard.csv"
+LOG_DIR = "logs"
+"""Under the run dir: `<trial_id>.error.txt` (Ray's full error text) and `ray.log`."""
 COLUMNS = [
     "rank", "trial_id", "status", "backbone", "weights", "pretrained",
     "unfreeze_fraction", "unfreeze_depth", "layer_groups", "head_lr", "backbone_lr",
@@ -140,7 +142,7 @@ def best_trial(board: pd.DataFrame, trial_id: str | None = None) -> pd.Series:
         if not isinstance(row["checkpoint"], str):
             raise AutomlError(f"trial {trial_id} has no checkpoint ({row['status']})")
         return row
-    usable = board[board["checkpoint"].apply(lambda c: isinstance(c, str))]
+    usable = board[_has_checkpoint(board)]
     if usable.empty:
         raise AutomlError("no trial produced a checkpoint; see the error column of the leaderboard")
     return usable.iloc[0]
@@ -158,7 +160,11 @@ def format_leaderboard(board: pd.DataFrame, limit: int | None = None) -> str:
 
 def has_result(board: pd.DataFrame) -> bool:
     """True when at least one trial reported a validation score and saved a checkpoint."""
-    return bool(board["checkpoint"].apply(lambda c: isinstance(c, str)).any())
+    return bool(_has_checkpoint(board).any())
+
+
+def _has_checkpoint(board: pd.DataFrame) -> pd.Series:
+    return board["checkpoint"].apply(lambda c: isinstance(c, str))
 
 
 def outcome(board: pd.DataFrame) -> str:
@@ -177,9 +183,10 @@ def failure_report(board: pd.DataFrame, log_dir: Path) -> str:
     errored = board[board["status"] == "errored"]
     lines = [f"no trial produced a result: {outcome(board)}"]
     if len(errored):
-        causes = errored["error"].fillna("unknown error").value_counts()
+        errors = errored["error"].fillna("unknown error")
+        causes = errors.value_counts()
         cause, count = str(causes.index[0]), int(causes.iloc[0])
-        example = errored[errored["error"].fillna("unknown error") == cause].iloc[0]["trial_id"]
+        example = errored[errors == cause].iloc[0]["trial_id"]
         lines.append(f"  most common cause ({count} of {len(errored)} errored, e.g. trial "
                      f"{example}): {cause}")
         lines.append(f"  full error of each trial: {log_dir}/<trial_id>.error.txt "

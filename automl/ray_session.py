@@ -24,7 +24,6 @@ _RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2", "RAY_AIR_NEW_OUTPUT": "0
 # Tune would log every trial failure with Ray's full traceback; the progress line shows the
 # root cause and the full text goes to RUN/logs/<trial>.error.txt instead.
 _DRIVER_ENV = {"TUNE_PRINT_ALL_TRIAL_ERRORS": "0"}
-LOG_DIR = "logs"
 
 
 def init_ray(address: str | None = None) -> dict[str, float]:
@@ -34,8 +33,7 @@ def init_ray(address: str | None = None) -> dict[str, float]:
     minutes, printing C++ warnings, before it gives up.
     """
     if not ray.is_initialized():
-        os.environ.update({k: v for k, v in _DRIVER_ENV.items() if k not in os.environ})
-        for key, value in _RAY_ENV.items():
+        for key, value in {**_DRIVER_ENV, **_RAY_ENV}.items():
             os.environ.setdefault(key, value)
         if address is None:
             # Ray 2.60 turns token auth on by default; the embedded cluster binds to localhost.

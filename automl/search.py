@@ -19,10 +19,10 @@ from ray.tune.search.optuna import OptunaSearch
 
 from automl.config import Config, ResourcesConfig
 from automl.errors import AutomlError, TrialFailed, root_cause
-from automl.leaderboard import TrialRecord
+from automl.leaderboard import LOG_DIR, TrialRecord
 from automl.plan import make_plan
 from automl.progress import ProgressPrinter
-from automl.ray_session import LOG_DIR, ray_logs_to
+from automl.ray_session import ray_logs_to
 from automl.spaces import sample_trial
 
 # The trial driver only waits on its TorchTrainer: it needs no CPU of its own. Ray refuses an
