@@ -62,6 +62,7 @@ def run_search(
     )
     from automl.plan import static_block
     from automl.prepare import preflight_backbones, prepare_data, scan_data
+    from automl.prepared import load_datasets
 
     started = time.time()
     overrides = {"data.path": data, "search.num_samples": num_samples, "train.epochs": epochs}
@@ -72,21 +73,21 @@ def run_search(
     else:
         cfg = config_mod.load(space, overrides)
     out = paths.local_path(run_dir, "--run-dir") if run_dir else _default_run_dir(cfg)
-    scanned = scan_data(cfg)
+    catalog = scan_data(cfg)
     preprocessing = preflight_backbones(cfg)
     cluster = ray_session.init_ray(address)
     concurrency = search.plan_concurrency(cfg.resources, cluster)
-    payload, classes, summary = prepare_data(cfg, scanned, preprocessing)
-    log(summary)
     out.mkdir(parents=True, exist_ok=True)
+    with ray_session.ray_logs_to(out / LOG_DIR / "ray.log"):
+        prepared = prepare_data(cfg, catalog, preprocessing, out)
+        datasets = load_datasets(prepared)
+    log(prepared.summary(catalog.source, catalog.dropped))
     log(f"Ray: {cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs → "
         f"{concurrency} trial(s) at a time; {cfg.search.num_samples} trials, "
         f"{cfg.train.epochs} epoch(s) max each; run dir {out}")
-    static = static_block(cfg, classes, preprocessing)
+    static = static_block(cfg, list(prepared.classes), preprocessing, prepared.variant_of)
     (out / "static.json").write_text(json.dumps(static, indent=2))
-    import ray
-
-    records = search.run_trials(cfg, static, ray.put(payload), out, concurrency)
+    records = search.run_trials(cfg, static, datasets, out, concurrency)
     board = build_leaderboard(records, static)
     write_leaderboard(board, out)
     export_dir = None

@@ -18,6 +18,7 @@ import yaml
 from automl import paths, spaces
 from automl.backbones.registry import check_backbone
 from automl.errors import AutomlError, ConfigError
+from automl.tasks import TASKS
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ class DataConfig:
     """Text tables: the column holding the class label."""
     val_path: str | None = None
     """Text tables: a separate validation file (default: split data.path)."""
+    path_column: str = "path"
+    """Image manifests (a CSV/Parquet of image paths and labels): the path column."""
+    cache_dir: str | None = None
+    """Where prepared shards are kept and reused (default: `prepared-data/` beside the run
+    dir). Must be reachable from every node of a cluster."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,9 @@ class TrainConfig:
     """Max gradient norm; null disables clipping."""
     hflip: bool = True
     """Images: random horizontal flips while training (off for orientation-sensitive data)."""
+    steps_per_epoch: int | None = None
+    """Batches per reported epoch (default: one full pass); lets a large dataset be searched
+    in budgets smaller than an epoch. ASHA's rungs count these epochs either way."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +140,6 @@ _Loader.add_implicit_resolver(
     list("-+0123456789."),
 )
 
-TASKS = ("image", "text")
 _SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "train": TrainConfig,
@@ -223,7 +231,8 @@ def _resolve_data_paths(data: DataConfig, problems: list[str]) -> DataConfig:
             problems.append(str(exc))
             return str(value)
 
-    return dataclasses.replace(data, path=resolved("path"), val_path=resolved("val_path"))
+    return dataclasses.replace(data, path=resolved("path"), val_path=resolved("val_path"),
+                               cache_dir=resolved("cache_dir"))
 
 
 def _check_values(sections: dict[str, Any], problems: list[str]) -> None:
@@ -234,6 +243,8 @@ def _check_values(sections: dict[str, Any], problems: list[str]) -> None:
         ("data.max_per_class", data.max_per_class is None or data.max_per_class >= 2,
          "must be >= 2"),
         ("train.epochs", train.epochs >= 1, "must be >= 1"),
+        ("train.steps_per_epoch", train.steps_per_epoch is None or train.steps_per_epoch >= 1,
+         "must be >= 1 (null: one full pass)"),
         ("train.precision", train.precision in ("fp32", "bf16"), "must be fp32 or bf16"),
         ("train.grad_clip", train.grad_clip is None or train.grad_clip > 0,
          "must be > 0 (null turns clipping off)"),

@@ -12,10 +12,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from automl.backbones import build_model
 from automl.errors import AutomlError
 from automl.paths import local_path
 from automl.plan import PLAN_FILE, WEIGHTS_FILE, TrialPlan
+from automl.tasks import get_task
 
 EXPORT_FORMAT = "automl-export/1"
 CONFIG_FILE = "config.json"
@@ -52,8 +52,7 @@ def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
     config = {
         "format": EXPORT_FORMAT,
         "task": plan.task,
-        "library": "timm" if plan.task == "image" else "transformers",
-        "hf_dir": "hf" if plan.task == "text" else None,
+        "library": get_task(plan.task).library,
         "backbone": plan.backbone,
         "weights_source": plan.weights,
         "num_classes": plan.num_classes,
@@ -79,17 +78,9 @@ def _copy_extras(src: Path, out: Path) -> None:
 
 
 def _plain_model(plan: TrialPlan, directory: Path) -> nn.Module:
-    """The architecture with a fresh head and no pretrained download (weights come next).
-
-    Text models rebuild from the HF config saved in the checkpoint / export directory.
-    """
-    options = dict(plan.preprocessing)
-    if plan.task == "text":
-        from automl.backbones.hf_backbone import HF_SUBDIR
-
-        options["source"] = str(directory / HF_SUBDIR)
-    model, _ = build_model(plan.task, plan.backbone, "scratch", plan.num_classes,
-                           pooling=plan.pooling, **options)
+    """The architecture with a fresh head and no pretrained download (weights come next),
+    rebuilt from what the checkpoint / export directory holds."""
+    model, _ = get_task(plan.task).build_model(plan, saved=directory)
     return model
 
 
@@ -112,24 +103,14 @@ def load_exported(export_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 def predict(export_dir: str | Path, inputs: list[str], batch_size: int = 32) -> list[Prediction]:
     """Predict a class for every input: image files / folders, or (text) strings."""
     model, config = load_exported(export_dir)
-    if config["task"] == "image":
-        from automl.data import image_batches
-
-        batches = image_batches(inputs, config["preprocessing"], batch_size)
-    else:
-        from automl.text_data import text_batches
-
-        batches = text_batches(inputs, local_path(export_dir), batch_size,
-                               config["hyperparameters"]["max_length"])
+    plan = TrialPlan.from_dict(config["hyperparameters"])
+    task = get_task(plan.task)
     out: list[Prediction] = []
     names = config["class_names"]
     with torch.inference_mode():
-        for labels, model_inputs in batches:
-            if isinstance(model_inputs, dict):
-                logits = model(**model_inputs)
-            else:
-                logits = model(model_inputs)
-            probs = logits.float().softmax(-1)
+        for labels, model_inputs in task.predict_batches(inputs, local_path(export_dir), plan,
+                                                         batch_size):
+            probs = task.forward(model, model_inputs).float().softmax(-1)
             top = probs.max(-1)
             out += [Prediction(name, names[int(i)], float(p))
                     for name, i, p in zip(labels, top.indices, top.values, strict=True)]

@@ -11,6 +11,7 @@ import pandas as pd
 
 from automl.errors import AutomlError
 from automl.plan import make_plan
+from automl.tasks import get_task
 
 LEADERBOARD_CSV = "leaderboard.csv"
 LOG_DIR = "logs"
@@ -20,7 +21,8 @@ COLUMNS = [
     "unfreeze_fraction", "unfreeze_depth", "layer_groups", "head_lr", "backbone_lr",
     "layer_decay", "lp_ft_epochs", "weight_decay", "batch_size", "pooling", "max_length",
     "seed", "val_accuracy", "best_epoch",
-    "epochs", "val_loss", "startup_s", "ray_startup_s", "setup_s", "train_time_s", "eval_time_s",
+    "epochs", "val_loss", "startup_s", "ray_startup_s", "setup_s", "train_time_s", "data_time_s",
+    "eval_time_s",
     "checkpoint_time_s", "trial_time_s",
     "trainable_params", "total_params", "checkpoint", "error",
 ]
@@ -54,6 +56,7 @@ def build_leaderboard(records: list[TrialRecord], static: dict[str, Any]) -> pd.
 
 def _row(record: TrialRecord, static: dict[str, Any]) -> dict[str, Any]:
     plan = make_plan(record.params, static)
+    task_fields = get_task(plan.task).plan_fields
     history = [h for h in record.history if _number(h.get("val_accuracy")) is not None]
     best = max(history, key=lambda h: h["val_accuracy"]) if history else {}
     last = history[-1] if history else {}
@@ -77,8 +80,7 @@ def _row(record: TrialRecord, static: dict[str, Any]) -> dict[str, Any]:
         "lp_ft_epochs": plan.lp_ft_epochs,
         "weight_decay": plan.weight_decay,
         "batch_size": plan.batch_size,
-        "pooling": plan.pooling if plan.task == "text" else None,
-        "max_length": plan.max_length if plan.task == "text" else None,
+        **{k: getattr(plan, k) if k in task_fields else None for k in ("pooling", "max_length")},
         "seed": plan.seed,
         "val_accuracy": best.get("val_accuracy"),
         "best_epoch": best.get("epoch"),
@@ -88,6 +90,7 @@ def _row(record: TrialRecord, static: dict[str, Any]) -> dict[str, Any]:
         "ray_startup_s": last.get("ray_startup_s"),
         "setup_s": last.get("setup_s"),
         "train_time_s": last.get("train_s"),
+        "data_time_s": last.get("data_s"),
         "eval_time_s": last.get("eval_s"),
         "checkpoint_time_s": last.get("checkpoint_s"),
         "trial_time_s": record.trial_time_s,

@@ -78,10 +78,13 @@ class TrialPlan:
 
 
 def static_block(
-    config: Config, classes: list[str], preprocessing: dict[str, dict[str, Any]]
+    config: Config, classes: list[str], preprocessing: dict[str, dict[str, Any]],
+    variant_of: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The part of every trial that the searcher does not sample, as plain JSON values."""
+    """The part of every trial that the searcher does not sample, as plain JSON values
+    (`variant_of`: which prepared data each backbone label reads)."""
     return {
+        "variant_of": variant_of or {},
         "task": config.task,
         "classes": list(classes),
         "backbones": {b.label: {"name": b.name, "weights": b.weights} for b in config.backbones},

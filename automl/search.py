@@ -51,8 +51,10 @@ def plan_concurrency(res: ResourcesConfig, cluster: dict[str, float]) -> int:
     return max(1, min(fit, res.max_concurrent_trials or fit))
 
 
-def trial_driver(config: dict[str, Any], static: dict[str, Any], data: list[Any]) -> None:
-    """One Tune trial: fit a TorchTrainer for the sampled plan, forwarding its reports."""
+def trial_driver(config: dict[str, Any], static: dict[str, Any],
+                 datasets: dict[str, dict[str, Any]]) -> None:
+    """One Tune trial: fit a TorchTrainer for the sampled plan on the prepared datasets of its
+    backbone's variant (training split sharded over the workers), forwarding its reports."""
     import ray.train
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -65,8 +67,11 @@ def trial_driver(config: dict[str, Any], static: dict[str, Any], data: list[Any]
     trial_id = tune.get_context().get_trial_id()
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"plan": plan.to_dict(), "data": data, "trial_start": started,
+        train_loop_config={"plan": plan.to_dict(), "trial_start": started,
+                           "steps_per_epoch": static["steps_per_epoch"],
                            "threads": max(1, int(res["cpus_per_worker"]))},
+        datasets=datasets[static["variant_of"][config["backbone"]]],
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
         scaling_config=ray.train.ScalingConfig(
             num_workers=res["workers_per_trial"],
             use_gpu=res["use_gpu"],
@@ -89,9 +94,11 @@ def trial_driver(config: dict[str, Any], static: dict[str, Any], data: list[Any]
 
 
 def run_trials(
-    config: Config, static: dict[str, Any], data_ref: Any, run_dir: Path, concurrency: int
+    config: Config, static: dict[str, Any], datasets: dict[str, dict[str, Any]], run_dir: Path,
+    concurrency: int,
 ) -> list[TrialRecord]:
-    """Run the whole search; return a record per trial (finished, stopped or errored).
+    """Run the whole search over materialized datasets (variant key → split → Dataset);
+    return a record per trial (finished, stopped or errored).
 
     `run_dir` must be absolute: Ray Train rejects relative storage paths.
     """
@@ -100,6 +107,7 @@ def run_trials(
     trials_dir = run_dir / "trials"
     trials_dir.mkdir(parents=True, exist_ok=True)
     static = {**static, "trials_dir": str(trials_dir),
+              "steps_per_epoch": config.train.steps_per_epoch,
               "resources": {"workers_per_trial": config.resources.workers_per_trial,
                             "cpus_per_worker": config.resources.cpus_per_worker,
                             "use_gpu": config.resources.use_gpu}}
@@ -124,7 +132,7 @@ def run_trials(
         reduction_factor=config.search.reduction_factor,
     )
     trainable = tune.with_resources(
-        tune.with_parameters(trial_driver, static=static, data=[data_ref]), DRIVER_RESOURCES
+        tune.with_parameters(trial_driver, static=static, datasets=datasets), DRIVER_RESOURCES
     )
     tuner = tune.Tuner(
         trainable,

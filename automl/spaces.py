@@ -145,3 +145,12 @@ def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
         return trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
     assert isinstance(dist, CategoricalDistribution)
     return trial.suggest_categorical(name, list(dist.choices))
+
+
+def largest(spec: Any) -> Any:
+    """The largest value a parameter can take: its `high`, its largest choice, or itself."""
+    if isinstance(spec, (FloatDistribution, IntDistribution)):
+        return spec.high
+    if isinstance(spec, CategoricalDistribution):
+        return max(spec.choices)  # type: ignore[type-var]
+    return spec

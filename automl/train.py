@@ -1,7 +1,8 @@
 """One trial's fine-tune: pure setup/epoch/eval helpers, and the Ray Train worker loop on top.
 
-`setup_trial`, `train_epoch` and `evaluate` are plain PyTorch, so the benchmark's bare loop
-and the tests run exactly the code the search runs, without Ray.
+`setup_trial`, `train_epoch` and `evaluate` are plain PyTorch over any iterable of Arrow
+batches, so the benchmark's bare loop and the tests run exactly the code the search runs;
+in a trial the batches stream from this worker's shard of the prepared Ray Dataset.
 """
 
 from __future__ import annotations
@@ -9,30 +10,35 @@ from __future__ import annotations
 import random
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl.backbones import build_model
 from automl.backbones.groups import apply_unfreeze, count_params, param_groups
 from automl.errors import TrialFailed
 from automl.plan import WEIGHTS_FILE, TrialPlan
-from automl.tasks import TaskData, make_task_data
+from automl.prepared import EpochBatches
+from automl.tasks import Task, get_task
+
+SHUFFLE_BATCHES = 16
+"""Local shuffle buffer, in batches: rows are mixed within this window on top of the global
+shuffle done once at preparation (Ray Data's recommended streaming shuffle)."""
 
 
 @dataclass
 class TrialSetup:
-    """A model ready to train, with its optimizer, data and parameter counts."""
+    """A model ready to train, with its optimizer, task and parameter counts."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    data: TaskData
+    task: Task
     unfreeze_depth: int
     layer_groups: int
     trainable_params: int
@@ -46,11 +52,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def setup_trial(plan: TrialPlan, payload: dict[str, Any]) -> TrialSetup:
-    """Build model (weights loaded, last k groups unfrozen), optimizer and tensors."""
+def setup_trial(plan: TrialPlan) -> TrialSetup:
+    """Build model (weights loaded, last k groups unfrozen) and optimizer."""
     seed_everything(plan.seed)
-    model, layers = build_model(plan.task, plan.backbone, plan.weights, plan.num_classes,
-                                pooling=plan.pooling, **plan.preprocessing)
+    task = get_task(plan.task)
+    model, layers = task.build_model(plan)
     _, total = count_params(model)
     depth = layers.depth_for(plan.unfreeze_fraction)
     apply_unfreeze(model, layers, depth)
@@ -60,41 +66,28 @@ def setup_trial(plan: TrialPlan, payload: dict[str, Any]) -> TrialSetup:
     for group in optimizer.param_groups:
         group["base_lr"] = group["lr"]
     trainable, _ = count_params(model)
-    data = make_task_data(plan, payload)
-    return TrialSetup(model, optimizer, data, depth, len(layers.groups), trainable, total)
-
-
-def batches(n: int, batch_size: int, order: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
-    """Index batches over n examples, in `order` (a permutation) or sequentially."""
-    index = order if order is not None else torch.arange(n)
-    for start in range(0, n, batch_size):
-        yield index[start:start + batch_size]
+    return TrialSetup(model, optimizer, task, depth, len(layers.groups), trainable, total)
 
 
 def train_epoch(
-    setup: TrialSetup,
-    plan: TrialPlan,
-    epoch: int,
-    device: torch.device,
-    shard: tuple[int, int] = (0, 1),
-) -> float:
-    """One epoch over this worker's shard of the training set; returns the mean loss."""
-    model, data = setup.model, setup.data
+    setup: TrialSetup, plan: TrialPlan, epoch: int, device: torch.device,
+    batches: Iterable[pa.Table],
+) -> EpochStats:
+    """One epoch over this worker's batches (all ranks get equally many: DDP needs equal
+    step counts); a batch of one row is skipped (BatchNorm cannot train on it)."""
+    model, task = setup.model, setup.task
     model.train()
     _set_lp_ft_phase(setup, linear_probe=epoch <= plan.lp_ft_epochs)
-    rank, world = shard
     generator = torch.Generator().manual_seed(plan.seed * 1000 + epoch)
-    # Every rank gets the same number of examples (DDP needs equal step counts), and a last
-    # batch of one is dropped (BatchNorm cannot train on it).
-    per_rank = data.num_train // world
-    order = torch.randperm(data.num_train, generator=generator)[rank::world][:per_rank]
-    total, count = 0.0, 0
-    for step, index in enumerate(batches(len(order), plan.batch_size, order)):
-        if len(index) < 2:
+    stats = EpochStats()
+    waited = time.perf_counter()
+    for step, batch in enumerate(batches):
+        if batch.num_rows < 2:
             continue
-        inputs, labels = data.train_batch(index, device, generator)
+        inputs, labels = task.collate(batch, plan, device, generator)
+        stats.data_s += time.perf_counter() - waited
         with torch.autocast(device.type, torch.bfloat16, enabled=plan.precision == "bf16"):
-            logits = data.forward(model, inputs)
+            logits = task.forward(model, inputs)
             loss = F.cross_entropy(logits.float(), labels)
         if not torch.isfinite(loss):
             raise TrialFailed(
@@ -108,9 +101,25 @@ def train_epoch(
                 [p for p in model.parameters() if p.requires_grad], plan.grad_clip
             )
         setup.optimizer.step()
-        total += loss.item() * len(labels)
-        count += len(labels)
-    return total / max(count, 1)
+        stats.loss_sum += loss.item() * len(labels)
+        stats.examples += len(labels)
+        waited = time.perf_counter()
+    return stats
+
+
+@dataclass
+class EpochStats:
+    """What one training epoch did."""
+
+    loss_sum: float = 0.0
+    examples: int = 0
+    data_s: float = 0.0
+    """Seconds spent waiting for and collating batches (the rest is compute)."""
+
+    @property
+    def loss(self) -> float:
+        """Mean training loss."""
+        return self.loss_sum / max(self.examples, 1)
 
 
 def _set_lp_ft_phase(setup: TrialSetup, linear_probe: bool) -> None:
@@ -130,21 +139,20 @@ def _set_lp_ft_phase(setup: TrialSetup, linear_probe: bool) -> None:
 
 @torch.inference_mode()
 def evaluate(
-    setup: TrialSetup, plan: TrialPlan, device: torch.device, shard: tuple[int, int] = (0, 1)
+    setup: TrialSetup, plan: TrialPlan, device: torch.device, batches: Iterable[pa.Table]
 ) -> tuple[int, int, float]:
-    """(correct, count, summed loss) over this worker's shard of the validation set."""
-    model, data = setup.model, setup.data
+    """(correct, count, summed loss) over the given validation batches."""
+    model, task = setup.model, setup.task
     model.eval()
-    rank, world = shard
-    index = torch.arange(data.num_val)[rank::world]
-    correct, loss_sum = 0, 0.0
-    for batch in batches(len(index), max(plan.batch_size, 64)):
-        inputs, labels = data.val_batch(index[batch], device)
+    correct, count, loss_sum = 0, 0, 0.0
+    for batch in batches:
+        inputs, labels = task.collate(batch, plan, device)
         with torch.autocast(device.type, torch.bfloat16, enabled=plan.precision == "bf16"):
-            logits = data.forward(model, inputs).float()
+            logits = task.forward(model, inputs).float()
         loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
         correct += int((logits.argmax(1) == labels).sum())
-    return correct, len(index), loss_sum
+        count += len(labels)
+    return correct, count, loss_sum
 
 
 def save_checkpoint(model: nn.Module, plan: TrialPlan, directory: Path, **metrics: Any) -> None:
@@ -154,10 +162,7 @@ def save_checkpoint(model: nn.Module, plan: TrialPlan, directory: Path, **metric
     state = {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE))
     plan.save(directory, **metrics)
-    inner = _unwrap(model)
-    save_hf = getattr(inner, "save_hf", None)
-    if callable(save_hf):
-        save_hf(directory, plan.preprocessing["source"])
+    get_task(plan.task).save_extras(_unwrap(model), directory, plan)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -166,45 +171,72 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return inner
 
 
+def _shard_batches(plan: TrialPlan, rank: int, steps: int | None) -> EpochBatches:
+    """This worker's training stream: its split of the dataset, reshuffled every pass."""
+    import ray.train
+
+    shard = ray.train.get_dataset_shard("train")
+
+    def one_pass(number: int) -> Iterator[pa.Table]:
+        return iter(shard.iter_batches(
+            batch_size=plan.batch_size, batch_format="pyarrow",
+            local_shuffle_buffer_size=SHUFFLE_BATCHES * plan.batch_size,
+            local_shuffle_seed=plan.seed * 100_003 + number * 1_009 + rank))
+
+    return EpochBatches(one_pass, steps)
+
+
+def _val_batches(plan: TrialPlan, rank: int, world: int) -> Iterator[pa.Table]:
+    """Every rank reads the whole validation set and evaluates every world-th batch, so the
+    summed counts cover each example exactly once (splitting would drop rows to equalize)."""
+    import ray.train
+
+    stream = ray.train.get_dataset_shard("val").iter_batches(
+        batch_size=max(plan.batch_size, 64), batch_format="pyarrow")
+    return (b for i, b in enumerate(stream) if i % world == rank)
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train worker: fine-tune one plan, report every epoch, checkpoint on improvement."""
-    import ray
     import ray.train
     import ray.train.torch
 
     t_trial_start = float(config["trial_start"])
     ctx = ray.train.get_context()
-    shard = (ctx.get_world_rank(), ctx.get_world_size())
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(max(1, int(config["threads"])))
     plan = TrialPlan.from_dict(config["plan"])
     device = ray.train.torch.get_device()
 
     t0 = time.time()
-    payload = ray.get(config["data"][0])
-    setup = setup_trial(plan, payload)
+    setup = setup_trial(plan)
     setup.model = ray.train.torch.prepare_model(setup.model)
+    train_batches = _shard_batches(plan, rank, config.get("steps_per_epoch"))
     timings = {
         "ray_startup_s": t0 - t_trial_start,  # driver, controller, worker group, imports
-        "setup_s": time.time() - t0,  # weights, freezing, optimizer, data tensors
+        "setup_s": time.time() - t0,  # weights, freezing, optimizer
         "startup_s": time.time() - t_trial_start,
     }
     best = -1.0
     for epoch in range(1, plan.epochs + 1):
         t = time.time()
-        train_loss = train_epoch(setup, plan, epoch, device, shard)
-        timings["train_s"] = timings.get("train_s", 0.0) + time.time() - t
+        stats = train_epoch(setup, plan, epoch, device, train_batches.epoch())
+        _add(timings, "train_s", time.time() - t)
+        _add(timings, "data_s", stats.data_s)
         t = time.time()
-        counts = torch.tensor(evaluate(setup, plan, device, shard), dtype=torch.float64)
-        if shard[1] > 1:
+        counts = torch.tensor(evaluate(setup, plan, device, _val_batches(plan, rank, world)),
+                              dtype=torch.float64)
+        if world > 1:
             torch.distributed.all_reduce(counts)
         correct, count, loss_sum = counts.tolist()
-        timings["eval_s"] = timings.get("eval_s", 0.0) + time.time() - t
+        _add(timings, "eval_s", time.time() - t)
         metrics = {
             "epoch": epoch,
-            "val_accuracy": correct / count,
-            "val_loss": loss_sum / count,
+            "val_accuracy": correct / max(count, 1),
+            "val_loss": loss_sum / max(count, 1),
             "val_examples": int(count),  # all ranks' shards, summed: the whole validation set
-            "train_loss": train_loss,
+            "train_loss": stats.loss,
+            "train_examples": stats.examples,  # this rank's, this epoch
             "unfreeze_depth": setup.unfreeze_depth,
             "layer_groups": setup.layer_groups,
             "trainable_params": setup.trainable_params,
@@ -216,8 +248,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         t = time.time()
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
-            if improved and shard[0] == 0:
+            if improved and rank == 0:
                 save_checkpoint(setup.model, plan, Path(tmp), **metrics)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)
-        timings["checkpoint_s"] = timings.get("checkpoint_s", 0.0) + time.time() - t
+        _add(timings, "checkpoint_s", time.time() - t)
+
+
+def _add(timings: dict[str, float], key: str, seconds: float) -> None:
+    timings[key] = timings.get(key, 0.0) + seconds

@@ -56,12 +56,12 @@ def write_tiny_bert(root: Path, vocab_size_extra: int = 0) -> Path:
     return root
 
 
-def write_text_csv(path: Path, per_class: int = 24, seed: int = 0) -> Path:
+def write_text_csv(path: Path, per_class: int = 24, seed: int = 0, words: int = 6) -> Path:
     rng = np.random.default_rng(seed)
     rows = []
-    for label, words in (("pos", POSITIVE), ("neg", NEGATIVE)):
+    for label, vocab in (("pos", POSITIVE), ("neg", NEGATIVE)):
         for _ in range(per_class):
-            text = " ".join([*rng.choice(FILLER, 4), *rng.choice(words, 2)])
+            text = " ".join([*rng.choice(FILLER, words - 2), *rng.choice(vocab, 2)])
             rows.append(f"{text},{label}")
     rng.shuffle(rows)
     path.write_text("text,label\n" + "\n".join(rows) + "\n")

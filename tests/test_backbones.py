@@ -8,10 +8,11 @@ import timm
 import torch
 from timm.layers import FrozenBatchNormAct2d
 
-from automl.backbones import apply_unfreeze, build_model, count_params, param_groups
+from automl.backbones import apply_unfreeze, count_params, param_groups
 from automl.backbones.registry import packaged_weights
 from automl.backbones.timm_backbone import create_timm_model, lukemelas_to_timm
 from automl.errors import BackboneError
+from tests.helpers import build_model
 
 
 @pytest.mark.parametrize("name", ["test_resnet", "test_vit", "test_efficientnet"])
@@ -91,7 +92,7 @@ def test_packaged_weights_transfer_to_real_images() -> None:
     import numpy as np
     from PIL import Image
 
-    from automl.data import resize_crop
+    from automl.tasks.image_files import resize_crop
     from automl.demo_data import FASHION_MNIST_DIR, _read_idx
 
     images = _read_idx(FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz")

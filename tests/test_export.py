@@ -8,22 +8,21 @@ import timm
 import torch
 from safetensors.torch import load_file
 
-from automl.data import load_image
 from automl.errors import AutomlError
 from automl.export import export_checkpoint, load_exported, predict
-from automl.tasks import normalize
-from automl.train import save_checkpoint, setup_trial, train_epoch
-from tests.helpers import PRE, tiny_payload, tiny_plan
+from automl.tasks.image import normalize
+from automl.tasks.image_files import load_image
+from automl.train import save_checkpoint, setup_trial
+from tests.helpers import PRE, fit, tiny_plan, tiny_tables
 
 
 def test_export_round_trip_and_predict(image_folder: Path, tmp_path: Path) -> None:
-    payload, classes = tiny_payload(image_folder)
+    tables, classes = tiny_tables(image_folder)
     # Partly frozen: FrozenBatchNorm layers must still export into a plain timm model.
     plan = tiny_plan(classes, backbone="test_efficientnet", unfreeze_fraction=0.5, epochs=1,
                      head_lr=0.03, backbone_lr=0.01)
-    setup = setup_trial(plan, payload)
-    for epoch in range(1, 5):
-        train_epoch(setup, plan, epoch, torch.device("cpu"))
+    setup = setup_trial(plan)
+    fit(setup, plan, tables, range(1, 5))
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     save_checkpoint(setup.model, plan, ckpt, val_accuracy=0.5, epoch=1)

@@ -46,12 +46,18 @@ def _tune_history(run_dir: Path, trial_id: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _validation_files(folder: Path, val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    from automl.data import scan_image_folder, stratified_split
+def _validation_rows(source: Path, task: str = "image") -> tuple[list[str], list[str]]:
+    """(locations or row numbers, class names) of the validation split, as the scan made it."""
+    from automl.catalog import VAL
+    from automl.config import DataConfig
+    from automl.tasks import get_task
 
-    found = scan_image_folder(folder)
-    _, val = stratified_split(found.labels, val_fraction, seed)
-    return [str(found.files[i]) for i in val], [found.classes[found.labels[i]] for i in val]
+    catalog = get_task(task).scan(DataConfig(path=str(source), val_fraction=0.25))
+    rows = np.flatnonzero(catalog.split == VAL)
+    names = [catalog.classes[catalog.labels[i]] for i in rows]
+    if task == "image":
+        return [catalog.locations[i] for i in rows], names
+    return [str(i) for i in rows], names
 
 
 def test_tiny_search_end_to_end(
@@ -104,7 +110,7 @@ def test_tiny_search_end_to_end(
     assert main(["leaderboard", "run"]) == 0
     assert main(["export", "run", "--out", "exp"]) == 0
     capfd.readouterr()
-    files, truth = _validation_files(image_folder, 0.25, 0)
+    files, truth = _validation_rows(image_folder)
     assert main(["predict", "exp", *files]) == 0
     lines = capfd.readouterr().out.strip().splitlines()
     predicted = [line.split("\t")[1] for line in lines]
@@ -146,10 +152,10 @@ def test_search_where_every_trial_errors_exits_1_with_the_cause(
 
 DDP_SPACE = """
 task: image
-data: {val_fraction: 0.25, image_size: 32}
+data: {val_fraction: 0.25, image_size: 32, path_column: file}
 backbones: [{name: test_resnet, weights: scratch}]
 space: {unfreeze_fraction: 0.6, head_lr: 0.003, backbone_lr: 0.001, batch_size: 4}
-train: {epochs: 1}
+train: {epochs: 2, steps_per_epoch: 2}
 search: {num_samples: 1}
 resources: {workers_per_trial: 2, cpus_per_worker: 1}
 """
@@ -173,20 +179,27 @@ search: {num_samples: 3, seed: 1}
 """
 
 
-def test_ddp_trial_with_two_workers(
+def test_ddp_trial_reads_shards_of_a_manifest(
     image_folder: Path, tmp_path: Path, ray_cleanup: object
 ) -> None:
-    """Two Ray Train workers (DDP, gloo) in one trial: each evaluates its half of the 9
-    validation images, and the all-reduce makes rank 0 report all 9."""
+    """Two Ray Train workers (DDP, gloo) in one trial over an image manifest: each reads its
+    own shard of the 27 training images, `steps_per_epoch: 2` batches of 4 per epoch, each
+    evaluates half of the 9 validation batches, and the all-reduce makes rank 0 report all 9."""
     from automl.api import run_search
 
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame({"file": [str(p.relative_to(tmp_path)) for p in sorted(image_folder.rglob("*.png"))],
+                  "label": [p.parent.name for p in sorted(image_folder.rglob("*.png"))]}
+                 ).to_csv(manifest, index=False)
     space = tmp_path / "ddp.yaml"
     space.write_text(DDP_SPACE)
-    result = run_search(space, data=str(image_folder), run_dir=tmp_path / "run")
+    result = run_search(space, data=str(manifest), run_dir=tmp_path / "run")
     row = result.leaderboard.iloc[0]
     assert row["status"] == "finished", row["error"]
+    history = _tune_history(tmp_path / "run", row["trial_id"])
+    assert [h["train_examples"] for h in history] == [8, 8]  # 2 steps × 4, on each rank
     saved = json.loads((Path(row["checkpoint"]) / "plan.json").read_text())
-    assert saved["val_examples"] == 9  # rank 0's own shard holds 5
+    assert saved["val_examples"] == 9
     assert saved["val_accuracy"] == pytest.approx(row["val_accuracy"])
     assert result.export_dir is not None
 
@@ -203,13 +216,10 @@ def test_tiny_text_search(
     assert len(board) == 3 and (board["status"] != "errored").all(), board["error"].tolist()
     assert set(board["layer_groups"]) == {3}
     # The exported winner reproduces its board accuracy on the validation texts.
-    from automl.config import load
-    from automl.text_data import prepare_text
-
-    payload, classes, _ = prepare_text(load(space, {"data.path": str(text_csv)}))
+    rows, truth = _validation_rows(text_csv, "text")
+    texts = pd.read_csv(text_csv)["text"].iloc[[int(r) for r in rows]].tolist()
     capsys.readouterr()
-    assert main(["predict", str(run_dir / "export"), *payload["val_texts"]]) == 0
+    assert main(["predict", str(run_dir / "export"), *texts]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    truth = [classes[i] for i in payload["val_labels"]]
     accuracy = np.mean([ln.split("\t")[1] == t for ln, t in zip(lines, truth, strict=True)])
     assert accuracy == pytest.approx(board.iloc[0]["val_accuracy"])

@@ -6,30 +6,44 @@ import numpy as np
 import pytest
 import torch
 
-from automl.backbones import apply_unfreeze, build_model, count_params
-from automl.backbones.hf_backbone import check_text_backbone
-from automl.config import from_dict
+import pyarrow as pa
+
+from automl.backbones import apply_unfreeze, count_params
+from automl.backbones.hf_backbone import check_text_backbone, load_tokenizer
+from automl.config import Config, from_dict
 from automl.errors import BackboneError, DataError
 from automl.export import export_checkpoint, predict
 from automl.plan import TrialPlan
-from automl.text_data import prepare_text, read_table
-from automl.train import evaluate, save_checkpoint, setup_trial, train_epoch
+from automl.prepared import local_batches, prepare_local
+from automl.tasks import get_task
+from automl.train import save_checkpoint, setup_trial, train_epoch
 from tests.conftest import write_tiny_bert
+from tests.helpers import CPU, build_model, fit
 
-CPU = torch.device("cpu")
+TASK = get_task("text")
 
 
-def _config(data: Path, bert: Path, **data_extra: object) -> object:
+def _config(data: Path, bert: Path, max_length: object = 16, **data_extra: object) -> Config:
     return from_dict({"task": "text", "backbones": [{"name": str(bert), "weights": f"file:{bert}"}],
-                      "data": {"path": str(data), "val_fraction": 0.25, **data_extra}})
+                      "data": {"path": str(data), "val_fraction": 0.25, **data_extra},
+                      "space": {"max_length": max_length}})
 
 
-def _plan(bert: Path, classes: list[str], **changes: object) -> TrialPlan:
+def _prepared(data: Path, bert: Path, **extra: object
+              ) -> tuple[dict[str, pa.Table], list[str], dict[str, object]]:
+    config = _config(data, bert, **extra)
+    pre = TASK.preflight(config.backbones[0], config)
+    catalog = TASK.scan(config.data)
+    return prepare_local(TASK, catalog, config.data, pre), list(catalog.classes), pre
+
+
+def _plan(bert: Path, classes: list[str], pre: dict | None = None, **changes: object
+          ) -> TrialPlan:
     values: dict = {
         "task": "text", "backbone": str(bert), "weights": f"file:{bert}", "classes": tuple(classes),
-        "preprocessing": {"source": str(bert)}, "unfreeze_fraction": 1.0, "head_lr": 1e-2,
-        "backbone_lr": 1e-3, "layer_decay": 0.8, "weight_decay": 0.0, "batch_size": 8,
-        "epochs": 3, "seed": 0, "max_length": 16, "pooling": "mean",
+        "preprocessing": pre or {"source": str(bert)}, "unfreeze_fraction": 1.0,
+        "head_lr": 1e-2, "backbone_lr": 1e-3, "layer_decay": 0.8, "weight_decay": 0.0,
+        "batch_size": 8, "epochs": 3, "seed": 0, "max_length": 16, "pooling": "mean",
     }
     values.update(changes)
     return TrialPlan(**values)
@@ -69,43 +83,89 @@ def test_tokenizer_model_mismatch(tmp_path: Path) -> None:
         check_text_backbone(str(bad), f"file:{bad}")
 
 
-def test_read_table_errors(tmp_path: Path, text_csv: Path) -> None:
+def _scan(data: Path, bert: Path, **extra: object):  # type: ignore[no-untyped-def]
+    return TASK.scan(_config(data, bert, **extra).data)
+
+
+def test_table_errors(tmp_path: Path, text_csv: Path, tiny_bert: Path) -> None:
     expected = r"has no column\(s\) \['review'\]; it has \['text', 'label'\]"
     with pytest.raises(DataError, match=expected):
-        read_table(text_csv, "review", "label")
+        _scan(text_csv, tiny_bert, text_column="review")
     latin = tmp_path / "latin.csv"
     latin.write_bytes("text,label\ncaf\xe9 good,pos\n".encode("latin-1"))
     with pytest.raises(DataError, match="not UTF-8"):
-        read_table(latin, "text", "label")
+        _scan(latin, tiny_bert)
     with pytest.raises(DataError, match="does not exist"):
-        read_table(tmp_path / "none.csv", "text", "label")
+        _scan(tmp_path / "none.csv", tiny_bert)
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text('{"text": "good", "label": 1}\n{"text": "bad", "label": "neg"}\n')
+    with pytest.raises(DataError, match=r"mixes label types \(1 and 'neg'\)"):
+        _scan(mixed, tiny_bert)
 
 
-def test_prepare_text_skips_empty_and_checks_labels(tmp_path: Path, tiny_bert: Path) -> None:
+def test_scan_skips_empty_rows_and_checks_labels(tmp_path: Path, tiny_bert: Path) -> None:
     data = tmp_path / "d.csv"
     data.write_text("text,label\ngood film,pos\n  ,pos\nbad film,neg\ngreat,pos\nawful,neg\n,neg\n")
-    _, classes, summary = prepare_text(_config(data, tiny_bert))
-    assert classes == ["neg", "pos"] and "2 empty row(s) skipped" in summary
+    catalog = _scan(data, tiny_bert)
+    assert catalog.classes == ("neg", "pos") and catalog.dropped == 2 and len(catalog.labels) == 4
     one = tmp_path / "one.csv"
     one.write_text("text,label\ngood,pos\ngreat,pos\n")
     with pytest.raises(DataError, match="single value"):
-        prepare_text(_config(one, tiny_bert))
+        _scan(one, tiny_bert)
     val = tmp_path / "val.csv"
     val.write_text("text,label\ngood,pos\nmeh,neutral\n")
     with pytest.raises(DataError, match=r"label value\(s\) \['neutral'\] never occur"):
-        prepare_text(_config(data, tiny_bert, val_path=str(val)))
+        _scan(data, tiny_bert, val_path=str(val))
+
+
+def test_streamed_table_keeps_rows_and_labels_aligned(tmp_path: Path, tiny_bert: Path) -> None:
+    """Rows read back in small batches (as preparation does) keep their own labels."""
+    from automl import sources
+
+    data = tmp_path / "big.csv"
+    rows = [f"{'good' if i % 3 else 'bad'} film {i},{'pos' if i % 3 else 'neg'}" for i in range(250)]
+    data.write_text("text,label\n" + "\n".join(rows) + "\n,neg\n")
+    config = _config(data, tiny_bert)
+    catalog = TASK.scan(config.data)
+    original = sources.BATCH_ROWS
+    try:
+        sources.BATCH_ROWS = 7
+        frames = list(TASK.source_rows(catalog, config.data))
+    finally:
+        sources.BATCH_ROWS = original
+    table = pa.concat_tables(pa.Table.from_pandas(f, preserve_index=False) for f in frames)
+    names = [catalog.classes[i] for i in table.column("label").to_pylist()]
+    assert table.num_rows == 250
+    assert all(("good" in t) == (n == "pos") for t, n in zip(table.column("text").to_pylist(), names, strict=True))
+
+
+@pytest.mark.parametrize("max_length", [8, 9, 16])
+def test_workers_truncate_exactly_like_the_tokenizer(
+    tmp_path: Path, tiny_bert: Path, max_length: int,
+) -> None:
+    from tests.conftest import write_text_csv
+
+    text_csv = write_text_csv(tmp_path / "long.csv", words=12)
+    tables, classes, pre = _prepared(text_csv, tiny_bert, max_length={"choices": [8, 9, 16]})
+    assert pre["max_tokens"] == 16
+    plan = _plan(tiny_bert, classes, pre, max_length=max_length)
+    inputs, _ = TASK.collate(tables["val"], plan, CPU)
+    import pandas as pd
+
+    texts = pd.read_csv(text_csv)["text"]
+    tokenizer = load_tokenizer(str(tiny_bert))
+    expected = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
+    got = [row[mask.bool()].tolist() for row, mask in zip(inputs["input_ids"], inputs["attention_mask"], strict=True)]
+    assert all(g in expected for g in got)
+    assert max(map(len, got)) == min(max_length, 14)  # 12 words + [CLS] + [SEP]
 
 
 def test_text_trial_learns_and_is_reproducible(text_csv: Path, tiny_bert: Path) -> None:
-    payload, classes, _ = prepare_text(_config(text_csv, tiny_bert))
+    tables, classes, pre = _prepared(text_csv, tiny_bert)
 
     def run() -> float:
-        plan = _plan(tiny_bert, classes)
-        setup = setup_trial(plan, payload)
-        for epoch in range(1, 4):
-            train_epoch(setup, plan, epoch, CPU)
-        correct, count, _ = evaluate(setup, plan, CPU)
-        return correct / count
+        plan = _plan(tiny_bert, classes, pre)
+        return fit(setup_trial(plan), plan, tables, range(1, 4))[1]
 
     first = run()
     assert first == run()
@@ -113,24 +173,23 @@ def test_text_trial_learns_and_is_reproducible(text_csv: Path, tiny_bert: Path) 
 
 
 def test_lp_ft_first_epoch_trains_only_the_head(text_csv: Path, tiny_bert: Path) -> None:
-    payload, classes, _ = prepare_text(_config(text_csv, tiny_bert))
-    plan = _plan(tiny_bert, classes, lp_ft_epochs=1, pooling="cls")
-    setup = setup_trial(plan, payload)
+    tables, classes, pre = _prepared(text_csv, tiny_bert)
+    plan = _plan(tiny_bert, classes, pre, lp_ft_epochs=1, pooling="cls")
+    setup = setup_trial(plan)
     before = {k: v.clone() for k, v in setup.model.state_dict().items()}
-    train_epoch(setup, plan, 1, CPU)
+    train_epoch(setup, plan, 1, CPU, local_batches(tables["train"], 8, seed=1))
     changed = {k for k, v in setup.model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {"head.weight", "head.bias"}
-    train_epoch(setup, plan, 2, CPU)
+    train_epoch(setup, plan, 2, CPU, local_batches(tables["train"], 8, seed=2))
     changed = {k for k, v in setup.model.state_dict().items() if not torch.equal(v, before[k])}
     assert any(k.startswith("encoder.") for k in changed)
 
 
 def test_text_export_round_trip(text_csv: Path, tiny_bert: Path, tmp_path: Path) -> None:
-    payload, classes, _ = prepare_text(_config(text_csv, tiny_bert))
-    plan = _plan(tiny_bert, classes, epochs=1)
-    setup = setup_trial(plan, payload)
-    for epoch in range(1, 4):
-        train_epoch(setup, plan, epoch, CPU)
+    tables, classes, pre = _prepared(text_csv, tiny_bert)
+    plan = _plan(tiny_bert, classes, pre, epochs=1)
+    setup = setup_trial(plan)
+    fit(setup, plan, tables, range(1, 4))
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     save_checkpoint(setup.model, plan, ckpt, val_accuracy=1.0, epoch=1)

@@ -6,21 +6,24 @@ import pytest
 import torch
 
 from automl.errors import TrialFailed
-from automl.train import evaluate, setup_trial, train_epoch
-from tests.helpers import tiny_payload, tiny_plan
-
-CPU = torch.device("cpu")
+from automl.prepared import EpochBatches, local_batches
+from automl.train import setup_trial, train_epoch
+from tests.helpers import CPU, fit, tiny_plan, tiny_tables
 
 
 def _run(folder: Path, **changes: object) -> tuple[float, float]:
-    payload, classes = tiny_payload(folder)
+    tables, classes = tiny_tables(folder)
     plan = tiny_plan(classes, **changes)
-    setup = setup_trial(plan, payload)
-    loss = 0.0
-    for epoch in (1, 2):
-        loss = train_epoch(setup, plan, epoch, CPU)
-    correct, count, _ = evaluate(setup, plan, CPU)
-    return loss, correct / count
+    return fit(setup_trial(plan), plan, tables)
+
+
+def test_training_learns_the_tiny_task(tmp_path: Path) -> None:
+    from tests.conftest import write_image_folder
+
+    folder = write_image_folder(tmp_path / "imgs", per_class=20)
+    _, accuracy = _run(folder, backbone="test_efficientnet", unfreeze_fraction=0.0,
+                       backbone_lr=None, head_lr=0.03)
+    assert accuracy >= 0.8
 
 
 def test_same_plan_and_seed_gives_same_result(image_folder: Path) -> None:
@@ -29,11 +32,11 @@ def test_same_plan_and_seed_gives_same_result(image_folder: Path) -> None:
 
 
 def test_linear_probe_changes_only_the_head(image_folder: Path) -> None:
-    payload, classes = tiny_payload(image_folder)
+    tables, classes = tiny_tables(image_folder)
     plan = tiny_plan(classes, unfreeze_fraction=0.0, backbone_lr=None)
-    setup = setup_trial(plan, payload)
+    setup = setup_trial(plan)
     before = {k: v.clone() for k, v in setup.model.state_dict().items()}
-    train_epoch(setup, plan, 1, CPU)
+    train_epoch(setup, plan, 1, CPU, local_batches(tables["train"], 8, seed=0))
     after = setup.model.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {"fc.weight", "fc.bias"}
@@ -52,3 +55,19 @@ def test_nan_loss_fails_the_trial_with_a_reason(image_folder: Path) -> None:
 
 def test_hflip_off_changes_the_training_data(image_folder: Path) -> None:
     assert _run(image_folder, hflip=False) != _run(image_folder)
+
+
+def test_steps_per_epoch_continues_across_passes() -> None:
+    """With steps, an epoch takes that many batches and the next one picks up where it
+    stopped, starting a new (reshuffled) pass when the data runs out."""
+    seen: list[tuple[int, int]] = []
+
+    def one_pass(number: int):  # type: ignore[no-untyped-def]
+        return iter([(number, i) for i in range(5)])
+
+    stream = EpochBatches(one_pass, steps=3)
+    for _ in range(3):
+        seen.append(tuple(stream.epoch()))  # type: ignore[arg-type]
+    assert seen == [((1, 0), (1, 1), (1, 2)), ((1, 3), (1, 4), (2, 0)), ((2, 1), (2, 2), (2, 3))]
+    assert [len(list(EpochBatches(one_pass).epoch())) for _ in range(2)] == [5, 5]
+    assert list(EpochBatches(lambda n: iter([]), steps=4).epoch()) == []

