@@ -228,7 +228,7 @@ def load_datasets(prepared: PreparedData) -> dict[str, dict[str, Any]]:
         for split in SPLIT_NAMES.values():
             files = sorted(Path(variant.split_dir(split)).glob("*.parquet"))
             refs = [read.remote(str(f), list(variant.columns)) for f in files]
-            out[key][split] = ray.data.from_arrow_refs(refs)
+            out[key][split] = ray.data.from_arrow_refs(refs)  # type: ignore[arg-type]
     return out
 
 
@@ -271,7 +271,10 @@ def local_batches(table: pa.Table, batch_size: int, seed: int | None = None,
 
 class EpochBatches:
     """Training batches epoch after epoch: a full pass each, or — with `steps` — that many
-    batches, continuing where the last epoch stopped and starting new passes as needed."""
+    batches, continuing where the last epoch stopped and starting new passes as needed.
+
+    A batch of one row is dropped here (BatchNorm cannot train on it), so `steps` counts
+    optimizer steps, equal on every DDP rank."""
 
     def __init__(self, make_pass: Callable[[int], Iterator[pa.Table]], steps: int | None = None
                  ) -> None:
@@ -283,7 +286,7 @@ class EpochBatches:
         """The next epoch's batches."""
         if self.steps is None:
             self.passes += 1
-            yield from self.make_pass(self.passes)
+            yield from (b for b in self.make_pass(self.passes) if b.num_rows > 1)
             return
         taken, empty_pass = 0, True
         while taken < self.steps:
@@ -291,6 +294,8 @@ class EpochBatches:
                 self.passes += 1
                 self._current, empty_pass = iter(self.make_pass(self.passes)), True
             batch = next(self._current, None)
+            if batch is not None and batch.num_rows < 2:
+                continue
             if batch is None:
                 self._current = None
                 if empty_pass:

@@ -116,6 +116,7 @@ def ray_logs_to(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     _raylet_log.append(path)
     handler = logging.FileHandler(path)
+    handler.setLevel(logging.INFO)  # Ray Data logs per-operator metrics at DEBUG
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     saved: dict[logging.Logger, list[logging.Handler]] = {}
     names = ["ray", *(n for n in logging.root.manager.loggerDict if n.startswith("ray."))]

@@ -141,8 +141,11 @@ def _set_lp_ft_phase(setup: TrialSetup, linear_probe: bool) -> None:
 def evaluate(
     setup: TrialSetup, plan: TrialPlan, device: torch.device, batches: Iterable[pa.Table]
 ) -> tuple[int, int, float]:
-    """(correct, count, summed loss) over the given validation batches."""
-    model, task = setup.model, setup.task
+    """(correct, count, summed loss) over the given validation batches.
+
+    Runs the unwrapped module: DDP's forward syncs buffers with the other ranks, which may
+    evaluate a different number of batches."""
+    model, task = _unwrap(setup.model), setup.task
     model.eval()
     correct, count, loss_sum = 0, 0, 0.0
     for batch in batches:

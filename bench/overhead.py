@@ -1,4 +1,5 @@
 """Search overhead vs a bare PyTorch loop, measured side by side in one run.
+(`bench/streaming.py` measures the data path: driver memory, preparation, streaming.)
 
 1. Runs a real search (`automl.run_search`, embedded local Ray) and takes its wall time.
 2. Re-runs exactly the same trials (same plans, same number of epochs each trial really ran,
@@ -25,7 +26,9 @@ import torch
 from automl import config as config_mod
 from automl.api import run_search
 from automl.plan import make_plan
-from automl.prepare import preflight_backbones, prepare_data, scan_data
+from automl.prepare import preflight_backbones, scan_data
+from automl.prepared import local_batches, prepare_local
+from automl.tasks import get_task
 from automl.train import evaluate, setup_trial, train_epoch
 
 
@@ -35,17 +38,20 @@ def bare_loop(space: Path, board: pd.DataFrame, static: dict[str, Any]) -> float
     device = torch.device("cpu")
     start = time.time()
     cfg = config_mod.load(space)
-    payload, _, _ = prepare_data(cfg, scan_data(cfg), preflight_backbones(cfg))
+    task, catalog, pre = get_task(cfg.task), scan_data(cfg), preflight_backbones(cfg)
+    tables = {label: prepare_local(task, catalog, cfg.data, p) for label, p in pre.items()}
     for _, row in board[board["epochs"] > 0].iterrows():
         knobs = ("unfreeze_fraction", "head_lr", "backbone_lr", "layer_decay", "lp_ft_epochs",
                  "weight_decay", "batch_size", "pooling", "max_length")
         params = {k: row[k] for k in knobs if not pd.isna(row[k])}
         params["backbone"] = f"{row['backbone']}:{row['weights']}"
         plan = make_plan(params, static)
-        setup = setup_trial(plan, payload)
+        setup = setup_trial(plan)
+        data = tables[params["backbone"]]
         for epoch in range(1, int(row["epochs"]) + 1):
-            train_epoch(setup, plan, epoch, device)
-            evaluate(setup, plan, device)
+            train_epoch(setup, plan, epoch, device,
+                        local_batches(data["train"], plan.batch_size, seed=epoch))
+            evaluate(setup, plan, device, local_batches(data["val"], 64))
     return time.time() - start
 
 

@@ -29,14 +29,15 @@ def _scan(path: Path | str, **options: object):  # type: ignore[no-untyped-def]
 def test_scan_prepare_and_collate(image_folder: Path) -> None:
     catalog = _scan(image_folder)
     assert catalog.classes == ("center", "left", "top") and len(catalog.locations) == 36
-    assert catalog.count(TRAIN) == 27 and np.bincount(catalog.labels[catalog.split == VAL]).tolist() == [3, 3, 3]
+    assert catalog.count(TRAIN) == 27
+    assert np.bincount(catalog.labels[catalog.split == VAL]).tolist() == [3, 3, 3]
     tables = prepare_local(TASK, catalog, DataConfig(path=str(image_folder)), PRE)
     assert tables["train"].num_rows == 27 and tables["train"].column_names == ["label", "pixels"]
     plan = tiny_plan(list(catalog.classes), preprocessing=PRE)
     pixels, labels = TASK.collate(tables["val"], plan, CPU)
     assert pixels.shape == (9, 3, 24, 24) and pixels.dtype == torch.float32
     assert labels.tolist() == tables["val"].column("label").to_pylist()
-    assert -1.0 <= float(pixels.min()) and float(pixels.max()) <= 1.0  # mean = std = 0.5
+    assert float(pixels.min()) >= -1.0 and float(pixels.max()) <= 1.0  # mean = std = 0.5
     flipped, _ = TASK.collate(tables["val"], plan, CPU, torch.Generator().manual_seed(0))
     same = [torch.equal(a, b) for a, b in zip(flipped, pixels, strict=True)]
     assert 0 < sum(same) < 9  # about half the images flipped
@@ -51,13 +52,15 @@ def test_same_data_same_fingerprint_and_changes_are_seen(image_folder: Path) -> 
 
 
 def test_manifest_relative_paths_and_columns(image_folder: Path) -> None:
-    rows = [(f"{p.parent.name}/{p.name}", p.parent.name) for p in sorted(image_folder.rglob("*.png"))]
+    files = sorted(image_folder.rglob("*.png"))
+    rows = [(f"{p.parent.name}/{p.name}", p.parent.name) for p in files]
     manifest = image_folder / "train.csv"
     pd.DataFrame(rows, columns=["file", "kind"]).to_csv(manifest, index=False)
     catalog = _scan(manifest, path_column="file", label_column="kind")
     assert catalog.classes == ("center", "left", "top") and len(catalog.locations) == 36
     assert all(Path(p).is_file() for p in catalog.locations)
-    with pytest.raises(DataError, match=r"has no column\(s\) \['path', 'label'\]; it has \['file', 'kind'\]"):
+    expected = r"has no column\(s\) \['path', 'label'\]; it has \['file', 'kind'\]"
+    with pytest.raises(DataError, match=expected):
         _scan(manifest)
 
 

@@ -188,9 +188,9 @@ def test_ddp_trial_reads_shards_of_a_manifest(
     from automl.api import run_search
 
     manifest = tmp_path / "manifest.csv"
-    pd.DataFrame({"file": [str(p.relative_to(tmp_path)) for p in sorted(image_folder.rglob("*.png"))],
-                  "label": [p.parent.name for p in sorted(image_folder.rglob("*.png"))]}
-                 ).to_csv(manifest, index=False)
+    files = sorted(image_folder.rglob("*.png"))
+    pd.DataFrame({"file": [str(p.relative_to(tmp_path)) for p in files],
+                  "label": [p.parent.name for p in files]}).to_csv(manifest, index=False)
     space = tmp_path / "ddp.yaml"
     space.write_text(DDP_SPACE)
     result = run_search(space, data=str(manifest), run_dir=tmp_path / "run")

@@ -3,10 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
-
-import pyarrow as pa
 
 from automl.backbones import apply_unfreeze, count_params
 from automl.backbones.hf_backbone import check_text_backbone, load_tokenizer
@@ -105,7 +104,8 @@ def test_table_errors(tmp_path: Path, text_csv: Path, tiny_bert: Path) -> None:
 
 def test_scan_skips_empty_rows_and_checks_labels(tmp_path: Path, tiny_bert: Path) -> None:
     data = tmp_path / "d.csv"
-    data.write_text("text,label\ngood film,pos\n  ,pos\nbad film,neg\ngreat,pos\nawful,neg\n,neg\n")
+    data.write_text("text,label\ngood film,pos\n  ,pos\nbad film,neg\ngreat,pos\nawful,neg\n"
+                    ",neg\n")
     catalog = _scan(data, tiny_bert)
     assert catalog.classes == ("neg", "pos") and catalog.dropped == 2 and len(catalog.labels) == 4
     one = tmp_path / "one.csv"
@@ -123,7 +123,8 @@ def test_streamed_table_keeps_rows_and_labels_aligned(tmp_path: Path, tiny_bert:
     from automl import sources
 
     data = tmp_path / "big.csv"
-    rows = [f"{'good' if i % 3 else 'bad'} film {i},{'pos' if i % 3 else 'neg'}" for i in range(250)]
+    rows = [f"{'good' if i % 3 else 'bad'} film {i},{'pos' if i % 3 else 'neg'}"
+            for i in range(250)]
     data.write_text("text,label\n" + "\n".join(rows) + "\n,neg\n")
     config = _config(data, tiny_bert)
     catalog = TASK.scan(config.data)
@@ -136,7 +137,8 @@ def test_streamed_table_keeps_rows_and_labels_aligned(tmp_path: Path, tiny_bert:
     table = pa.concat_tables(pa.Table.from_pandas(f, preserve_index=False) for f in frames)
     names = [catalog.classes[i] for i in table.column("label").to_pylist()]
     assert table.num_rows == 250
-    assert all(("good" in t) == (n == "pos") for t, n in zip(table.column("text").to_pylist(), names, strict=True))
+    texts = table.column("text").to_pylist()
+    assert all(("good" in t) == (n == "pos") for t, n in zip(texts, names, strict=True))
 
 
 @pytest.mark.parametrize("max_length", [8, 9, 16])
@@ -155,7 +157,8 @@ def test_workers_truncate_exactly_like_the_tokenizer(
     texts = pd.read_csv(text_csv)["text"]
     tokenizer = load_tokenizer(str(tiny_bert))
     expected = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    got = [row[mask.bool()].tolist() for row, mask in zip(inputs["input_ids"], inputs["attention_mask"], strict=True)]
+    pairs = zip(inputs["input_ids"], inputs["attention_mask"], strict=True)
+    got = [row[mask.bool()].tolist() for row, mask in pairs]
     assert all(g in expected for g in got)
     assert max(map(len, got)) == min(max_length, 14)  # 12 words + [CLS] + [SEP]
 

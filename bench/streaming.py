@@ -1,0 +1,205 @@
+"""Streaming data path, measured side by side in one run (issue 7's targets).
+
+1. Driver memory: a real search (`automl search`, one linear-probe trial at 224 px with a
+   small `steps_per_epoch`) over N and 10×N Fashion-MNIST PNGs; the driver's RSS is sampled
+   every 0.5 s from /proc, peak and curve printed.
+2. Preparation throughput with 1 and with 2 CPUs (fresh Ray each, fresh cache), then the
+   same preparation again (cache hit).
+3. Trial training throughput (samples/s) of the demo's backbone: the streaming path (a
+   materialized Ray Dataset iterated like a trial worker does) vs the in-memory path (the whole
+   split as one table, indexed per batch — the old design).
+
+    python bench/streaming.py [--small 7000] [--large 70000] [--size 224]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from automl.demo_data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR
+
+HERE = Path(__file__).resolve().parent
+
+
+def write_pngs(out: Path, count: int) -> Path:
+    """The first `count` of Fashion-MNIST's 70k images (train then test) as class folders."""
+    marker = out / f".complete-{count}"
+    if marker.exists():
+        return out
+    images: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    for part in ("train", "t10k"):
+        for kind, store in (("images-idx3", images), ("labels-idx1", labels)):
+            with gzip.open(FASHION_MNIST_DIR / f"{part}-{kind}-ubyte.gz", "rb") as f:
+                data = f.read()
+            ndim = data[3]
+            shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+            store.append(np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape))
+    pixels, classes = np.concatenate(images)[:count], np.concatenate(labels)[:count]
+    for name in FASHION_MNIST_CLASSES:
+        (out / name).mkdir(parents=True, exist_ok=True)
+    for i, (img, cls) in enumerate(zip(pixels, classes, strict=True)):
+        Image.fromarray(img).save(out / FASHION_MNIST_CLASSES[cls] / f"{i:05d}.png")
+    marker.touch()
+    return out
+
+
+SPACE = """
+task: image
+data: {{val_fraction: 0.1, image_size: {size}, cache_dir: {cache}}}
+backbones: [{{name: tf_efficientnet_lite0, weights: package}}]
+space: {{unfreeze_fraction: 0.0, head_lr: 0.01, batch_size: 32}}
+train: {{epochs: 1, steps_per_epoch: 5}}
+search: {{num_samples: 1}}
+"""
+
+
+def driver_memory(folder: Path, size: int, work: Path
+                  ) -> tuple[float, list[tuple[float, float]], str]:
+    """(peak driver RSS in GiB, (seconds, GiB) samples, the search's data line)."""
+    space = work / "space.yaml"
+    space.write_text(SPACE.format(size=size, cache=work / "cache"))
+    proc = subprocess.Popen([sys.executable, "-m", "automl.cli", "search", str(space), "--data",
+                             str(folder), "--run-dir", str(work / "run")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    curve, start = [], time.time()
+    while proc.poll() is None:
+        try:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            kb = int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS")).split()[1])
+            curve.append((time.time() - start, kb / 2**20))
+        except (OSError, StopIteration):
+            pass
+        time.sleep(0.5)
+    out = proc.stdout.read() if proc.stdout else ""
+    data = next((ln for ln in out.splitlines() if ln.startswith("Data:")), out[-800:])
+    if proc.returncode != 0:
+        print(out[-3000:])
+    return max(g for _, g in curve), curve, data
+
+
+PREP = """
+import json, sys, time
+from pathlib import Path
+from automl.config import DataConfig
+from automl.prepared import prepare
+from automl.ray_session import init_ray, ray_logs_to
+from automl.tasks import get_task
+import ray
+ray.init(num_cpus=int(sys.argv[3]), include_dashboard=False, logging_level="ERROR")
+task = get_task("image")
+data = DataConfig(path=sys.argv[1], val_fraction=0.1)
+pre = {"image_size": int(sys.argv[4]), "interpolation": "bicubic", "crop_pct": 1.0,
+       "mean": [0.5] * 3, "std": [0.5] * 3}
+times = []
+with ray_logs_to(Path(sys.argv[2]) / "ray.log"):
+    for _ in range(2):
+        start = time.time()
+        catalog = task.scan(data)
+        prepare(task, catalog, data, {"b": pre}, Path(sys.argv[2]))
+        times.append(time.time() - start)
+print(json.dumps({"rows": len(catalog.labels), "first": times[0], "second": times[1]}))
+"""
+
+
+def preparation(folder: Path, cpus: int, size: int, work: Path) -> dict[str, float]:
+    """Scan + prepare with `cpus` CPUs into a fresh cache, then again (cache hit)."""
+    out = subprocess.run([sys.executable, "-c", PREP, str(folder), str(work / f"cache{cpus}"),
+                          str(cpus), str(size)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+THROUGHPUT = """
+import json, sys, time
+from pathlib import Path
+import ray, torch
+from automl.config import load
+from automl.plan import make_plan, static_block
+from automl.prepare import preflight_backbones, prepare_data, scan_data
+from automl.prepared import EpochBatches, load_datasets, local_batches, read_split
+from automl.train import SHUFFLE_BATCHES, setup_trial, train_epoch
+ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+torch.set_num_threads(1)  # as a 1-CPU trial worker
+cfg = load("search_spaces/demo_vision.yaml")
+catalog = scan_data(cfg)
+pre = preflight_backbones(cfg)
+prepared = prepare_data(cfg, catalog, pre, Path(sys.argv[1]))
+static = static_block(cfg, list(prepared.classes), pre, prepared.variant_of)
+label = cfg.backbones[0].label
+plan = make_plan({"backbone": label, "unfreeze_fraction": 0.25, "head_lr": 0.01,
+                  "backbone_lr": 1e-3, "weight_decay": 0.0, "batch_size": 32}, static)
+variant = prepared.variants[prepared.variant_of[label]]
+table = read_split(variant, "train")
+dataset = load_datasets(prepared)[variant.key]["train"]
+out = {}
+for name in ("in_memory", "streaming", "in_memory_again", "streaming_again"):
+    setup = setup_trial(plan)
+    if name.startswith("in_memory"):
+        batches = local_batches(table, plan.batch_size, seed=0)
+    else:
+        batches = EpochBatches(lambda n: iter(dataset.iterator().iter_batches(
+            batch_size=plan.batch_size, batch_format="pyarrow",
+            local_shuffle_buffer_size=SHUFFLE_BATCHES * plan.batch_size,
+            local_shuffle_seed=n))).epoch()
+    start = time.time()
+    stats = train_epoch(setup, plan, 1, torch.device("cpu"), batches)
+    out[name] = {"samples_per_s": stats.examples / (time.time() - start), "data_s": stats.data_s}
+print(json.dumps(out))
+"""
+
+
+def main() -> None:
+    """Run the three measurements and print them side by side."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--small", type=int, default=7000)
+    parser.add_argument("--large", type=int, default=70000)
+    parser.add_argument("--size", type=int, default=224)
+    args = parser.parse_args()
+    root = Path(os.environ.get("AUTOML_BENCH_DIR", tempfile.gettempdir())) / "automl-bench"
+    work = Path(tempfile.mkdtemp(prefix="automl-stream-"))
+
+    print("3. training throughput, demo backbone (samples/s, one thread, same plan):")
+    out = subprocess.run([sys.executable, "-c", THROUGHPUT, str(work / "demo-run")],
+                         capture_output=True, text=True, check=True)
+    tp = json.loads(out.stdout.strip().splitlines()[-1])
+    for name, row in tp.items():
+        print(f"   {name:16s} {row['samples_per_s']:7.1f} samples/s  (waiting for data "
+              f"{row['data_s']:.2f} s)")
+    best = {k: max(tp[k]["samples_per_s"], tp[f"{k}_again"]["samples_per_s"])
+            for k in ("in_memory", "streaming")}
+    print(f"   streaming / in-memory: {best['streaming'] / best['in_memory']:.2f}x")
+
+    small = write_pngs(root / f"fmnist-{args.small}", args.small)
+    print(f"\n2. preparation of {args.small} PNGs at {args.size} px:")
+    prep = {cpus: preparation(small, cpus, args.size, work) for cpus in (1, 2)}
+    for cpus, row in prep.items():
+        print(f"   {cpus} CPU(s): {row['rows'] / row['first']:6.0f} images/s "
+              f"({row['first']:.1f} s); "
+              f"again (cached): {row['second']:.2f} s = {row['second'] / row['first']:.1%}")
+    print(f"   2 CPUs / 1 CPU: {prep[1]['first'] / prep[2]['first']:.2f}x")
+
+    large = write_pngs(root / f"fmnist-{args.large}", args.large)
+    print(f"\n1. driver peak RSS, one search at {args.size} px, steps_per_epoch 5:")
+    peaks = {}
+    for count, folder in ((args.small, small), (args.large, large)):
+        peak, curve, data = driver_memory(folder, args.size, work / f"search-{count}")
+        peaks[count] = peak
+        step = max(1, len(curve) // 12)
+        points = ", ".join(f"{t:.0f}s {g:.2f}" for t, g in curve[::step])
+        print(f"   {count:6d} images: peak {peak:.2f} GiB  [{data}]\n      curve (s GiB): {points}")
+    print(f"   large / small peak: {peaks[args.large] / peaks[args.small]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
