@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-ROWS_PER_PART = 1000
+ROWS_PER_PART = 250
 """Source rows per Parquet part: each part is one Ray Data block, i.e. one unit of work."""
 
 
@@ -154,8 +154,12 @@ def _run_job(task: Task, catalog: Catalog, source: Path, variant: dict[str, Any]
     context.enable_progress_bars = False
     staging = directory.with_name(directory.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
+    read = ray.remote(num_cpus=1)(_read_shard)
     for name in SPLIT_NAMES.values():
-        (ray.data.read_parquet(str(source / name))
+        # One block per source part, so the decode/tokenize tasks spread over every CPU
+        # (read_parquet would merge the small source files into one block, one task).
+        parts = [read.remote(str(f), None) for f in sorted((source / name).glob("*.parquet"))]
+        (ray.data.from_arrow_refs(parts)  # type: ignore[arg-type]
          .random_shuffle(seed=seed)
          .map_batches(_prepare_block, batch_format="pyarrow", batch_size=None, num_cpus=1,  # type: ignore[arg-type]
                       fn_kwargs={"task": task.name, "variant": variant})
@@ -232,7 +236,7 @@ def load_datasets(prepared: PreparedData) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _read_shard(path: str, columns: list[str]) -> pa.Table:
+def _read_shard(path: str, columns: list[str] | None) -> pa.Table:
     return pq.read_table(path, columns=columns)
 
 

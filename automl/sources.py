@@ -83,9 +83,10 @@ def is_table(location: str) -> bool:
     return True
 
 
-def iter_table(location: str, columns: list[str], batch_rows: int = BATCH_ROWS
+def iter_table(location: str, columns: list[str], batch_rows: int | None = None
                ) -> Iterator[pd.DataFrame]:
-    """Stream the named columns of a table in batches of at most `batch_rows` rows.
+    """Stream the named columns of a table in batches of at most `batch_rows` rows
+    (default BATCH_ROWS).
 
     A missing column is a DataError that lists the columns the table has.
     """
@@ -95,7 +96,7 @@ def iter_table(location: str, columns: list[str], batch_rows: int = BATCH_ROWS
                         "data.path")
     kind = table_format(location)
     try:
-        yield from _batches(location, kind, columns, batch_rows)
+        yield from _batches(location, kind, columns, batch_rows or BATCH_ROWS)
     except UnicodeDecodeError as exc:
         raise DataError(f"{location} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
                         "re-encode it, e.g. iconv -f latin1 -t utf-8 in.csv > fixed.csv") from None

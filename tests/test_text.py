@@ -136,7 +136,7 @@ def test_streamed_table_keeps_rows_and_labels_aligned(tmp_path: Path, tiny_bert:
         sources.BATCH_ROWS = original
     table = pa.concat_tables(pa.Table.from_pandas(f, preserve_index=False) for f in frames)
     names = [catalog.classes[i] for i in table.column("label").to_pylist()]
-    assert table.num_rows == 250
+    assert table.num_rows == 250 and len(frames) == 36  # 251 rows in batches of 7
     texts = table.column("text").to_pylist()
     assert all(("good" in t) == (n == "pos") for t, n in zip(texts, names, strict=True))
 
@@ -217,3 +217,15 @@ def test_packaged_minilm_has_seven_layer_groups() -> None:
     model, layers = build_model("text", "sentence-transformers/all-MiniLM-L6-v2", "package", 2)
     assert len(layers.groups) == 7  # embeddings + 6 encoder layers
     assert count_params(model)[1] > 22_000_000
+
+
+def test_tables_stream_in_bounded_batches(tmp_path: Path) -> None:
+    from automl import sources
+
+    data = tmp_path / "t.parquet"
+    import pandas as pd
+
+    pd.DataFrame({"text": [f"t{i}" for i in range(25)], "label": ["a", "b"] * 12 + ["a"]}
+                 ).to_parquet(data)
+    sizes = [len(f) for f in sources.iter_table(str(data), ["text", "label"], batch_rows=10)]
+    assert sizes == [10, 10, 5]

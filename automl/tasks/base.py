@@ -32,8 +32,6 @@ class Task(Protocol):
     """The `task:` value of a search space."""
     library: str
     """Where its backbones come from (`timm`, `transformers`): written into exports."""
-    payload_column: str
-    """The source-shard column that `prepare_batch` turns into model-ready columns."""
     plan_fields: tuple[str, ...]
     """Task-only plan knobs the leaderboard shows (others are blank for this task)."""
 
@@ -44,7 +42,8 @@ class Task(Protocol):
         """List and check the source on the driver (labels, split); never decodes it."""
 
     def source_rows(self, catalog: Catalog, data: DataConfig) -> Iterator[pd.DataFrame]:
-        """The catalog's rows in bounded batches: `key`, `label`, `split`, payload column."""
+        """The catalog's rows in bounded batches: `key`, `label`, `split` and what
+        `prepare_batch` reads (images: the key is the file's location; text: `text`)."""
 
     def preflight(self, choice: BackboneChoice, config: Config) -> dict[str, Any]:
         """Load a backbone's weights once (BackboneError if they do not load) and return its

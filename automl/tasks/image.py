@@ -41,7 +41,6 @@ class ImageClassification:
 
     name = "image"
     library = "timm"
-    payload_column = "key"  # the image's location is its key
     plan_fields: tuple[str, ...] = ()
 
     def check_backbone(self, name: str, weights: str) -> str | None:

@@ -42,7 +42,6 @@ class TextClassification:
 
     name = "text"
     library = "transformers"
-    payload_column = "text"
     plan_fields: tuple[str, ...] = ("pooling", "max_length")
 
     def check_backbone(self, name: str, weights: str) -> str | None:
