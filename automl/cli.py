@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("search", help="run a transfer search and export the best model")
     s.add_argument("space", help="search space YAML (see search_spaces/)")
-    s.add_argument("--data", help="image folder (one sub-folder per class) or text table")
+    s.add_argument("--data", help="image folder (one sub-folder per class), image manifest "
+                   "(CSV/Parquet with path,label) or text table; a path or s3:// URI")
     s.add_argument("--run-dir", help="where the leaderboard, trials and export go")
     s.add_argument("--num-samples", type=int, help="number of trials (overrides the YAML)")
     s.add_argument("--epochs", type=int, help="max epochs per trial (overrides train.epochs)")

@@ -45,7 +45,8 @@ class BackboneChoice:
 @dataclass(frozen=True)
 class DataConfig:
     path: str | None = None
-    """Image folder (one sub-folder per class) or, for text, a CSV/Parquet/JSONL file."""
+    """Images: a folder (one sub-folder per class) or a manifest table of paths and labels;
+    text: a CSV/TSV/Parquet/JSONL table. A local path or an `s3://`/`gs://` URI."""
     val_fraction: float = 0.2
     """Fraction of each class held out for validation (stratified, seeded)."""
     image_size: int | None = None

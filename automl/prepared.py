@@ -194,8 +194,8 @@ def _skipped(catalog: Catalog, counts: dict[str, tuple[list[str], np.ndarray]]) 
     """Catalog rows whose key is missing from the shards (unreadable files)."""
     kept = sum(len(keys) for keys, _ in counts.values())
     wanted = sum(catalog.count(code) for code in SPLIT_NAMES)
-    if kept == wanted:
-        return []
+    if kept == wanted or len(catalog.locations) != len(catalog.split):
+        return []  # tables: rows are not files, and preparation never drops one
     present = {k for keys, _ in counts.values() for k in keys}
     used = catalog.split != UNUSED
     return sorted(k for k, u in zip(catalog.locations, used, strict=False)
