@@ -154,14 +154,12 @@ def _run_job(task: Task, catalog: Catalog, source: Path, variant: dict[str, Any]
     context.enable_progress_bars = False
     staging = directory.with_name(directory.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
-    read = ray.remote(num_cpus=1)(_read_shard)
     for name in SPLIT_NAMES.values():
         # One block per source part, so the decode/tokenize tasks spread over every CPU
         # (read_parquet would merge the small source files into one block, one task).
-        parts = [read.remote(str(f), None) for f in sorted((source / name).glob("*.parquet"))]
-        (ray.data.from_arrow_refs(parts)  # type: ignore[arg-type]
+        (_dataset_of(source / name, None)
          .random_shuffle(seed=seed)
-         .map_batches(_prepare_block, batch_format="pyarrow", batch_size=None, num_cpus=1,  # type: ignore[arg-type]
+         .map_batches(_prepare_block, batch_format="pyarrow", batch_size=None, num_cpus=1,
                       fn_kwargs={"task": task.name, "variant": variant})
          .write_parquet(str(staging / name)))
     counts = {name: _kept(staging / name) for name in SPLIT_NAMES.values()}
@@ -222,18 +220,22 @@ def load_datasets(prepared: PreparedData) -> dict[str, dict[str, Any]]:
     hold, and hangs (measured; ../shared/FACTS.md). Reading with plain tasks into
     `from_arrow_refs` costs ≈0.01 s warm against ≈2 s for a `read_parquet` job.
     """
+    out: dict[str, dict[str, Any]] = {}
+    for key, variant in prepared.variants.items():
+        out[key] = {split: _dataset_of(Path(variant.split_dir(split)), list(variant.columns))
+                    for split in SPLIT_NAMES.values()}
+    return out
+
+
+def _dataset_of(folder: Path, columns: list[str] | None) -> Any:
+    """A materialized Ray Dataset with one block per Parquet file of `folder`, each read by
+    a task on the cluster (the driver never holds a block)."""
     import ray
     import ray.data
 
     read = ray.remote(num_cpus=1)(_read_shard)
-    out: dict[str, dict[str, Any]] = {}
-    for key, variant in prepared.variants.items():
-        out[key] = {}
-        for split in SPLIT_NAMES.values():
-            files = sorted(Path(variant.split_dir(split)).glob("*.parquet"))
-            refs = [read.remote(str(f), list(variant.columns)) for f in files]
-            out[key][split] = ray.data.from_arrow_refs(refs)  # type: ignore[arg-type]
-    return out
+    refs = [read.remote(str(f), columns) for f in sorted(folder.glob("*.parquet"))]
+    return ray.data.from_arrow_refs(refs)  # type: ignore[arg-type]
 
 
 def _read_shard(path: str, columns: list[str] | None) -> pa.Table:

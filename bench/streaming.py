@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import subprocess
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from automl.demo_data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR
+from automl.demo_data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, _read_idx
 
 HERE = Path(__file__).resolve().parent
 
@@ -37,15 +36,9 @@ def write_pngs(out: Path, count: int) -> Path:
     marker = out / f".complete-{count}"
     if marker.exists():
         return out
-    images: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    for part in ("train", "t10k"):
-        for kind, store in (("images-idx3", images), ("labels-idx1", labels)):
-            with gzip.open(FASHION_MNIST_DIR / f"{part}-{kind}-ubyte.gz", "rb") as f:
-                data = f.read()
-            ndim = data[3]
-            shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-            store.append(np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape))
+    parts = ("train", "t10k")
+    images = [_read_idx(FASHION_MNIST_DIR / f"{p}-images-idx3-ubyte.gz") for p in parts]
+    labels = [_read_idx(FASHION_MNIST_DIR / f"{p}-labels-idx1-ubyte.gz") for p in parts]
     pixels, classes = np.concatenate(images)[:count], np.concatenate(labels)[:count]
     for name in FASHION_MNIST_CLASSES:
         (out / name).mkdir(parents=True, exist_ok=True)

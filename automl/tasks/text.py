@@ -74,7 +74,8 @@ class TextClassification:
         else:
             split = split_array(len(labels[0]), *stratified_split(
                 labels[0], data.val_fraction, data.seed, data.max_per_class))
-        stats = [(t, sources.file_info(t).size, sources.file_info(t).mtime_ns) for t in tables]
+        infos = {t: sources.file_info(t) for t in tables}
+        stats = [(t, info.size, info.mtime_ns) for t, info in infos.items()]
         key = fingerprint(self.name, stats, data.text_column, data.label_column, split)
         return Catalog(data.path, tuple(classes), np.concatenate(labels), split, tables, key,
                        dropped)
