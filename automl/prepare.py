@@ -48,7 +48,7 @@ def cache_root(config: Config, run_dir: Path) -> Path:
 
 def prepare_data(config: Config, catalog: Catalog, preprocessing: dict[str, dict[str, Any]],
                  run_dir: Path) -> PreparedData:
-    """Prepared shards for every backbone's variant, made by Ray Data jobs or cached."""
+    """Prepared shards for every backbone's variant, made on the cluster or cached."""
     from automl.prepared import prepare
 
     return prepare(get_task(config.task), catalog, config.data, preprocessing,

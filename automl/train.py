@@ -29,7 +29,7 @@ from automl.tasks import Task, get_task
 
 SHUFFLE_BATCHES = 16
 """Local shuffle buffer, in batches: rows are mixed within this window on top of the global
-shuffle done once at preparation (Ray Data's recommended streaming shuffle)."""
+shuffle done once at preparation."""
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Preparation on a local Ray: Ray Data jobs write the shards, the cache finds them again,
+"""Preparation on a local Ray: Ray tasks write the shards, the cache finds them again,
 trials get materialized datasets. Marked integration: it starts Ray."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from automl.catalog import VAL
@@ -95,3 +96,37 @@ def test_too_few_readable_images(tmp_path: Path, local_ray: object) -> None:
     with pytest.raises(DataError, match=expected):
         _prepare(root, tmp_path / "cache")
     assert not list((tmp_path / "cache").rglob("manifest.json"))  # nothing cached
+
+
+def _shard_labels(variant_dir: str) -> list[list[int]]:
+    return [pq.read_table(f, columns=["label"]).column("label").to_pylist()
+            for f in sorted(Path(variant_dir, "train").glob("*.parquet"))]
+
+
+def test_shards_are_shuffled_when_the_source_is_sorted_by_class(
+    tmp_path: Path, tiny_bert: Path, local_ray: object, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Folders list images class by class and tables are often sorted by label; without the
+    shuffle each shard would hold one class and the trials' local shuffle could not fix it."""
+    import automl.prepared
+    from tests.conftest import write_image_folder
+
+    monkeypatch.setattr(automl.prepared, "ROWS_PER_PART", 20)
+    images = write_image_folder(tmp_path / "sorted", per_class=20)
+    _, prepared = _prepare(images, tmp_path / "cache")
+    (variant,) = prepared.variants.values()
+    shards = _shard_labels(variant.directory)
+    assert len(shards) == 3 and all(len(set(labels)) > 1 for labels in shards)
+
+    table = tmp_path / "sorted.csv"
+    rows = [f"good fun film {i},pos" for i in range(60)] + [f"bad dull film {i},neg"
+                                                              for i in range(60)]
+    table.write_text("text,label\n" + "\n".join(rows) + "\n")
+    text = get_task("text")
+    data = DataConfig(path=str(table), val_fraction=0.25)
+    pre = {"source": str(tiny_bert), "max_tokens": 16}
+    prepared = prepare(text, text.scan(data), data, {"bert": pre}, tmp_path / "cache")
+    (variant,) = prepared.variants.values()
+    shards = _shard_labels(variant.directory)
+    assert variant.train_rows == 90 and len(shards) == 5
+    assert all(len(set(labels)) > 1 for labels in shards)

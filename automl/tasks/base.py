@@ -34,6 +34,9 @@ class Task(Protocol):
     """Where its backbones come from (`timm`, `transformers`): written into exports."""
     plan_fields: tuple[str, ...]
     """Task-only plan knobs the leaderboard shows (others are blank for this task)."""
+    shuffled_source: bool
+    """`source_rows` yields rows in a seeded random order (the catalog holds every row), so
+    preparation needs no shuffle job; False: rows come in source order (streamed tables)."""
 
     def check_backbone(self, name: str, weights: str) -> str | None:
         """A one-line problem with a backbone name, or None (cheap: builds nothing)."""
@@ -43,7 +46,8 @@ class Task(Protocol):
 
     def source_rows(self, catalog: Catalog, data: DataConfig) -> Iterator[pd.DataFrame]:
         """The catalog's rows in bounded batches: `key`, `label`, `split` and what
-        `prepare_batch` reads (images: the key is the file's location; text: `text`)."""
+        `prepare_batch` reads (images: the key is the file's location; text: `text`); in a
+        random order seeded by `data.seed` when `shuffled_source`."""
 
     def preflight(self, choice: BackboneChoice, config: Config) -> dict[str, Any]:
         """Load a backbone's weights once (BackboneError if they do not load) and return its
@@ -54,8 +58,8 @@ class Task(Protocol):
         with equal variants share one prepared copy."""
 
     def prepare_batch(self, batch: pa.Table, variant: dict[str, Any]) -> pa.Table:
-        """Source rows → prepared rows (`key`, `label`, model columns). Runs in Ray Data
-        tasks; unreadable rows are left out (the preparation counts them)."""
+        """Source rows → prepared rows (`key`, `label`, model columns). Runs in Ray tasks
+        on the cluster; unreadable rows are left out (the preparation counts them)."""
 
     def build_model(self, plan: TrialPlan, saved: Path | None = None
                     ) -> tuple[nn.Module, LayerGroups]:

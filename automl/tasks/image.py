@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from automl.plan import TrialPlan
 
 ROWS_PER_SOURCE_BATCH = 500
-"""Source rows per Ray Data block: small, so decoding spreads over every CPU."""
+"""Rows per batch of `source_rows` (the preparation regroups them into parts)."""
 
 
 class ImageClassification:
@@ -42,6 +42,7 @@ class ImageClassification:
     name = "image"
     library = "timm"
     plan_fields: tuple[str, ...] = ()
+    shuffled_source = True
 
     def check_backbone(self, name: str, weights: str) -> str | None:
         """Unknown timm names get the closest matches."""
@@ -68,12 +69,13 @@ class ImageClassification:
         return Catalog(data.path, tuple(classes), labels, split, tuple(locations), key, dropped)
 
     def source_rows(self, catalog: Catalog, data: DataConfig) -> Iterator[pd.DataFrame]:
-        """File locations with their label and split, a few hundred rows at a time."""
-        for start in range(0, len(catalog.labels), ROWS_PER_SOURCE_BATCH):
-            end = start + ROWS_PER_SOURCE_BATCH
-            yield pd.DataFrame({"key": list(catalog.locations[start:end]),
-                                "label": catalog.labels[start:end],
-                                "split": catalog.split[start:end]})
+        """File locations with their label and split, shuffled (folders are sorted by class),
+        a few hundred rows at a time."""
+        order = np.random.default_rng(data.seed).permutation(len(catalog.labels))
+        for start in range(0, len(order), ROWS_PER_SOURCE_BATCH):
+            rows = order[start:start + ROWS_PER_SOURCE_BATCH]
+            yield pd.DataFrame({"key": [catalog.locations[i] for i in rows],
+                                "label": catalog.labels[rows], "split": catalog.split[rows]})
 
     def preflight(self, choice: BackboneChoice, config: Config) -> dict[str, Any]:
         """Weights load; preprocessing from timm's pretrained config (size from the space)."""

@@ -43,6 +43,7 @@ class TextClassification:
     name = "text"
     library = "transformers"
     plan_fields: tuple[str, ...] = ("pooling", "max_length")
+    shuffled_source = False
 
     def check_backbone(self, name: str, weights: str) -> str | None:
         """A hub id or a local model directory."""
