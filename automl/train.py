@@ -7,10 +7,13 @@ in a trial the batches stream from this worker's shard of the prepared Ray Datas
 
 from __future__ import annotations
 
+import contextlib
+import math
 import random
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,8 @@ from automl.plan import WEIGHTS_FILE, TrialPlan
 from automl.prepared import EpochBatches
 from automl.tasks import Task, get_task
 
+FINITE_CHECK_STEPS = 50
+"""Steps between checks that the training loss is finite (each check syncs with the GPU)."""
 SHUFFLE_BATCHES = 16
 """Local shuffle buffer, in batches: rows are mixed within this window on top of the global
 shuffle done once at preparation."""
@@ -63,8 +68,6 @@ def setup_trial(plan: TrialPlan) -> TrialSetup:
     groups = param_groups(model, layers, plan.head_lr, plan.backbone_lr or 0.0,
                           plan.layer_decay, plan.weight_decay)
     optimizer = torch.optim.AdamW(groups)
-    for group in optimizer.param_groups:
-        group["base_lr"] = group["lr"]
     trainable, _ = count_params(model)
     return TrialSetup(model, optimizer, task, depth, len(layers.groups), trainable, total)
 
@@ -74,37 +77,57 @@ def train_epoch(
     batches: Iterable[pa.Table],
 ) -> EpochStats:
     """One epoch over this worker's batches (all ranks get equally many: DDP needs equal
-    step counts); a batch of one row is skipped (BatchNorm cannot train on it)."""
+    step counts); a batch of one row is skipped (BatchNorm cannot train on it).
+
+    The loss stays on the device and is checked every `FINITE_CHECK_STEPS` steps: a `.item()`
+    per step would make a GPU wait for the host every step."""
     model, task = setup.model, setup.task
     model.train()
-    _set_lp_ft_phase(setup, linear_probe=epoch <= plan.lp_ft_epochs)
+    frozen = _set_lp_ft_phase(setup, linear_probe=epoch <= plan.lp_ft_epochs)
     generator = torch.Generator().manual_seed(plan.seed * 1000 + epoch)
     stats = EpochStats()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     waited = time.perf_counter()
     for step, batch in enumerate(batches):
         if batch.num_rows < 2:
             continue
         inputs, labels = task.collate(batch, plan, device, generator)
         stats.data_s += time.perf_counter() - waited
-        with torch.autocast(device.type, torch.bfloat16, enabled=plan.precision == "bf16"):
+        with _autocast(plan, device):
             logits = task.forward(model, inputs)
             loss = F.cross_entropy(logits.float(), labels)
-        if not torch.isfinite(loss):
-            raise TrialFailed(
-                f"training loss became {loss.item()} at epoch {epoch} step {step}; "
-                "lower head_lr/backbone_lr or keep train.grad_clip set"
-            )
         setup.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for p in frozen:
+            p.grad = None  # AdamW skips a parameter without a gradient: no moments, no step
         if plan.grad_clip:
             nn.utils.clip_grad_norm_(
                 [p for p in model.parameters() if p.requires_grad], plan.grad_clip
             )
         setup.optimizer.step()
-        stats.loss_sum += loss.item() * len(labels)
+        loss_sum += loss.detach() * len(labels)
         stats.examples += len(labels)
+        if step % FINITE_CHECK_STEPS == 0:
+            _check_finite(loss_sum, epoch, step)
         waited = time.perf_counter()
+    stats.loss_sum = _check_finite(loss_sum, epoch, None)
     return stats
+
+
+def _autocast(plan: TrialPlan, device: torch.device) -> AbstractContextManager[Any]:
+    """bf16 autocast when the plan asks for it (CUDA, or CPU for tests), else nothing."""
+    if plan.precision == "bf16":
+        return torch.autocast(device.type, torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int | None) -> float:
+    value = float(loss_sum)
+    if not math.isfinite(value):
+        where = f"epoch {epoch}" + (f" step {step}" if step is not None else "")
+        raise TrialFailed(f"training loss became {value} at {where}; lower head_lr/backbone_lr "
+                          "or keep train.grad_clip set")
+    return value
 
 
 @dataclass
@@ -122,40 +145,58 @@ class EpochStats:
         return self.loss_sum / max(self.examples, 1)
 
 
-def _set_lp_ft_phase(setup: TrialSetup, linear_probe: bool) -> None:
-    """LP-FT: during the first `lp_ft_epochs` only the head learns (backbone LR 0).
+def _set_lp_ft_phase(setup: TrialSetup, linear_probe: bool) -> list[nn.Parameter]:
+    """LP-FT: during the first `lp_ft_epochs` only the head learns. Returns the backbone
+    parameters whose gradients the step must drop.
 
-    Without DDP the backbone also stops requiring grad, so backward stops at the head; DDP
-    fixes its set of trained parameters at wrap time, so there the LR alone does it.
+    Without DDP the backbone stops requiring grad, so backward stops at the head. DDP fixes
+    its set of trained parameters at wrap time, so there backward still computes backbone
+    gradients; dropping them before `optimizer.step()` keeps AdamW from touching those
+    parameters (a zero LR alone would still build up their moments and step counts, and 1
+    and 2 workers would train differently).
     """
     can_toggle = not isinstance(setup.model, nn.parallel.DistributedDataParallel)
+    dropped: list[nn.Parameter] = []
     for group in setup.optimizer.param_groups:
-        backbone = group["name"] != "head"
-        group["lr"] = 0.0 if linear_probe and backbone else group["base_lr"]
-        if backbone and can_toggle:
-            for p in group["params"]:
+        if group["name"] == "head":
+            continue
+        for p in group["params"]:
+            if can_toggle:
                 p.requires_grad_(not linear_probe)
+            elif linear_probe:
+                dropped.append(p)
+    return dropped
 
 
 @torch.inference_mode()
 def evaluate(
     setup: TrialSetup, plan: TrialPlan, device: torch.device, batches: Iterable[pa.Table]
-) -> tuple[int, int, float]:
-    """(correct, count, summed loss) over the given validation batches.
+) -> torch.Tensor:
+    """(correct, count, summed loss) over the given validation batches, on `device`.
 
     Runs the unwrapped module: DDP's forward syncs buffers with the other ranks, which may
     evaluate a different number of batches."""
     model, task = _unwrap(setup.model), setup.task
     model.eval()
-    correct, count, loss_sum = 0, 0, 0.0
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # correct, count, loss sum
     for batch in batches:
         inputs, labels = task.collate(batch, plan, device)
-        with torch.autocast(device.type, torch.bfloat16, enabled=plan.precision == "bf16"):
+        with _autocast(plan, device):
             logits = task.forward(model, inputs).float()
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-        correct += int((logits.argmax(1) == labels).sum())
-        count += len(labels)
-    return correct, count, loss_sum
+        totals[0] += (logits.argmax(1) == labels).sum()
+        totals[1] += len(labels)
+        totals[2] += F.cross_entropy(logits, labels, reduction="sum")
+    return totals
+
+
+def sum_over_ranks(totals: torch.Tensor, world: int) -> list[float]:
+    """All-reduce a tensor of counts in place and read it once.
+
+    The tensor stays on the worker's device: NCCL (Ray's backend for GPU workers) reduces only
+    CUDA tensors, gloo only CPU ones."""
+    if world > 1:
+        torch.distributed.all_reduce(totals)
+    return [float(v) for v in totals.tolist()]
 
 
 def save_checkpoint(model: nn.Module, plan: TrialPlan, directory: Path, **metrics: Any) -> None:
@@ -227,11 +268,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         _add(timings, "train_s", time.time() - t)
         _add(timings, "data_s", stats.data_s)
         t = time.time()
-        counts = torch.tensor(evaluate(setup, plan, device, _val_batches(plan, rank, world)),
-                              dtype=torch.float64)
-        if world > 1:
-            torch.distributed.all_reduce(counts)
-        correct, count, loss_sum = counts.tolist()
+        totals = evaluate(setup, plan, device, _val_batches(plan, rank, world))
+        correct, count, loss_sum = sum_over_ranks(totals, world)
         _add(timings, "eval_s", time.time() - t)
         metrics = {
             "epoch": epoch,

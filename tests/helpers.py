@@ -46,7 +46,7 @@ def fit(setup: TrialSetup, plan: TrialPlan, tables: dict[str, pa.Table],
     for epoch in epochs:
         batches = local_batches(tables["train"], plan.batch_size, seed=plan.seed + epoch)
         loss = train_epoch(setup, plan, epoch, CPU, batches).loss
-    correct, count, _ = evaluate(setup, plan, CPU, local_batches(tables["val"], 64))
+    correct, count, _ = evaluate(setup, plan, CPU, local_batches(tables["val"], 64)).tolist()
     return loss, correct / count
 
 

@@ -73,3 +73,55 @@ def test_steps_per_epoch_continues_across_passes() -> None:
     assert seen == [((1, 0), (1, 1), (1, 2)), ((1, 3), (1, 4), (2, 0)), ((2, 1), (2, 2), (2, 3))]
     assert [len(list(EpochBatches(one_pass).epoch())) for _ in range(2)] == [5, 5]
     assert list(EpochBatches(lambda n: iter([]), steps=4).epoch()) == []
+
+
+def test_lp_ft_under_ddp_trains_like_a_single_process(image_folder: Path, tmp_path: Path
+                                                      ) -> None:
+    """DDP cannot switch the backbone's requires_grad; its LP phase must still leave AdamW's
+    state for the backbone empty, so 1 and N workers train the same plan the same way."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    tables, classes = tiny_tables(image_folder)
+    plan = tiny_plan(classes, lp_ft_epochs=1, weight_decay=0.01)
+
+    def train(wrap: bool) -> tuple[dict[str, torch.Tensor], int]:
+        setup = setup_trial(plan)
+        if wrap:
+            setup.model = DistributedDataParallel(setup.model)
+        train_epoch(setup, plan, 1, CPU, local_batches(tables["train"], 8, seed=0))
+        stateful = sum(1 for p in setup.model.parameters() if setup.optimizer.state.get(p))
+        train_epoch(setup, plan, 2, CPU, local_batches(tables["train"], 8, seed=1))
+        inner = getattr(setup.model, "module", setup.model)
+        return {k: v.clone() for k, v in inner.state_dict().items()}, stateful
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0,
+                            world_size=1)
+    try:
+        wrapped, wrapped_stateful = train(wrap=True)
+    finally:
+        dist.destroy_process_group()
+    plain, plain_stateful = train(wrap=False)
+    assert wrapped_stateful == plain_stateful == 2  # the head's weight and bias only
+    assert all(torch.allclose(plain[k].float(), wrapped[k].float(), atol=1e-6) for k in plain)
+
+
+def test_validation_counts_stay_on_the_worker_device(image_folder: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """NCCL (GPU workers) reduces only device tensors; counts gathered on the host fail at
+    the first evaluation. `meta` stands in for a GPU: the counts must be built there and
+    handed to all_reduce as they are."""
+    from automl.train import evaluate, sum_over_ranks
+
+    tables, classes = tiny_tables(image_folder)
+    plan = tiny_plan(classes)
+    setup = setup_trial(plan)
+    meta = torch.device("meta")
+    setup.model.to(meta)
+    totals = evaluate(setup, plan, meta, local_batches(tables["val"], 64))
+    assert totals.device == meta and totals.shape == (3,)
+
+    reduced: list[torch.Tensor] = []
+    monkeypatch.setattr(torch.distributed, "all_reduce", reduced.append)
+    counts = torch.tensor([3.0, 4.0, 1.5], dtype=torch.float64)
+    assert sum_over_ranks(counts, world=2) == [3.0, 4.0, 1.5] and reduced[0] is counts

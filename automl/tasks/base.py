@@ -83,3 +83,11 @@ class Task(Protocol):
 
     def save_extras(self, model: nn.Module, directory: Path, plan: TrialPlan) -> None:
         """Files a checkpoint needs besides the weights to rebuild offline (tokenizer...)."""
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host → device copy; for CUDA from pinned memory and asynchronous, so the copy of the
+    next batch overlaps the current step's compute."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from automl import sources
 from automl.catalog import Catalog, fingerprint, split_array, stratified_split
+from automl.tasks.base import to_device
 from automl.tasks.image_files import (
     UNREADABLE,
     list_images,
@@ -127,7 +128,8 @@ class ImageClassification:
         if augment is not None and plan.hflip:
             flip = torch.rand(len(pixels), generator=augment) < 0.5
             pixels = torch.where(flip[:, None, None, None], pixels.flip(2), pixels)
-        return normalize(pixels.to(device), plan.preprocessing), labels.to(device)
+        return (normalize(to_device(pixels, device), plan.preprocessing),
+                to_device(labels, device))
 
     def forward(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         """Images are one tensor."""

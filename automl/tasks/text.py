@@ -27,6 +27,7 @@ from automl.catalog import (
     stratified_split,
 )
 from automl.errors import DataError
+from automl.tasks.base import to_device
 
 if TYPE_CHECKING:
     import torch
@@ -161,9 +162,9 @@ class TextClassification:
             input_ids[i, :len(ids)] = ids
             mask[i, :len(ids)] = 1
         labels = torch.from_numpy(batch.column("label").to_numpy().astype(np.int64))
-        inputs = {"input_ids": torch.from_numpy(input_ids).to(device),
-                  "attention_mask": torch.from_numpy(mask).to(device)}
-        return inputs, labels.to(device)
+        inputs = {"input_ids": to_device(torch.from_numpy(input_ids), device),
+                  "attention_mask": to_device(torch.from_numpy(mask), device)}
+        return inputs, to_device(labels, device)
 
     def forward(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Text models take keyword tensors."""
