@@ -83,6 +83,8 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     """Batches per reported epoch (default: one full pass); lets a large dataset be searched
     in budgets smaller than an epoch. ASHA's rungs count these epochs either way."""
+    max_restarts: int = 2
+    """Times a trial restarts from its latest checkpoint after losing a worker or a node."""
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,8 @@ def _check_values(sections: dict[str, Any], problems: list[str]) -> None:
         ("train.epochs", train.epochs >= 1, "must be >= 1"),
         ("train.steps_per_epoch", train.steps_per_epoch is None or train.steps_per_epoch >= 1,
          "must be >= 1 (null: one full pass)"),
+        ("train.max_restarts", train.max_restarts >= 0, "must be >= 0 (0: a lost worker "
+         "fails the trial)"),
         ("train.precision", train.precision in ("fp32", "bf16"), "must be fp32 or bf16"),
         ("train.grad_clip", train.grad_clip is None or train.grad_clip > 0,
          "must be > 0 (null turns clipping off)"),

@@ -24,7 +24,7 @@ COLUMNS = [
     "epochs", "val_loss", "startup_s", "ray_startup_s", "setup_s", "train_time_s", "data_time_s",
     "eval_time_s",
     "checkpoint_time_s", "trial_time_s",
-    "trainable_params", "total_params", "checkpoint", "error",
+    "trainable_params", "total_params", "restarts", "worker_nodes", "checkpoint", "error",
 ]
 _SHOWN = ["rank", "trial_id", "status", "backbone", "pretrained", "unfreeze_depth",
           "head_lr", "backbone_lr", "val_accuracy", "epochs", "train_time_s", "startup_s"]
@@ -58,9 +58,9 @@ def _row(record: TrialRecord, static: dict[str, Any]) -> dict[str, Any]:
     plan = make_plan(record.params, static)
     task_fields = get_task(plan.task).plan_fields
     history = [h for h in record.history if _number(h.get("val_accuracy")) is not None]
-    best = max(history, key=lambda h: h["val_accuracy"]) if history else {}
+    # Ties go to the latest epoch: that is the checkpoint Ray keeps (search.py retention).
+    best = max(reversed(history), key=lambda h: h["val_accuracy"]) if history else {}
     last = history[-1] if history else {}
-    checkpoints = [c for h in history if isinstance(c := h.get("checkpoint_path"), str)]
     epochs = int(last.get("epoch", 0))
     status = "finished" if epochs >= plan.epochs else "stopped"
     if record.error:
@@ -96,7 +96,9 @@ def _row(record: TrialRecord, static: dict[str, Any]) -> dict[str, Any]:
         "trial_time_s": record.trial_time_s,
         "trainable_params": last.get("trainable_params"),
         "total_params": last.get("total_params"),
-        "checkpoint": checkpoints[-1] if checkpoints else None,
+        "restarts": last.get("restarts"),
+        "worker_nodes": last.get("worker_nodes"),
+        "checkpoint": c if isinstance(c := best.get("checkpoint_path"), str) else None,
         "error": record.error,
     }
 

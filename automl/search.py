@@ -81,8 +81,12 @@ def trial_driver(config: dict[str, Any], static: dict[str, Any],
             name=trial_id,
             storage_path=static["trials_dir"],
             callbacks=[TuneReportCallback()],  # type: ignore[list-item]
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
-            failure_config=ray.train.FailureConfig(max_failures=0),
+            # Best by val_accuracy, plus the latest (Ray never deletes the latest): export
+            # reads the best, a restart resumes from the latest.
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute="val_accuracy",
+                checkpoint_score_order="max"),
+            failure_config=ray.train.FailureConfig(max_failures=static["max_restarts"]),
         ),
     )
     try:
@@ -108,6 +112,7 @@ def run_trials(
     trials_dir.mkdir(parents=True, exist_ok=True)
     static = {**static, "trials_dir": str(trials_dir),
               "steps_per_epoch": config.train.steps_per_epoch,
+              "max_restarts": config.train.max_restarts,
               "resources": {"workers_per_trial": config.resources.workers_per_trial,
                             "cpus_per_worker": config.resources.cpus_per_worker,
                             "use_gpu": config.resources.use_gpu}}

@@ -25,8 +25,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from automl.backbones.groups import apply_unfreeze, count_params, param_groups
+from automl.checkpoints import (
+    TrainState,
+    load_train_state,
+    save_checkpoint,
+    save_train_state,
+    unwrap,
+)
 from automl.errors import TrialFailed
-from automl.plan import WEIGHTS_FILE, TrialPlan
+from automl.plan import TrialPlan
 from automl.prepared import EpochBatches
 from automl.tasks import Task, get_task
 
@@ -176,7 +183,7 @@ def evaluate(
 
     Runs the unwrapped module: DDP's forward syncs buffers with the other ranks, which may
     evaluate a different number of batches."""
-    model, task = _unwrap(setup.model), setup.task
+    model, task = unwrap(setup.model), setup.task
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # correct, count, loss sum
     for batch in batches:
@@ -197,22 +204,6 @@ def sum_over_ranks(totals: torch.Tensor, world: int) -> list[float]:
     if world > 1:
         torch.distributed.all_reduce(totals)
     return [float(v) for v in totals.tolist()]
-
-
-def save_checkpoint(model: nn.Module, plan: TrialPlan, directory: Path, **metrics: Any) -> None:
-    """Weights as safetensors (no pickle) plus the plan that rebuilds them."""
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_FILE))
-    plan.save(directory, **metrics)
-    get_task(plan.task).save_extras(_unwrap(model), directory, plan)
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    inner = getattr(model, "module", model)
-    assert isinstance(inner, nn.Module)
-    return inner
 
 
 def _shard_batches(plan: TrialPlan, rank: int, steps: int | None) -> EpochBatches:
@@ -241,7 +232,8 @@ def _val_batches(plan: TrialPlan, rank: int, world: int) -> Iterator[pa.Table]:
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train worker: fine-tune one plan, report every epoch, checkpoint on improvement."""
+    """Ray Train worker: fine-tune one plan, report and checkpoint every epoch; after a lost
+    worker or node, Ray restarts the group and this resumes from the latest checkpoint."""
     import ray.train
     import ray.train.torch
 
@@ -254,15 +246,22 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     t0 = time.time()
     setup = setup_trial(plan)
-    setup.model = ray.train.torch.prepare_model(setup.model)
     train_batches = _shard_batches(plan, rank, config.get("steps_per_epoch"))
+    state = TrainState()
+    resumed = ray.train.get_checkpoint()
+    if resumed is not None:
+        with resumed.as_directory() as directory:
+            state = load_train_state(Path(directory), setup.model, setup.optimizer)
+        train_batches.resume(state.stream)
+    setup.model = ray.train.torch.prepare_model(setup.model)
     timings = {
+        **state.timings,
         "ray_startup_s": t0 - t_trial_start,  # driver, controller, worker group, imports
-        "setup_s": time.time() - t0,  # weights, freezing, optimizer
+        "setup_s": time.time() - t0,  # weights, freezing, optimizer (and resume)
         "startup_s": time.time() - t_trial_start,
     }
-    best = -1.0
-    for epoch in range(1, plan.epochs + 1):
+    placement = {"worker_nodes": _worker_nodes(world), "restarts": state.restarts}
+    for epoch in range(state.epoch + 1, plan.epochs + 1):
         t = time.time()
         stats = train_epoch(setup, plan, epoch, device, train_batches.epoch())
         _add(timings, "train_s", time.time() - t)
@@ -282,18 +281,32 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "layer_groups": setup.layer_groups,
             "trainable_params": setup.trainable_params,
             "total_params": setup.total_params,
+            **placement,
             **timings,
         }
-        improved = metrics["val_accuracy"] > best
-        best = max(best, metrics["val_accuracy"])
+        state.epoch, state.best = epoch, max(state.best, metrics["val_accuracy"])
+        state.stream, state.timings = train_batches.position(), timings
         t = time.time()
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
-            if improved and rank == 0:
+            if rank == 0:
                 save_checkpoint(setup.model, plan, Path(tmp), **metrics)
+                save_train_state(Path(tmp), setup.optimizer, state)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)
         _add(timings, "checkpoint_s", time.time() - t)
+
+
+def _worker_nodes(world: int) -> str:
+    """`IP/node-id` of every rank, in rank order (for the board: where the trial ran)."""
+    import ray
+
+    here = f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
+    if world == 1:
+        return here
+    nodes: list[Any] = [None] * world
+    torch.distributed.all_gather_object(nodes, here)
+    return ",".join(str(n) for n in nodes)
 
 
 def _add(timings: dict[str, float], key: str, seconds: float) -> None:

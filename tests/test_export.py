@@ -8,11 +8,12 @@ import timm
 import torch
 from safetensors.torch import load_file
 
+from automl.checkpoints import save_checkpoint
 from automl.errors import AutomlError
 from automl.export import export_checkpoint, load_exported, predict
 from automl.tasks.image import normalize
 from automl.tasks.image_files import load_image
-from automl.train import save_checkpoint, setup_trial
+from automl.train import setup_trial
 from tests.helpers import PRE, fit, tiny_plan, tiny_tables
 
 

@@ -125,3 +125,47 @@ def test_validation_counts_stay_on_the_worker_device(image_folder: Path,
     monkeypatch.setattr(torch.distributed, "all_reduce", reduced.append)
     counts = torch.tensor([3.0, 4.0, 1.5], dtype=torch.float64)
     assert sum_over_ranks(counts, world=2) == [3.0, 4.0, 1.5] and reduced[0] is counts
+
+
+def test_stream_resumes_where_a_checkpoint_left_it() -> None:
+    import pyarrow as pa
+
+    def one_pass(number: int):  # type: ignore[no-untyped-def]
+        return iter([pa.table({"p": [number] * 2, "i": [i] * 2}) for i in range(5)])
+
+    def ids(batches) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
+        return [(b["p"][0].as_py(), b["i"][0].as_py()) for b in batches]
+
+    for steps in (3, 5, None):
+        straight = EpochBatches(one_pass, steps)
+        expected = [ids(straight.epoch()) for _ in range(4)]
+        first = EpochBatches(one_pass, steps)
+        seen = [ids(first.epoch()) for _ in range(2)]
+        restarted = EpochBatches(one_pass, steps)
+        restarted.resume(first.position())
+        seen += [ids(restarted.epoch()) for _ in range(2)]
+        assert seen == expected, steps
+
+
+def test_resuming_from_a_checkpoint_trains_like_no_interruption(image_folder: Path,
+                                                               tmp_path: Path) -> None:
+    """Weights, optimizer moments and RNG states come back: epoch 2 after a restart gives the
+    same weights as epoch 2 straight after epoch 1."""
+    from automl.checkpoints import TrainState, load_train_state, save_checkpoint, save_train_state
+
+    tables, classes = tiny_tables(image_folder)
+    plan = tiny_plan(classes, lp_ft_epochs=1)
+    setup = setup_trial(plan)
+    train_epoch(setup, plan, 1, CPU, local_batches(tables["train"], 8, seed=1))
+    save_checkpoint(setup.model, plan, tmp_path, val_accuracy=0.5, epoch=1)
+    save_train_state(tmp_path, setup.optimizer, TrainState(epoch=1, best=0.5, restarts=0))
+    torch.manual_seed(123)  # whatever ran after the checkpoint must not matter
+    train_epoch(setup, plan, 2, CPU, local_batches(tables["train"], 8, seed=2))
+    straight = {k: v.clone() for k, v in setup.model.state_dict().items()}
+
+    restarted = setup_trial(plan)
+    state = load_train_state(tmp_path, restarted.model, restarted.optimizer)
+    assert (state.epoch, state.best, state.restarts) == (1, 0.5, 1)
+    train_epoch(restarted, plan, 2, CPU, local_batches(tables["train"], 8, seed=2))
+    after = restarted.model.state_dict()
+    assert all(torch.equal(straight[k], after[k]) for k in straight)

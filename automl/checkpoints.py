@@ -1,0 +1,88 @@
+"""Trial checkpoints: export-ready weights + plan, and the training state a restart resumes.
+
+Every epoch rank 0 writes one directory:
+- `model.safetensors` + `plan.json` (+ task extras such as tokenizer files): what export reads;
+- `train_state.pt`: optimizer moments, the epoch reached, best score, restart count, data
+  stream position and RNG states, so a trial restarted after a lost worker or node continues
+  where it stopped and trains exactly as if it had not been interrupted.
+
+Ray keeps the best checkpoint by `val_accuracy` plus the latest one (its checkpoint manager
+never deletes the latest), so a trial's disk use is at most two of these directories.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from automl.plan import WEIGHTS_FILE, TrialPlan
+from automl.tasks import get_task
+
+STATE_FILE = "train_state.pt"
+
+
+@dataclass
+class TrainState:
+    """Where a trial stands after an epoch."""
+
+    epoch: int = 0
+    best: float = -1.0
+    restarts: int = 0
+    stream: dict[str, int] = field(default_factory=dict)
+    """`EpochBatches.position()`: passes started and batches taken from the current one."""
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (or the model itself)."""
+    inner = getattr(model, "module", model)
+    assert isinstance(inner, nn.Module)
+    return inner
+
+
+def save_checkpoint(model: nn.Module, plan: TrialPlan, directory: Path, **metrics: Any) -> None:
+    """Weights as safetensors (no pickle) plus the plan that rebuilds them."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous().cpu() for k, v in unwrap(model).state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE))
+    plan.save(directory, **metrics)
+    get_task(plan.task).save_extras(unwrap(model), directory, plan)
+
+
+def save_train_state(directory: Path, optimizer: torch.optim.Optimizer, state: TrainState
+                     ) -> None:
+    """The optimizer and loop state next to the weights (loadable with weights_only=True)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    torch.save({
+        "optimizer": optimizer.state_dict(),
+        "epoch": state.epoch, "best": state.best, "restarts": state.restarts,
+        "stream": dict(state.stream), "timings": dict(state.timings),
+        "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+        "numpy_rng": [kind, torch.from_numpy(np.asarray(keys, np.int64)), int(pos),
+                      int(has_gauss), float(gauss)],
+    }, directory / STATE_FILE)
+
+
+def load_train_state(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer
+                     ) -> TrainState:
+    """Restore weights, optimizer and RNGs from a checkpoint directory; return the loop state
+    (its restart count already incremented)."""
+    from safetensors.torch import load_file
+
+    unwrap(model).load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+    saved = torch.load(directory / STATE_FILE, weights_only=True)
+    optimizer.load_state_dict(saved["optimizer"])
+    torch.set_rng_state(saved["torch_rng"])
+    python_rng = saved["python_rng"]
+    random.setstate((python_rng[0], tuple(python_rng[1]), python_rng[2]))
+    kind, keys, pos, has_gauss, gauss = saved["numpy_rng"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    return TrainState(epoch=saved["epoch"], best=saved["best"], restarts=saved["restarts"] + 1,
+                      stream=saved["stream"], timings=saved["timings"])

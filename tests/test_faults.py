@@ -1,0 +1,84 @@
+"""Failures on an embedded local Ray: a training worker SIGKILLed mid-trial. Nothing completed
+may be lost, and the restarted trial must end where an uninterrupted one does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from automl.api import SearchResult, run_search
+from automl.config import Config, from_dict
+
+pytestmark = pytest.mark.integration
+
+
+def _config(images: Path, cache: Path) -> Config:
+    return from_dict({
+        "task": "image",
+        "data": {"path": str(images), "val_fraction": 0.25, "image_size": 96,
+                 "cache_dir": str(cache)},
+        "backbones": [{"name": "test_resnet", "weights": "scratch"}],
+        "space": {"unfreeze_fraction": 1.0, "head_lr": 0.01, "backbone_lr": 0.001,
+                  "batch_size": 8},
+        "train": {"epochs": 5, "seed": 0, "max_restarts": 2},
+        "search": {"num_samples": 1},
+        "resources": {"workers_per_trial": 1, "cpus_per_worker": 1},
+    })
+
+
+def _train_workers() -> list[int]:
+    """PIDs of Ray Train worker processes on this machine (their title names the actor)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            title = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+            if title.startswith(b"ray::RayTrainWorker"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_killed_worker_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    import ray
+
+    from tests.conftest import write_image_folder
+
+    images = write_image_folder(tmp_path / "images", per_class=60)
+    config = _config(images, tmp_path / "cache")
+    try:
+        straight = run_search(config, run_dir=tmp_path / "straight", log=lambda _: None)
+
+        results: list[SearchResult] = []
+        search = threading.Thread(target=lambda: results.append(
+            run_search(config, run_dir=tmp_path / "killed", log=lambda _: None)))
+        started = time.time()
+        search.start()
+        before = set(_train_workers())  # exited actors of the first search may linger
+        killed = None
+        while search.is_alive() and killed is None and time.time() - started < 300:
+            # Epoch 1's checkpoint is complete on storage; an epoch takes ≈ 2 s, so 0.5 s later
+            # it is registered and epoch 2 is running.
+            if list((tmp_path / "killed" / "trials").glob("*/checkpoint_20*/train_state.pt")):
+                time.sleep(0.5)
+                workers = [pid for pid in _train_workers() if pid not in before]
+                if workers:
+                    killed = workers[0]
+                    os.kill(killed, signal.SIGKILL)
+            time.sleep(0.05)
+        search.join(timeout=600)
+    finally:
+        ray.shutdown()
+    assert killed is not None, "the trial finished before a worker could be killed"
+    (result,) = results
+    row, reference = result.leaderboard.iloc[0], straight.leaderboard.iloc[0]
+    assert row["status"] == "finished" and row["epochs"] == 5
+    assert row["restarts"] == 1 and reference["restarts"] == 0
+    assert row["val_accuracy"] == reference["val_accuracy"]
+    assert row["val_loss"] == pytest.approx(reference["val_loss"], rel=1e-6)
+    assert result.export_dir is not None and (result.export_dir / "model.safetensors").is_file()
