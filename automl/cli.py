@@ -19,7 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("search", help="run a transfer search and export the best model")
-    s.add_argument("space", help="search space YAML (see search_spaces/)")
+    s.add_argument("space", nargs="?", help="search space YAML (see search_spaces/)")
+    s.add_argument("--resume", metavar="RUN_DIR",
+                   help="finish an interrupted search in RUN_DIR (keeps finished trials)")
     s.add_argument("--data", help="image folder (one sub-folder per class), image manifest "
                    "(CSV/Parquet with path,label) or text table; a path or s3:// URI")
     s.add_argument("--run-dir", help="where the leaderboard, trials and export go")
@@ -63,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted; finished trials stay in the run dir", file=sys.stderr)
+        print("interrupted; finished trials stay in the run dir; continue with "
+              "`automl search --resume RUN_DIR`", file=sys.stderr)
         return 130
 
 
@@ -75,6 +78,9 @@ def _print_search_end(result: object) -> None:
     print("\nLeaderboard:\n" + format_leaderboard(result.leaderboard))
     print(f"\nSearch: {result.outcome}; wall time {result.wall_time_s:.0f}s")
     print(f"Leaderboard: {result.run_dir / 'leaderboard.csv'}")
+    from automl.paths import disk_usage
+
+    print(f"Run dir: {result.run_dir} ({disk_usage(result.run_dir) / 2**20:.0f} MiB on disk)")
     if (result.leaderboard["status"] == "errored").any():
         print(f"Full trial errors: {result.run_dir / LOG_DIR}/<trial_id>.error.txt")
     if result.export_dir:
@@ -89,7 +95,14 @@ def _run(args: argparse.Namespace) -> int:
         cfg = api.validate(args.space)
         print(f"{args.space}: ok ({cfg.task}, {len(cfg.backbones)} backbone(s), "
               f"{cfg.search.num_samples} trials)")
+    elif args.command == "search" and args.resume:
+        if args.space or args.data or args.run_dir or args.num_samples or args.epochs:
+            raise AutomlError("--resume takes only the run dir (and --address): the search "
+                              "continues with the config it started with")
+        _print_search_end(api.resume_search(args.resume, address=args.address))
     elif args.command == "search":
+        if not args.space:
+            raise AutomlError("search needs a search space YAML (or --resume RUN_DIR)")
         result = api.run_search(args.space, data=args.data, run_dir=args.run_dir,
                                 num_samples=args.num_samples, address=args.address,
                                 epochs=args.epochs)

@@ -61,3 +61,8 @@ def local_path(location: str | Path, what: str = "path") -> Path:
         raise AutomlError(f"{what}: {resolved!r} is remote; this needs a local or shared-file-"
                           "system path (copy the data locally, or mount the bucket)")
     return Path(resolved)
+
+
+def disk_usage(folder: Path) -> int:
+    """Bytes under a local folder (files only; symlinks not followed)."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())

@@ -99,7 +99,7 @@ def trial_driver(config: dict[str, Any], static: dict[str, Any],
 
 def run_trials(
     config: Config, static: dict[str, Any], datasets: dict[str, dict[str, Any]], run_dir: Path,
-    concurrency: int,
+    concurrency: int, resume: bool = False,
 ) -> list[TrialRecord]:
     """Run the whole search over materialized datasets (variant key → split → Dataset);
     return a record per trial (finished, stopped or errored).
@@ -139,6 +139,13 @@ def run_trials(
     trainable = tune.with_resources(
         tune.with_parameters(trial_driver, static=static, datasets=datasets), DRIVER_RESOURCES
     )
+    experiment = run_dir / "tune"
+    if resume and tune.Tuner.can_restore(str(experiment)):
+        # Finished and errored trials stay as they are; unfinished ones re-run their trial
+        # driver, whose TorchTrainer (same name and storage) resumes from its checkpoint.
+        tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+        return _fit(tuner, run_dir)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -158,6 +165,10 @@ def run_trials(
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
+    return _fit(tuner, run_dir)
+
+
+def _fit(tuner: tune.Tuner, run_dir: Path) -> list[TrialRecord]:
     with ray_logs_to(run_dir / LOG_DIR / "ray.log"):
         grid = tuner.fit()
     return [_record(grid[i]) for i in range(len(grid))]

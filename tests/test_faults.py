@@ -82,3 +82,70 @@ def test_killed_worker_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert row["val_accuracy"] == reference["val_accuracy"]
     assert row["val_loss"] == pytest.approx(reference["val_loss"], rel=1e-6)
     assert result.export_dir is not None and (result.export_dir / "model.safetensors").is_file()
+
+
+RESUME_SPACE = """
+task: image
+data: {val_fraction: 0.25, image_size: 96}
+backbones: [{name: test_resnet, weights: scratch}]
+space: {unfreeze_fraction: 1.0, head_lr: {low: 0.001, high: 0.1, log: true}, batch_size: 8}
+train: {epochs: 3, seed: 0}
+search: {num_samples: 3, seed: 0, grace_period: 3}  # no early stops: all finish
+resources: {workers_per_trial: 1, cpus_per_worker: 1, max_concurrent_trials: 1}
+"""
+
+
+def test_killed_search_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                               capfd: pytest.CaptureFixture[str]) -> None:
+    """SIGKILL the `automl search` process once the first trial finished and the second has
+    a checkpoint; `--resume` keeps the first, continues the second, samples the third."""
+    import json
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from automl.cli import main
+    from tests.conftest import write_image_folder
+
+    monkeypatch.chdir(tmp_path)
+    write_image_folder(tmp_path / "images", per_class=60)
+    Path("space.yaml").write_text(RESUME_SPACE)
+    proc = subprocess.Popen([sys.executable, "-m", "automl.cli", "search", "space.yaml",
+                             "--data", "images", "--run-dir", "run"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        finished = [ln.split()[1] for ln in lines if " finished |" in ln]
+        if finished and any(" epoch 1/3 " in ln and ln.split()[1] != finished[0]
+                            for ln in lines):
+            time.sleep(1.0)  # let the epoch-1 checkpoint register
+            proc.kill()
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "".join(lines)
+    first = finished[0]
+    first_history = (Path("run") / "tune" / first / "result.json").read_text()
+
+    try:
+        assert main(["search", "--resume", "run"]) == 0
+    finally:
+        import ray
+
+        ray.shutdown()
+    out, _ = capfd.readouterr()
+    assert "(resumed)" in out and "MiB on disk" in out
+    board = pd.read_csv(Path("run") / "leaderboard.csv")
+    assert len(board) == 3 and board["trial_id"].is_unique
+    shown = board[["trial_id", "status", "epochs", "restarts", "val_accuracy"]].to_string()
+    assert set(board["status"]) == {"finished"} and list(board["epochs"]) == [3, 3, 3], shown
+    by_id = board.set_index("trial_id")
+    assert by_id.loc[first, "restarts"] == 0
+    # The finished trial was not run again: its Tune history is unchanged.
+    assert (Path("run") / "tune" / first / "result.json").read_text() == first_history
+    assert len([json.loads(x) for x in first_history.splitlines() if x.strip()]) == 3
+    # The in-flight one continued from its checkpoint instead of starting over.
+    assert sorted(by_id["restarts"].tolist()) == [0, 0, 1], shown
