@@ -8,30 +8,30 @@ from __future__ import annotations
 
 import json
 import pickle
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from automl import paths
+from automl import paths, storage
 from automl.errors import AutomlError, SearchFailed
+from automl.run_dir import CONFIG_FILE, RunDir
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from automl.config import Config
 
-CONFIG_FILE = "config.pkl"
-"""The validated config of a search, for `--resume`."""
-
 
 @dataclass(frozen=True)
 class SearchResult:
     """What a finished search leaves behind."""
 
-    run_dir: Path
+    run_dir: RunDir
     leaderboard: pd.DataFrame
-    export_dir: Path | None
+    export_dir: str | None
+    """Location of the exported best model (inside the run dir)."""
     wall_time_s: float
     outcome: str
     """One line: how many trials finished, stopped early and errored."""
@@ -44,10 +44,14 @@ def run_search(
     num_samples: int | None = None,
     address: str | None = None,
     epochs: int | None = None,
+    storage_root: str | None = None,
     log: Any = print,
 ) -> SearchResult:
     """Search transfer configurations for `space` (a YAML path or Config) on local Ray or a
     cluster (`address`), write the leaderboard and export the best model into `run_dir`.
+
+    `run_dir` is a local/NFS path or a storage URI (`s3://bucket/runs/x`); without it the run
+    gets a timestamped folder under `storage_root` (default `runs/`).
 
     Config, data and backbone problems raise before Ray starts; a search in which no trial
     produced a result raises `SearchFailed` (its `.result` holds the board and log paths).
@@ -62,7 +66,7 @@ def run_search(
             raise AutomlError("pass data/num_samples/epochs inside the Config when giving one")
     else:
         cfg = config_mod.load(space, overrides)
-    out = paths.local_path(run_dir, "--run-dir") if run_dir else _default_run_dir(cfg)
+    out = RunDir.at(run_dir) if run_dir else _default_run_dir(cfg, storage_root)
     return _search(cfg, out, address, log, resume=False)
 
 
@@ -71,8 +75,9 @@ def resume_search(run_dir: str | Path, address: str | None = None, log: Any = pr
     """Finish a search whose driver stopped (killed, Ctrl-C, lost head node): finished trials
     are kept, unfinished ones continue from their latest checkpoints, the TPE searcher keeps
     its history (Tune's experiment restore)."""
-    out = paths.local_path(run_dir, "--resume")
-    saved = out / CONFIG_FILE
+    out = RunDir.at(run_dir, "--resume")
+    out.fetch(CONFIG_FILE)
+    saved = out.local / CONFIG_FILE
     if not saved.is_file():
         raise AutomlError(f"--resume {run_dir}: no {CONFIG_FILE} there; pass the run dir of "
                           "a search started by this version of automl")
@@ -81,7 +86,7 @@ def resume_search(run_dir: str | Path, address: str | None = None, log: Any = pr
     return _search(cfg, out, address, log, resume=True)
 
 
-def _search(cfg: Config, out: Path, address: str | None, log: Any, resume: bool
+def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: bool
             ) -> SearchResult:
     from automl import ray_session, search
     from automl.leaderboard import (
@@ -100,13 +105,16 @@ def _search(cfg: Config, out: Path, address: str | None, log: Any, resume: bool
     started = time.time()
     catalog = scan_data(cfg)
     preprocessing = preflight_backbones(cfg)
+    storage.check_writable(out.location, "run dir")
     cluster = ray_session.init_ray(address)
     concurrency = search.plan_concurrency(cfg.resources, cluster)
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / CONFIG_FILE).open("wb") as f:
+    ray_session.warn_if_not_shared(out.location, address, log)
+    out.local.mkdir(parents=True, exist_ok=True)
+    with (out.local / CONFIG_FILE).open("wb") as f:
         pickle.dump(cfg, f)
-    with ray_session.ray_logs_to(out / LOG_DIR / "ray.log"):
-        prepared = prepare_data(cfg, catalog, preprocessing, out)
+    out.sync()  # the config first: a search whose driver dies can be resumed from anywhere
+    with ray_session.ray_logs_to(out.local / LOG_DIR / "ray.log"):
+        prepared = prepare_data(cfg, catalog, preprocessing, out.location)
         datasets = load_datasets(prepared)
     log(prepared.summary(catalog.source, catalog.dropped))
     log(f"Ray: {cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs → "
@@ -114,26 +122,30 @@ def _search(cfg: Config, out: Path, address: str | None, log: Any, resume: bool
         f"{cfg.train.epochs} epoch(s) max each; run dir {out}"
         + (" (resumed)" if resume else ""))
     static = static_block(cfg, list(prepared.classes), preprocessing, prepared.variant_of)
-    (out / "static.json").write_text(json.dumps(static, indent=2))
-    records = search.run_trials(cfg, static, datasets, out, concurrency, resume=resume)
+    (out.local / "static.json").write_text(json.dumps(static, indent=2))
+    try:
+        records = search.run_trials(cfg, static, datasets, out, concurrency, resume=resume)
+    finally:
+        out.sync()  # logs, also when interrupted
     board = build_leaderboard(records, static)
-    write_leaderboard(board, out)
+    write_leaderboard(board, out.local)
     export_dir = None
     if has_result(board):
-        from automl.export import export_checkpoint
-
-        export_dir = export_checkpoint(best_trial(board)["checkpoint"], out / "export")
+        _export(best_trial(board)["checkpoint"], out.local / "export")
+        export_dir = out.uri("export")
     wall = time.time() - started
-    (out / "summary.json").write_text(json.dumps({
+    out.sync()
+    (out.local / "summary.json").write_text(json.dumps({
         "wall_time_s": wall, "concurrency": concurrency, "trials": len(board),
         "status_counts": board["status"].value_counts().to_dict(),
         "best_val_accuracy": _float(board["val_accuracy"].max()),
-        "export_dir": str(export_dir) if export_dir else None,
-        "disk_bytes": paths.disk_usage(out),
+        "export_dir": export_dir,
+        "disk_bytes": out.disk_usage(),
     }, indent=2))
+    out.sync()
     result = SearchResult(out, board, export_dir, wall, outcome(board))
     if export_dir is None:
-        raise SearchFailed(failure_report(board, out / LOG_DIR), result)
+        raise SearchFailed(failure_report(board, out.local / LOG_DIR), result)
     return result
 
 
@@ -143,9 +155,24 @@ def _float(value: Any) -> float | None:
     return None if pd.isna(value) else float(value)
 
 
-def _default_run_dir(cfg: Config) -> Path:
+def _default_run_dir(cfg: Config, root: str | None) -> RunDir:
     name = Path(cfg.source).stem if cfg.source.endswith((".yaml", ".yml")) else "search"
-    return paths.local_path(Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    base = paths.resolve(root or "runs", "--storage")
+    return RunDir.at(storage.join(base, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
+
+
+def _export(checkpoint: str, out: str | Path) -> str:
+    """Export a checkpoint (local or on storage) to a local folder or a storage location."""
+    from automl.export import export_checkpoint
+
+    target = paths.resolve(out, "--out")
+    with storage.local_copy(checkpoint) as src:
+        if not paths.is_remote(target):
+            return str(export_checkpoint(src, target))
+        with tempfile.TemporaryDirectory(prefix="automl-export-") as tmp:
+            export_checkpoint(src, Path(tmp))
+            storage.upload(Path(tmp), target)
+    return target
 
 
 def validate(space: str | Path) -> Config:
@@ -156,19 +183,20 @@ def validate(space: str | Path) -> Config:
 
 
 def leaderboard(run_dir: str | Path) -> pd.DataFrame:
-    """The ranked leaderboard of a finished search."""
-    from automl.leaderboard import read_leaderboard
+    """The ranked leaderboard of a finished search (local path or storage URI)."""
+    from automl.leaderboard import LEADERBOARD_CSV, read_leaderboard
 
-    return read_leaderboard(paths.local_path(run_dir, "run dir"))
+    run = RunDir.at(run_dir, "run dir")
+    run.fetch(LEADERBOARD_CSV)
+    return read_leaderboard(run.local)
 
 
-def export(run_dir: str | Path, out: str | Path, trial_id: str | None = None) -> Path:
-    """Export the best (or the named) trial of a search to `out`."""
-    from automl.export import export_checkpoint
+def export(run_dir: str | Path, out: str | Path, trial_id: str | None = None) -> str:
+    """Export the best (or the named) trial of a search to `out` (a folder or storage URI)."""
     from automl.leaderboard import best_trial
 
     row = best_trial(leaderboard(run_dir), trial_id)
-    return export_checkpoint(row["checkpoint"], paths.local_path(out, "--out"))
+    return _export(row["checkpoint"], out)
 
 
 __all__ = ["SearchResult", "export", "leaderboard", "resume_search", "run_search", "validate"]

@@ -21,10 +21,14 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("search", help="run a transfer search and export the best model")
     s.add_argument("space", nargs="?", help="search space YAML (see search_spaces/)")
     s.add_argument("--resume", metavar="RUN_DIR",
-                   help="finish an interrupted search in RUN_DIR (keeps finished trials)")
+                   help="finish an interrupted search in RUN_DIR, a path or URI (keeps "
+                   "finished trials)")
     s.add_argument("--data", help="image folder (one sub-folder per class), image manifest "
                    "(CSV/Parquet with path,label) or text table; a path or s3:// URI")
-    s.add_argument("--run-dir", help="where the leaderboard, trials and export go")
+    s.add_argument("--run-dir", help="where the leaderboard, trials and export go: a path "
+                   "or a storage URI (default: STORAGE/<space>-<time>)")
+    s.add_argument("--storage", help="root of the run dirs, shared by every node of a "
+                   "cluster: a local/NFS path or s3://bucket/prefix, gs://... (default: runs/)")
     s.add_argument("--num-samples", type=int, help="number of trials (overrides the YAML)")
     s.add_argument("--epochs", type=int, help="max epochs per trial (overrides train.epochs)")
     s.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
@@ -33,16 +37,16 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("space")
 
     lb = sub.add_parser("leaderboard", help="print the ranked trials of a search")
-    lb.add_argument("run_dir")
+    lb.add_argument("run_dir", help="run dir (path or URI)")
     lb.add_argument("--top", type=int, help="show only the best N")
 
     e = sub.add_parser("export", help="export the best (or a chosen) trial")
     e.add_argument("run_dir")
     e.add_argument("--trial", help="trial id (default: rank 1)")
-    e.add_argument("--out", required=True, help="output directory")
+    e.add_argument("--out", required=True, help="output directory (path or URI)")
 
     pr = sub.add_parser("predict", help="predict classes with an exported model")
-    pr.add_argument("export_dir")
+    pr.add_argument("export_dir", help="exported model (path or URI)")
     pr.add_argument("inputs", nargs="+", help="image files or folders (text: strings)")
 
     sub.add_parser("backbones", help="list backbones with packaged (offline) weights")
@@ -76,13 +80,12 @@ def _print_search_end(result: object) -> None:
 
     assert isinstance(result, SearchResult)
     print("\nLeaderboard:\n" + format_leaderboard(result.leaderboard))
+    run = result.run_dir
     print(f"\nSearch: {result.outcome}; wall time {result.wall_time_s:.0f}s")
-    print(f"Leaderboard: {result.run_dir / 'leaderboard.csv'}")
-    from automl.paths import disk_usage
-
-    print(f"Run dir: {result.run_dir} ({disk_usage(result.run_dir) / 2**20:.0f} MiB on disk)")
+    print(f"Leaderboard: {run.uri('leaderboard.csv')}")
+    print(f"Run dir: {run} ({run.disk_usage() / 2**20:.0f} MiB)")
     if (result.leaderboard["status"] == "errored").any():
-        print(f"Full trial errors: {result.run_dir / LOG_DIR}/<trial_id>.error.txt")
+        print(f"Full trial errors: {run.uri(LOG_DIR)}/<trial_id>.error.txt")
     if result.export_dir:
         print(f"Best model exported to {result.export_dir}")
         print(f"  predict: automl predict {result.export_dir} INPUT...")
@@ -96,7 +99,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{args.space}: ok ({cfg.task}, {len(cfg.backbones)} backbone(s), "
               f"{cfg.search.num_samples} trials)")
     elif args.command == "search" and args.resume:
-        if args.space or args.data or args.run_dir or args.num_samples or args.epochs:
+        if (args.space or args.data or args.run_dir or args.num_samples or args.epochs
+                or args.storage):
             raise AutomlError("--resume takes only the run dir (and --address): the search "
                               "continues with the config it started with")
         _print_search_end(api.resume_search(args.resume, address=args.address))
@@ -105,7 +109,7 @@ def _run(args: argparse.Namespace) -> int:
             raise AutomlError("search needs a search space YAML (or --resume RUN_DIR)")
         result = api.run_search(args.space, data=args.data, run_dir=args.run_dir,
                                 num_samples=args.num_samples, address=args.address,
-                                epochs=args.epochs)
+                                epochs=args.epochs, storage_root=args.storage)
         _print_search_end(result)
     elif args.command == "leaderboard":
         from automl.leaderboard import format_leaderboard

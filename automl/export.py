@@ -12,8 +12,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from automl import storage
 from automl.errors import AutomlError
-from automl.paths import local_path
+from automl.paths import local_path, resolve
 from automl.plan import PLAN_FILE, WEIGHTS_FILE, TrialPlan
 from automl.tasks import get_task
 
@@ -101,15 +102,20 @@ def load_exported(export_dir: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def predict(export_dir: str | Path, inputs: list[str], batch_size: int = 32) -> list[Prediction]:
-    """Predict a class for every input: image files / folders, or (text) strings."""
-    model, config = load_exported(export_dir)
+    """Predict a class for every input: image files / folders, or (text) strings. The export
+    may be a folder or a storage URI (downloaded to a temporary folder first)."""
+    with storage.local_copy(resolve(export_dir, "export dir")) as root:
+        return _predict(root, inputs, batch_size)
+
+
+def _predict(root: Path, inputs: list[str], batch_size: int) -> list[Prediction]:
+    model, config = load_exported(root)
     plan = TrialPlan.from_dict(config["hyperparameters"])
     task = get_task(plan.task)
     out: list[Prediction] = []
     names = config["class_names"]
     with torch.inference_mode():
-        for labels, model_inputs in task.predict_batches(inputs, local_path(export_dir), plan,
-                                                         batch_size):
+        for labels, model_inputs in task.predict_batches(inputs, root, plan, batch_size):
             probs = task.forward(model, model_inputs).float().softmax(-1)
             top = probs.max(-1)
             out += [Prediction(name, names[int(i)], float(p))

@@ -14,6 +14,8 @@ from automl.plan import make_plan
 from automl.tasks import get_task
 
 LEADERBOARD_CSV = "leaderboard.csv"
+CHECKPOINT_PATH = "checkpoint_path"
+"""The history key holding a reported checkpoint's location (Ray's TuneReportCallback)."""
 LOG_DIR = "logs"
 """Under the run dir: `<trial_id>.error.txt` (Ray's full error text) and `ray.log`."""
 COLUMNS = [
@@ -98,7 +100,7 @@ def _row(record: TrialRecord, static: dict[str, Any]) -> dict[str, Any]:
         "total_params": last.get("total_params"),
         "restarts": last.get("restarts"),
         "worker_nodes": last.get("worker_nodes"),
-        "checkpoint": c if isinstance(c := best.get("checkpoint_path"), str) else None,
+        "checkpoint": c if isinstance(c := best.get(CHECKPOINT_PATH), str) else None,
         "error": record.error,
     }
 

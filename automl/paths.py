@@ -62,7 +62,3 @@ def local_path(location: str | Path, what: str = "path") -> Path:
                           "system path (copy the data locally, or mount the bucket)")
     return Path(resolved)
 
-
-def disk_usage(folder: Path) -> int:
-    """Bytes under a local folder (files only; symlinks not followed)."""
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())

@@ -4,10 +4,9 @@ prepare the data with the cluster (or find it in the cache)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from automl import paths
+from automl import paths, storage
 from automl.config import Config
 from automl.errors import AutomlError, BackboneError
 from automl.tasks import get_task
@@ -39,17 +38,20 @@ def preflight_backbones(config: Config) -> dict[str, dict[str, Any]]:
     return out
 
 
-def cache_root(config: Config, run_dir: Path) -> Path:
-    """data.cache_dir, or `prepared-data/` beside the run dir (shared by later searches)."""
+def cache_root(config: Config, run_location: str) -> str:
+    """data.cache_dir, or `prepared-data/` beside the run (shared by later searches); a
+    local path or a storage URI, like the run."""
     if config.data.cache_dir:
-        return paths.local_path(config.data.cache_dir, "data.cache_dir")
-    return run_dir.parent / CACHE_DIRNAME
+        return paths.resolve(config.data.cache_dir, "data.cache_dir")
+    return storage.join(storage.parent(run_location), CACHE_DIRNAME)
 
 
 def prepare_data(config: Config, catalog: Catalog, preprocessing: dict[str, dict[str, Any]],
-                 run_dir: Path) -> PreparedData:
+                 run_location: str) -> PreparedData:
     """Prepared shards for every backbone's variant, made on the cluster or cached."""
     from automl.prepared import prepare
 
-    return prepare(get_task(config.task), catalog, config.data, preprocessing,
-                   cache_root(config, run_dir), seed=config.data.seed)
+    root = cache_root(config, run_location)
+    storage.check_writable(root, "prepared-data cache (data.cache_dir)")
+    return prepare(get_task(config.task), catalog, config.data, preprocessing, root,
+                   seed=config.data.seed)

@@ -17,17 +17,16 @@ file listings, labels and counts.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from automl import storage
 from automl.catalog import SPLIT_NAMES, Catalog, fingerprint
 from automl.errors import DataError
 from automl.tasks import Task, get_task
@@ -47,7 +46,7 @@ class PreparedVariant:
 
     key: str
     directory: str
-    """Holds `train/` and `val/` Parquet shards and the manifest."""
+    """Holds `train/` and `val/` Parquet shards and the manifest (a path or storage URI)."""
     columns: tuple[str, ...]
     """The columns a trial reads (label and model inputs)."""
     train_rows: int
@@ -60,7 +59,7 @@ class PreparedVariant:
 
     def split_dir(self, split: str) -> str:
         """The shard folder of `train` or `val`."""
-        return f"{self.directory}/{split}"
+        return storage.join(self.directory, split)
 
 
 @dataclass(frozen=True)
@@ -90,10 +89,11 @@ class PreparedData:
 
 
 def prepare(task: Task, catalog: Catalog, data: DataConfig,
-            preprocessing: dict[str, dict[str, Any]], cache_root: Path, seed: int = 0
+            preprocessing: dict[str, dict[str, Any]], cache_root: str, seed: int = 0
             ) -> PreparedData:
-    """Prepare (or find in the cache) every variant the backbones need; needs Ray running."""
-    base = cache_root / catalog.fingerprint
+    """Prepare (or find in the cache) every variant the backbones need, under `cache_root`
+    (a path or storage URI every node can reach); needs Ray running."""
+    base = storage.join(cache_root, catalog.fingerprint)
     variant_of, wanted = {}, {}
     for label, pre in preprocessing.items():
         variant = task.variant(pre)
@@ -101,44 +101,55 @@ def prepare(task: Task, catalog: Catalog, data: DataConfig,
         variant_of[label], wanted[key] = key, variant
     variants = {}
     for key, variant in wanted.items():
-        found = _cached(base / key)
+        found = _cached(storage.join(base, key))
         if found is None:
-            source = _write_source(task, catalog, data, base / "source")
-            found = _run_job(task, catalog, source, variant, base / key, seed)
+            source = _write_source(task, catalog, data, storage.join(base, "source"))
+            found = _run_job(task, catalog, source, variant, storage.join(base, key), seed)
         variants[key] = found
     return PreparedData(catalog.classes, variants, variant_of)
 
 
-def _cached(directory: Path) -> PreparedVariant | None:
-    path = directory / MANIFEST
-    if not path.is_file():
+def _cached(directory: str) -> PreparedVariant | None:
+    path = storage.join(directory, MANIFEST)
+    if not storage.is_file(path):
         return None
-    raw = json.loads(path.read_text())
+    raw = json.loads(storage.read_text(path))
     values = {f.name: raw[f.name] for f in fields(PreparedVariant) if f.name in raw}
     values["columns"], values["skipped_examples"] = (tuple(values["columns"]),
                                                      tuple(values["skipped_examples"]))
     return PreparedVariant(**{**values, "directory": str(directory), "cached": True})
 
 
-def _write_source(task: Task, catalog: Catalog, data: DataConfig, directory: Path) -> Path:
+def _write_source(task: Task, catalog: Catalog, data: DataConfig, directory: str) -> str:
     """Stream the catalog's rows into small Parquet parts per split (skipped if done)."""
-    done = directory / "DONE"
-    if done.is_file():
+    done = storage.join(directory, "DONE")
+    if storage.is_file(done):
         return directory
-    shutil.rmtree(directory, ignore_errors=True)
+    storage.remove(directory)
     parts = {name: 0 for name in SPLIT_NAMES.values()}
+    for name in SPLIT_NAMES.values():
+        storage.make_dirs(storage.join(directory, name))
     for frame in task.source_rows(catalog, data):
         for code, name in SPLIT_NAMES.items():
             rows = frame[frame["split"] == code].drop(columns="split")
             for start in range(0, len(rows), ROWS_PER_PART):
-                folder = directory / name
-                folder.mkdir(parents=True, exist_ok=True)
                 table = pa.Table.from_pandas(rows.iloc[start:start + ROWS_PER_PART],
                                              preserve_index=False)
-                pq.write_table(table, folder / f"part-{parts[name]:06d}.parquet")
+                _write_table(table, storage.join(directory, name,
+                                                 f"part-{parts[name]:06d}.parquet"))
                 parts[name] += 1
-    done.write_text(json.dumps(parts))
+    storage.write_text(done, json.dumps(parts))
     return directory
+
+
+def _write_table(table: pa.Table, location: str) -> None:
+    fs, path = storage.filesystem(location)
+    pq.write_table(table, path, filesystem=fs)
+
+
+def _read_table(location: str, columns: list[str] | None = None) -> pa.Table:
+    fs, path = storage.filesystem(location)
+    return pq.read_table(path, columns=columns, filesystem=fs)
 
 
 @dataclass(frozen=True)
@@ -154,10 +165,10 @@ class _PartResult:
 def _prepare_part(part: str | pa.Table, task: str, variant: dict[str, Any], out: str,
                   num_classes: int) -> _PartResult:
     """One Ray task: a source part (a Parquet file, or a shuffled block) → one shard file."""
-    source = pq.read_table(part) if isinstance(part, str) else part
+    source = _read_table(part) if isinstance(part, str) else part
     prepared = get_task(task).prepare_batch(source, variant)
     if prepared.num_rows:
-        pq.write_table(prepared, out)
+        _write_table(prepared, out)
     kept = set(prepared.column("key").to_pylist())
     skipped = [k for k in source.column("key").to_pylist() if k not in kept]
     counts = np.bincount(prepared.column("label").to_numpy(), minlength=num_classes)
@@ -165,11 +176,11 @@ def _prepare_part(part: str | pa.Table, task: str, variant: dict[str, Any], out:
     return _PartResult(prepared.num_rows, counts.tolist(), skipped, columns)
 
 
-def _source_parts(task: Task, folder: Path, seed: int) -> list[Any]:
+def _source_parts(task: Task, folder: str, seed: int) -> list[Any]:
     """The parts to prepare: the source files when the task already shuffled its rows, else
     the blocks of a Ray Data shuffle of them (tables are streamed in file order, and a table
     sorted by label would otherwise give single-class shards)."""
-    files = [str(f) for f in sorted(folder.glob("*.parquet"))]
+    files = storage.list_files(folder, ".parquet")
     if task.shuffled_source or not files:
         return files
     import ray.data
@@ -178,8 +189,8 @@ def _source_parts(task: Task, folder: Path, seed: int) -> list[Any]:
     return list(_dataset_of(folder, None).random_shuffle(seed=seed).to_arrow_refs())
 
 
-def _run_job(task: Task, catalog: Catalog, source: Path, variant: dict[str, Any],
-             directory: Path, seed: int) -> PreparedVariant:
+def _run_job(task: Task, catalog: Catalog, source: str, variant: dict[str, Any],
+             directory: str, seed: int) -> PreparedVariant:
     """Decode/tokenize every source part as a Ray task on the cluster and write the shards.
 
     Plain tasks, not a Ray Data pipeline: each part is independent, and Ray Data's executor
@@ -188,16 +199,16 @@ def _run_job(task: Task, catalog: Catalog, source: Path, variant: dict[str, Any]
     import ray
 
     started = time.time()
-    staging = directory.with_name(directory.name + ".staging")
-    shutil.rmtree(staging, ignore_errors=True)
+    storage.remove(directory)  # an unfinished earlier attempt (no manifest)
     prepare_part = ray.remote(num_cpus=1)(_prepare_part)
     pending: dict[str, list[Any]] = {}
     for name in SPLIT_NAMES.values():
-        (staging / name).mkdir(parents=True)
+        storage.make_dirs(storage.join(directory, name))
         pending[name] = [
-            prepare_part.remote(part, task.name, variant, str(staging / name / f"{i:06d}.parquet"),
+            prepare_part.remote(part, task.name, variant,
+                                storage.join(directory, name, f"{i:06d}.parquet"),
                                 len(catalog.classes))
-            for i, part in enumerate(_source_parts(task, source / name, seed))]
+            for i, part in enumerate(_source_parts(task, storage.join(source, name), seed))]
     results: dict[str, list[_PartResult]] = {name: ray.get(refs) for name, refs in pending.items()}
     counts = {name: np.array([r.label_counts for r in parts], np.int64).reshape(
         -1, len(catalog.classes)).sum(axis=0) for name, parts in results.items()}
@@ -205,15 +216,13 @@ def _run_job(task: Task, catalog: Catalog, source: Path, variant: dict[str, Any]
     _check_usable(catalog, counts, len(skipped))
     model_columns = next(r.columns for r in results["train"] if r.rows)
     prepared = PreparedVariant(
-        key=directory.name, directory=str(directory), columns=("label", *model_columns),
+        key=storage.name(directory), directory=directory, columns=("label", *model_columns),
         train_rows=int(counts["train"].sum()), val_rows=int(counts["val"].sum()),
         skipped=len(skipped), skipped_examples=tuple(skipped[:5]),
         seconds=round(time.time() - started, 3))
     manifest = {**asdict(prepared), "variant": variant, "source": catalog.source}
     del manifest["directory"], manifest["cached"]
-    (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
-    shutil.rmtree(directory, ignore_errors=True)
-    staging.rename(directory)
+    storage.write_text(storage.join(directory, MANIFEST), json.dumps(manifest, indent=2))
     return prepared
 
 
@@ -238,24 +247,20 @@ def load_datasets(prepared: PreparedData) -> dict[str, dict[str, Any]]:
     """
     out: dict[str, dict[str, Any]] = {}
     for key, variant in prepared.variants.items():
-        out[key] = {split: _dataset_of(Path(variant.split_dir(split)), list(variant.columns))
+        out[key] = {split: _dataset_of(variant.split_dir(split), list(variant.columns))
                     for split in SPLIT_NAMES.values()}
     return out
 
 
-def _dataset_of(folder: Path, columns: list[str] | None) -> Any:
+def _dataset_of(folder: str, columns: list[str] | None) -> Any:
     """A materialized Ray Dataset with one block per Parquet file of `folder`, each read by
     a task on the cluster (the driver never holds a block)."""
     import ray
     import ray.data
 
-    read = ray.remote(num_cpus=1)(_read_shard)
-    refs = [read.remote(str(f), columns) for f in sorted(folder.glob("*.parquet"))]
-    return ray.data.from_arrow_refs(refs)  # type: ignore[arg-type]
-
-
-def _read_shard(path: str, columns: list[str] | None) -> pa.Table:
-    return pq.read_table(path, columns=columns)
+    read = ray.remote(num_cpus=1)(_read_table)
+    refs = [read.remote(f, columns) for f in storage.list_files(folder, ".parquet")]
+    return ray.data.from_arrow_refs(refs)
 
 
 def prepare_local(task: Task, catalog: Catalog, data: DataConfig,
@@ -276,7 +281,8 @@ def prepare_local(task: Task, catalog: Catalog, data: DataConfig,
 
 def read_split(variant: PreparedVariant, split: str) -> pa.Table:
     """A whole split in memory, without Ray (tests and the benchmark's in-memory baseline)."""
-    return pq.read_table(variant.split_dir(split), columns=list(variant.columns))
+    return pa.concat_tables(_read_table(f, list(variant.columns))
+                            for f in storage.list_files(variant.split_dir(split), ".parquet"))
 
 
 def local_batches(table: pa.Table, batch_size: int, seed: int | None = None,

@@ -16,6 +16,7 @@ from typing import Any
 
 import ray
 
+from automl import paths
 from automl.errors import AutomlError, root_cause
 
 # Train V2 polls its workers every 2 s by default; trials are short, so poll faster.
@@ -54,6 +55,19 @@ def init_ray(address: str | None = None) -> dict[str, float]:
             raise AutomlError(f"--address {address}: cannot connect to Ray: "
                               f"{root_cause(exc)}") from None
     return {k: float(v) for k, v in ray.cluster_resources().items()}
+
+
+def warn_if_not_shared(location: str, address: str | None, log: Any) -> None:
+    """On a cluster, a run dir given as a local path must be a shared file system: every node
+    writes its trials' checkpoints there (Ray fails the trial at its first checkpoint when a
+    node cannot). Say so before the search starts."""
+    if paths.is_remote(location):
+        return
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    if nodes > 1 or address not in (None, "local"):
+        log(f"note: run dir {location} is a local path; on a cluster it must be a shared file "
+            "system mounted at the same path on every node (NFS), or pass --storage "
+            "s3://bucket/prefix (or gs://...)")
 
 
 def _probe_address(address: str, timeout_s: float = 3.0) -> None:

@@ -17,12 +17,14 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from automl import storage
 from automl.config import Config, ResourcesConfig
 from automl.errors import AutomlError, TrialFailed, root_cause
-from automl.leaderboard import LOG_DIR, TrialRecord
+from automl.leaderboard import CHECKPOINT_PATH, LOG_DIR, TrialRecord
 from automl.plan import make_plan
 from automl.progress import ProgressPrinter
 from automl.ray_session import ray_logs_to
+from automl.run_dir import RunDir
 from automl.spaces import sample_trial
 
 # The trial driver only waits on its TorchTrainer: it needs no CPU of its own. Ray refuses an
@@ -98,19 +100,18 @@ def trial_driver(config: dict[str, Any], static: dict[str, Any],
 
 
 def run_trials(
-    config: Config, static: dict[str, Any], datasets: dict[str, dict[str, Any]], run_dir: Path,
+    config: Config, static: dict[str, Any], datasets: dict[str, dict[str, Any]], run: RunDir,
     concurrency: int, resume: bool = False,
 ) -> list[TrialRecord]:
     """Run the whole search over materialized datasets (variant key → split → Dataset);
     return a record per trial (finished, stopped or errored).
 
-    `run_dir` must be absolute: Ray Train rejects relative storage paths.
+    Trial checkpoints (`trials/`) and the Tune experiment (`tune/`) go straight to the run's
+    location (a path or storage URI); progress and Ray's log to the driver's `run.local`.
     """
-    if not run_dir.is_absolute():
-        raise ValueError(f"run_dir must be absolute (see automl.paths.resolve), got {run_dir}")
-    trials_dir = run_dir / "trials"
-    trials_dir.mkdir(parents=True, exist_ok=True)
-    static = {**static, "trials_dir": str(trials_dir),
+    trials_dir = run.uri("trials")
+    storage.make_dirs(trials_dir)
+    static = {**static, "trials_dir": trials_dir,
               "steps_per_epoch": config.train.steps_per_epoch,
               "max_restarts": config.train.max_restarts,
               "resources": {"workers_per_trial": config.resources.workers_per_trial,
@@ -139,13 +140,13 @@ def run_trials(
     trainable = tune.with_resources(
         tune.with_parameters(trial_driver, static=static, datasets=datasets), DRIVER_RESOURCES
     )
-    experiment = run_dir / "tune"
-    if resume and tune.Tuner.can_restore(str(experiment)):
+    experiment = run.uri("tune")
+    if resume and tune.Tuner.can_restore(experiment):
         # Finished and errored trials stay as they are; unfinished ones re-run their trial
         # driver, whose TorchTrainer (same name and storage) resumes from its checkpoint.
-        tuner = tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True,
+        tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
-        return _fit(tuner, run_dir)
+        return _fit(tuner, run)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
@@ -158,31 +159,34 @@ def run_trials(
         ),
         run_config=tune.RunConfig(
             name="tune",
-            storage_path=str(run_dir),
+            storage_path=run.location,
             verbose=0,
             callbacks=[ProgressPrinter(config.train.epochs, config.search.num_samples,
-                                       run_dir / LOG_DIR)],
+                                       run.local / LOG_DIR)],
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
-    return _fit(tuner, run_dir)
+    return _fit(tuner, run)
 
 
-def _fit(tuner: tune.Tuner, run_dir: Path) -> list[TrialRecord]:
-    with ray_logs_to(run_dir / LOG_DIR / "ray.log"):
+def _fit(tuner: tune.Tuner, run: RunDir) -> list[TrialRecord]:
+    with ray_logs_to(run.local / LOG_DIR / "ray.log"):
         grid = tuner.fit()
-    return [_record(grid[i]) for i in range(len(grid))]
+    return [_record(grid[i], run.location) for i in range(len(grid))]
 
 
 def _trial_dirname(trial: Any) -> str:
     return str(trial.trial_id)
 
 
-def _record(result: Any) -> TrialRecord:
+def _record(result: Any, location: str) -> TrialRecord:
     history: list[dict[str, Any]] = []
     frame = result.metrics_dataframe
     if frame is not None and len(frame):
         history = frame.to_dict("records")
+    for entry in history:  # Ray reports paths on its filesystem, without the URI scheme
+        if isinstance(path := entry.get(CHECKPOINT_PATH), str):
+            entry[CHECKPOINT_PATH] = storage.to_location(path, location)
     metrics = result.metrics or {}
     params = dict(result.config or {})
     error = root_cause(result.error) if result.error is not None else None

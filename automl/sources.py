@@ -12,27 +12,12 @@ import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
 
-from automl import paths
 from automl.errors import DataError
+from automl.storage import filesystem
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".json")
 BATCH_ROWS = 50_000
 """Rows per batch when a table is streamed: bounds the memory of whoever reads it."""
-
-
-def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
-    """(filesystem, path inside it) for an absolute local path or a URI."""
-    if not paths.is_remote(location):
-        return pafs.LocalFileSystem(), location
-    try:
-        return pafs.FileSystem.from_uri(location)
-    except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for bad URIs and credentials
-        raise DataError(f"cannot open {location!r}: {exc}") from None
-
-
-def join(base: str, relative: str) -> str:
-    """A location inside `base` (a folder path or URI)."""
-    return base.rstrip("/") + "/" + relative.lstrip("/")
 
 
 def file_info(location: str) -> pafs.FileInfo:
@@ -41,19 +26,11 @@ def file_info(location: str) -> pafs.FileInfo:
     return fs.get_file_info(path)
 
 
-def list_files(folder: str) -> list[pafs.FileInfo]:
+def walk_files(folder: str) -> list[pafs.FileInfo]:
     """Every file below a folder (recursive), with size and mtime, sorted by path."""
     fs, path = filesystem(folder)
     found = fs.get_file_info(pafs.FileSelector(path, recursive=True))
     return sorted((f for f in found if f.type == pafs.FileType.File), key=lambda f: f.path)
-
-
-def location_of(info: pafs.FileInfo, like: str) -> str:
-    """The location string of a listed file, in the same form (URI or path) as `like`."""
-    if not paths.is_remote(like):
-        return str(info.path)
-    scheme = like.split("://", 1)[0]
-    return f"{scheme}://{info.path}"
 
 
 def open_input(location: str) -> IO[bytes]:

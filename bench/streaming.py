@@ -102,7 +102,7 @@ with ray_logs_to(Path(sys.argv[2]) / "ray.log"):
     for _ in range(2):
         start = time.time()
         catalog = task.scan(data)
-        prepare(task, catalog, data, {"b": pre}, Path(sys.argv[2]))
+        prepare(task, catalog, data, {"b": pre}, sys.argv[2])
         times.append(time.time() - start)
 print(json.dumps({"rows": len(catalog.labels), "first": times[0], "second": times[1]}))
 """
@@ -129,7 +129,7 @@ torch.set_num_threads(1)  # as a 1-CPU trial worker
 cfg = load("search_spaces/demo_vision.yaml")
 catalog = scan_data(cfg)
 pre = preflight_backbones(cfg)
-prepared = prepare_data(cfg, catalog, pre, Path(sys.argv[1]))
+prepared = prepare_data(cfg, catalog, pre, sys.argv[1])
 static = static_block(cfg, list(prepared.classes), pre, prepared.variant_of)
 label = cfg.backbones[0].label
 plan = make_plan({"backbone": label, "unfreeze_fraction": 0.25, "head_lr": 0.01,

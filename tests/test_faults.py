@@ -81,7 +81,8 @@ def test_killed_worker_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert row["restarts"] == 1 and reference["restarts"] == 0
     assert row["val_accuracy"] == reference["val_accuracy"]
     assert row["val_loss"] == pytest.approx(reference["val_loss"], rel=1e-6)
-    assert result.export_dir is not None and (result.export_dir / "model.safetensors").is_file()
+    assert result.export_dir is not None
+    assert (Path(result.export_dir) / "model.safetensors").is_file()
 
 
 RESUME_SPACE = """

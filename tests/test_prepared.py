@@ -38,7 +38,7 @@ def _prepare(  # type: ignore[no-untyped-def]
 ):
     data = DataConfig(path=str(source), val_fraction=0.25)
     catalog = TASK.scan(data)
-    return catalog, prepare(TASK, catalog, data, pres or {"b:scratch": PRE}, cache)
+    return catalog, prepare(TASK, catalog, data, pres or {"b:scratch": PRE}, str(cache))
 
 
 def test_prepare_skips_unreadable_then_hits_the_cache(
@@ -125,7 +125,7 @@ def test_shards_are_shuffled_when_the_source_is_sorted_by_class(
     text = get_task("text")
     data = DataConfig(path=str(table), val_fraction=0.25)
     pre = {"source": str(tiny_bert), "max_tokens": 16}
-    prepared = prepare(text, text.scan(data), data, {"bert": pre}, tmp_path / "cache")
+    prepared = prepare(text, text.scan(data), data, {"bert": pre}, str(tmp_path / "cache"))
     (variant,) = prepared.variants.values()
     shards = _shard_labels(variant.directory)
     assert variant.train_rows == 90 and len(shards) == 5

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.fs as pafs
 from PIL import Image, UnidentifiedImageError
 
-from automl import paths, sources
+from automl import paths, sources, storage
 from automl.errors import DataError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -44,13 +44,13 @@ def scan_folder(root: str) -> tuple[list[str], list[str], list[str], list[tuple[
     if info.type != pafs.FileType.Directory:
         raise DataError(f"data path {root!r} is not a folder of class sub-folders (or a "
                         f"manifest table: {', '.join(sources.TABLE_SUFFIXES)})")
-    base = sources.filesystem(root)[1].rstrip("/") + "/"
+    base = storage.filesystem(root)[1].rstrip("/") + "/"
     locations, names, stats = [], [], []
-    for found in sources.list_files(root):
+    for found in sources.walk_files(root):
         parts = found.path[len(base):].split("/")
         if len(parts) < 2 or parts[0].startswith(".") or not is_image(found.path):
             continue
-        locations.append(sources.location_of(found, root))
+        locations.append(storage.to_location(found.path, root))
         names.append(parts[0])
         stats.append((int(found.size or 0), float(found.mtime_ns or 0)))
     if not locations:
@@ -77,7 +77,7 @@ def read_manifest(location: str, path_column: str, label_column: str
         for item, label in zip(frame[path_column][keep], labels[keep], strict=True):
             item = str(item)
             absolute = paths.is_uri(item) or item.startswith("/")
-            locations.append(item if absolute else sources.join(folder, item))
+            locations.append(item if absolute else storage.join(folder, item))
             names.append(str(label))
     if not locations:
         raise DataError(f"{location}: no rows with both a {path_column!r} and a "
@@ -121,7 +121,7 @@ def list_images(inputs: list[str]) -> list[str]:
         where = paths.resolve(item, "input")
         info = sources.file_info(where)
         if info.type == pafs.FileType.Directory:
-            files += [sources.location_of(f, where) for f in sources.list_files(where)
+            files += [storage.to_location(f.path, where) for f in sources.walk_files(where)
                       if is_image(f.path)]
         elif info.type == pafs.FileType.File:
             files.append(where)
