@@ -289,7 +289,7 @@ def _backbones(raw: Any, task: str, problems: list[str]) -> tuple[BackboneChoice
         weights = str(entry.get("weights", "hub"))
         if weights.startswith("file:"):
             try:
-                weights = "file:" + str(paths.local_path(weights[5:], f"{where}.weights"))
+                weights = "file:" + paths.resolve(weights[5:], f"{where}.weights")
             except AutomlError as exc:
                 problems.append(str(exc))
                 continue

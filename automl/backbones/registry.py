@@ -81,7 +81,7 @@ def check_backbone(task: str, name: str, weights: str) -> str | None:
     """Return a one-line problem with this backbone choice, or None. Builds nothing."""
     if weights not in ("hub", "package", "scratch") and not weights.startswith("file:"):
         return f"weights must be one of {', '.join(WEIGHT_KINDS)}, got {weights!r}"
-    if weights.startswith("file:") and not Path(weights[5:]).expanduser().exists():
+    if weights.startswith("file:") and not _exists(weights[5:]):
         return f"weights file {weights[5:]!r} does not exist"
     if weights == "package":
         if name not in PACKAGED:
@@ -91,6 +91,15 @@ def check_backbone(task: str, name: str, weights: str) -> str | None:
     from automl.tasks import get_task
 
     return get_task(task).check_backbone(name, weights)
+
+
+def _exists(location: str) -> bool:
+    from automl import paths, storage
+
+    try:
+        return storage.exists(paths.resolve(location, "weights"))
+    except Exception:  # unreachable storage: reported as missing, with the location
+        return False
 
 
 def check_timm_name(name: str) -> str | None:

@@ -10,9 +10,9 @@ import timm
 import torch
 from torch import nn
 
+from automl import storage
 from automl.backbones.registry import hub_reachable, offline_hint, packaged_weights
 from automl.errors import BackboneError
-from automl.paths import local_path
 
 
 def create_timm_model(name: str, weights: str, num_classes: int) -> nn.Module:
@@ -36,7 +36,7 @@ def create_timm_model(name: str, weights: str, num_classes: int) -> nn.Module:
             model = timm.create_model(name, pretrained=False)
     else:
         model = timm.create_model(name, pretrained=False)
-        state = _read_state_dict(local_path(weights.removeprefix("file:"), "weights"))
+        state = _read_state_dict(storage.cached_copy(weights.removeprefix("file:")))
     _load_strict(model, state, name)
     model.reset_classifier(num_classes)  # type: ignore[operator]
     return model
