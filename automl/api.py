@@ -107,7 +107,13 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     preprocessing = preflight_backbones(cfg)
     storage.check_writable(out.location, "run dir")
     cluster = ray_session.init_ray(address)
-    concurrency = search.plan_concurrency(cfg.resources, cluster)
+    can_grow = not ray_session.is_embedded(address)
+    concurrency = search.plan_concurrency(cfg.resources, cluster, can_grow)
+    if search.trials_that_fit(cfg.resources, cluster) == 0:
+        res = cfg.resources
+        log(f"note: no node fits a trial yet ({res.workers_per_trial} worker(s) × "
+            f"{res.cpus_per_worker:g} CPU{' + 1 GPU' if res.use_gpu else ''}); the first "
+            "trial waits for the autoscaler to add one (Ctrl-C to stop)")
     ray_session.warn_if_not_shared(out.location, address, log)
     out.local.mkdir(parents=True, exist_ok=True)
     with (out.local / CONFIG_FILE).open("wb") as f:
@@ -118,7 +124,8 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
         datasets = load_datasets(prepared)
     log(prepared.summary(catalog.source, catalog.dropped))
     log(f"Ray: {cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs → "
-        f"{concurrency} trial(s) at a time; {cfg.search.num_samples} trials, "
+        f"{concurrency} trial(s) at a time{' (more as nodes join)' if can_grow else ''}; "
+        f"{cfg.search.num_samples} trials, "
         f"{cfg.train.epochs} epoch(s) max each; run dir {out}"
         + (" (resumed)" if resume else ""))
     static = static_block(cfg, list(prepared.classes), preprocessing, prepared.variant_of)

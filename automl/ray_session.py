@@ -57,6 +57,12 @@ def init_ray(address: str | None = None) -> dict[str, float]:
     return {k: float(v) for k, v in ray.cluster_resources().items()}
 
 
+def is_embedded(address: str | None) -> bool:
+    """True when this process started (or will start) its own local Ray rather than joining
+    a cluster (`--address`, or RAY_ADDRESS as set by `ray job submit`)."""
+    return address in (None, "local") and not (address is None and os.environ.get("RAY_ADDRESS"))
+
+
 def warn_if_not_shared(location: str, address: str | None, log: Any) -> None:
     """On a cluster, a run dir given as a local path must be a shared file system: every node
     writes its trials' checkpoints there (Ray fails the trial at its first checkpoint when a
@@ -64,7 +70,7 @@ def warn_if_not_shared(location: str, address: str | None, log: Any) -> None:
     if paths.is_remote(location):
         return
     nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
-    if nodes > 1 or address not in (None, "local"):
+    if nodes > 1 or not is_embedded(address):
         log(f"note: run dir {location} is a local path; on a cluster it must be a shared file "
             "system mounted at the same path on every node (NFS), or pass --storage "
             "s3://bucket/prefix (or gs://...)")

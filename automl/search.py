@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from automl import storage
@@ -30,27 +32,57 @@ from automl.spaces import sample_trial
 # The trial driver only waits on its TorchTrainer: it needs no CPU of its own. Ray refuses an
 # all-zero request, so it asks for a little memory instead; CPUs go to the training workers.
 DRIVER_RESOURCES: dict[str, float] = {"CPU": 0.0, "memory": 256.0 * 1024**2}
+LIMIT_REFRESH_S = 2.0
+"""How often the concurrency limit re-reads the cluster's resources."""
 
 
-def plan_concurrency(res: ResourcesConfig, cluster: dict[str, float]) -> int:
-    """How many trials fit at once, so driver + worker bundles can never deadlock."""
-    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
-    need_cpu = res.workers_per_trial * res.cpus_per_worker
-    if need_cpu > cpus:
-        raise AutomlError(
-            f"resources: one trial needs workers_per_trial × cpus_per_worker = "
-            f"{res.workers_per_trial} × {res.cpus_per_worker:g} = {need_cpu:g} CPUs, but the "
-            f"cluster has {cpus:g}; lower them or add nodes"
-        )
-    fit = math.floor(cpus / need_cpu + 1e-9)
+def trials_that_fit(res: ResourcesConfig, cluster: dict[str, float]) -> int:
+    """How many trials the cluster's resources hold at once right now (0: not even one),
+    capped by resources.max_concurrent_trials."""
+    fit = math.floor(cluster.get("CPU", 0.0) / (res.workers_per_trial * res.cpus_per_worker)
+                     + 1e-9)
     if res.use_gpu:
-        if gpus < res.workers_per_trial:
+        fit = min(fit, math.floor(cluster.get("GPU", 0.0) / res.workers_per_trial + 1e-9))
+    return min(fit, res.max_concurrent_trials or fit)
+
+
+def plan_concurrency(res: ResourcesConfig, cluster: dict[str, float], can_grow: bool = False
+                     ) -> int:
+    """Trials at once at the start. On a fixed cluster (the embedded local Ray) a trial that
+    can never fit is an error; on a cluster that `can_grow` (autoscaling) one trial waits for
+    the nodes it needs, and `ClusterSizedLimiter` raises the limit as nodes join."""
+    fit = trials_that_fit(res, cluster)
+    if fit == 0 and not can_grow:
+        need_cpu = res.workers_per_trial * res.cpus_per_worker
+        if need_cpu > cluster.get("CPU", 0.0):
             raise AutomlError(
-                f"resources.use_gpu: one trial needs {res.workers_per_trial} GPU(s), the cluster "
-                f"has {gpus:g}; set use_gpu: false or add GPU nodes"
-            )
-        fit = min(fit, math.floor(gpus / res.workers_per_trial))
-    return max(1, min(fit, res.max_concurrent_trials or fit))
+                f"resources: one trial needs workers_per_trial × cpus_per_worker = "
+                f"{res.workers_per_trial} × {res.cpus_per_worker:g} = {need_cpu:g} CPUs, but "
+                f"the cluster has {cluster.get('CPU', 0.0):g}; lower them or add nodes")
+        raise AutomlError(
+            f"resources.use_gpu: one trial needs {res.workers_per_trial} GPU(s), the cluster "
+            f"has {cluster.get('GPU', 0.0):g}; set use_gpu: false or add GPU nodes")
+    return max(1, fit)
+
+
+class ClusterSizedLimiter(ConcurrencyLimiter):
+    """Tune's ConcurrencyLimiter with a limit that follows the cluster's current resources
+    (re-read every few seconds): as an autoscaling cluster adds nodes, more trials run; with
+    none that fits yet, one trial waits (its pending worker group is the autoscaler's demand).
+    The trial drivers need no CPU, so this limit, not Ray's scheduler, is what keeps TPE from
+    sampling every trial before any result is in."""
+
+    def __init__(self, searcher: Searcher, resources: ResourcesConfig, start: int) -> None:
+        super().__init__(searcher, max_concurrent=start)
+        self.resources = resources
+        self._checked = time.monotonic()
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if time.monotonic() - self._checked > LIMIT_REFRESH_S:
+            self._checked = time.monotonic()
+            cluster = {k: float(v) for k, v in ray.cluster_resources().items()}
+            self.max_concurrent = max(1, trials_that_fit(self.resources, cluster))
+        return super().suggest(trial_id)
 
 
 def trial_driver(config: dict[str, Any], static: dict[str, Any],
@@ -150,8 +182,8 @@ def run_trials(
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=searcher, scheduler=scheduler,
-            num_samples=config.search.num_samples, max_concurrent_trials=concurrency,
+            search_alg=ClusterSizedLimiter(searcher, config.resources, concurrency),
+            scheduler=scheduler, num_samples=config.search.num_samples,
             trial_dirname_creator=_trial_dirname,
             # Reusing trial actors saves ≈3 s per trial, but in Ray 2.60 a trial queued behind
             # one ASHA stopped never starts ("requires reset_config()"): keep it off.

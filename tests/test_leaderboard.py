@@ -70,17 +70,3 @@ def test_root_cause_unwraps_the_driver_reraise() -> None:
     nan = RuntimeError("x\nautoml.errors.TrialFailed: TrialFailed: training loss became nan")
     assert root_cause(nan) == "TrialFailed: training loss became nan"
 
-
-def test_concurrency_from_cluster_resources() -> None:
-    from automl.config import ResourcesConfig
-    from automl.search import plan_concurrency
-
-    cluster = {"CPU": 2.0}
-    assert plan_concurrency(ResourcesConfig(1, 1.0), cluster) == 2
-    assert plan_concurrency(ResourcesConfig(2, 1.0), cluster) == 1
-    assert plan_concurrency(ResourcesConfig(1, 1.0, max_concurrent_trials=1), cluster) == 1
-    with pytest.raises(AutomlError, match=r"2 × 2 = 4 CPUs, but the cluster has 2"):
-        plan_concurrency(ResourcesConfig(2, 2.0), cluster)
-    with pytest.raises(AutomlError, match="use_gpu"):
-        plan_concurrency(ResourcesConfig(1, 1.0, use_gpu=True), cluster)
-    assert plan_concurrency(ResourcesConfig(2, 4.0, use_gpu=True), {"CPU": 32, "GPU": 4}) == 2

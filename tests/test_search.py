@@ -1,0 +1,68 @@
+"""How many trials run at once: fixed on the embedded Ray, following the cluster when it grows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from ray.tune.search import Searcher
+
+from automl import search
+from automl.config import ResourcesConfig
+from automl.errors import AutomlError
+from automl.search import ClusterSizedLimiter, plan_concurrency
+
+
+def test_concurrency_from_cluster_resources() -> None:
+    from automl.config import ResourcesConfig
+    from automl.search import plan_concurrency
+
+    cluster = {"CPU": 2.0}
+    assert plan_concurrency(ResourcesConfig(1, 1.0), cluster) == 2
+    assert plan_concurrency(ResourcesConfig(2, 1.0), cluster) == 1
+    assert plan_concurrency(ResourcesConfig(1, 1.0, max_concurrent_trials=1), cluster) == 1
+    with pytest.raises(AutomlError, match=r"2 × 2 = 4 CPUs, but the cluster has 2"):
+        plan_concurrency(ResourcesConfig(2, 2.0), cluster)
+    with pytest.raises(AutomlError, match="use_gpu"):
+        plan_concurrency(ResourcesConfig(1, 1.0, use_gpu=True), cluster)
+    assert plan_concurrency(ResourcesConfig(2, 4.0, use_gpu=True), {"CPU": 32, "GPU": 4}) == 2
+
+
+def test_an_autoscaling_cluster_without_gpus_yet_waits_instead_of_failing() -> None:
+    gpu = ResourcesConfig(2, 1.0, use_gpu=True)
+    assert plan_concurrency(gpu, {"CPU": 4.0, "GPU": 0.0}, can_grow=True) == 1
+    assert plan_concurrency(ResourcesConfig(4, 1.0), {"CPU": 2.0}, can_grow=True) == 1
+
+
+class _Counter(Searcher):
+    def __init__(self) -> None:
+        super().__init__(metric="val_accuracy", mode="max")
+        self.count = 0
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        self.count += 1
+        return {"x": self.count}
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
+                          error: bool = False) -> None:
+        pass
+
+
+def test_concurrency_grows_as_nodes_join(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two-GPU trials on a cluster that starts with none: one waits; as GPU nodes join the
+    limit follows (and never exceeds max_concurrent_trials)."""
+    cluster = {"CPU": 4.0, "GPU": 0.0}
+    monkeypatch.setattr(search.ray, "cluster_resources", lambda: dict(cluster))
+    monkeypatch.setattr(search, "LIMIT_REFRESH_S", -1.0)  # re-read on every suggestion
+    limiter = ClusterSizedLimiter(_Counter(), ResourcesConfig(2, 1.0, use_gpu=True,
+                                                              max_concurrent_trials=3), start=1)
+    assert limiter.suggest("a") == {"x": 1}
+    assert limiter.suggest("b") is None  # one trial in flight, none fits yet
+    cluster.update(CPU=20.0, GPU=4.0)  # two 2-GPU nodes joined
+    assert limiter.suggest("b") == {"x": 2}
+    assert limiter.suggest("c") is None  # 4 GPUs hold 2 trials
+    cluster.update(CPU=40.0, GPU=16.0)
+    assert limiter.suggest("c") == {"x": 3}
+    assert limiter.suggest("d") is None  # capped by max_concurrent_trials
+    limiter.on_trial_complete("a", {"val_accuracy": 0.5})
+    assert limiter.suggest("d") == {"x": 4}
