@@ -29,9 +29,12 @@ from automl.ray_session import ray_logs_to
 from automl.run_dir import RunDir
 from automl.spaces import sample_trial
 
-# The trial driver only waits on its TorchTrainer: it needs no CPU of its own. Ray refuses an
-# all-zero request, so it asks for a little memory instead; CPUs go to the training workers.
-DRIVER_RESOURCES: dict[str, float] = {"CPU": 0.0, "memory": 256.0 * 1024**2}
+# The trial driver only waits on its TorchTrainer: it needs no CPU of its own (Ray refuses an
+# all-zero request, so it asks for a little memory); CPUs go to the training workers. It runs
+# on the head node, so losing a worker node costs its trials a restart of their worker groups
+# (Ray Train's FailureConfig, from the latest checkpoint), never the trial itself.
+DRIVER_RESOURCES: dict[str, float] = {"CPU": 0.0, "memory": 256.0 * 1024**2,
+                                      "node:__internal_head__": 0.001}
 LIMIT_REFRESH_S = 2.0
 """How often the concurrency limit re-reads the cluster's resources."""
 
@@ -93,8 +96,10 @@ def trial_driver(config: dict[str, Any], static: dict[str, Any],
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from automl import failures
     from automl.train import train_loop_per_worker
 
+    failures.install()
     started = time.time()
     plan = make_plan(config, static)
     res = static["resources"]
@@ -202,16 +207,21 @@ def run_trials(
 
 
 def _fit(tuner: tune.Tuner, run: RunDir) -> list[TrialRecord]:
+    """Run (or continue) the experiment. Tune's own Ctrl-C handler stops it gracefully and
+    saves its state; trials it left unfinished come back marked `interrupted`."""
     with ray_logs_to(run.local / LOG_DIR / "ray.log"):
         grid = tuner.fit()
-    return [_record(grid[i], run.location) for i in range(len(grid))]
+    analysis = getattr(grid, "_experiment_analysis", None)
+    unfinished = {t.trial_id for t in getattr(analysis, "trials", None) or []
+                  if t.status not in ("TERMINATED", "ERROR")}
+    return [_record(grid[i], run.location, unfinished) for i in range(len(grid))]
 
 
 def _trial_dirname(trial: Any) -> str:
     return str(trial.trial_id)
 
 
-def _record(result: Any, location: str) -> TrialRecord:
+def _record(result: Any, location: str, unfinished: set[str]) -> TrialRecord:
     history: list[dict[str, Any]] = []
     frame = result.metrics_dataframe
     if frame is not None and len(frame):
@@ -224,4 +234,4 @@ def _record(result: Any, location: str) -> TrialRecord:
     error = root_cause(result.error) if result.error is not None else None
     trial_id = metrics.get("trial_id") or Path(result.path).name
     return TrialRecord(str(trial_id), params, history, error,
-                       float(metrics.get("time_total_s", 0.0)))
+                       float(metrics.get("time_total_s", 0.0)), str(trial_id) in unfinished)

@@ -66,3 +66,30 @@ def test_concurrency_grows_as_nodes_join(monkeypatch: pytest.MonkeyPatch) -> Non
     assert limiter.suggest("d") is None  # capped by max_concurrent_trials
     limiter.on_trial_complete("a", {"val_accuracy": 0.5})
     assert limiter.suggest("d") == {"x": 4}
+
+
+def test_own_errors_are_not_retried_lost_workers_are() -> None:
+    """A NaN loss fails the same way on every attempt: raise at once. A killed worker or
+    lost node: restart the group (Ray's policy, up to max_failures)."""
+    import ray.train
+    from ray.exceptions import ActorDiedError
+    from ray.train.v2._internal.exceptions import UserExceptionWithTraceback
+    from ray.train.v2._internal.execution.failure_handling import FailureDecision
+    from ray.train.v2.api import data_parallel_trainer
+    from ray.train.v2.api.exceptions import WorkerGroupError
+
+    from automl import failures
+    from automl.errors import TrialFailed
+
+    original = data_parallel_trainer.create_failure_policy
+    try:
+        assert failures.install()
+        config = ray.train.FailureConfig(max_failures=2)
+        policy = data_parallel_trainer.create_failure_policy(config)
+        nan = WorkerGroupError("nan", {0: UserExceptionWithTraceback(
+            TrialFailed("training loss became nan"), "Traceback ...")})
+        died = WorkerGroupError("died", {1: ActorDiedError()})
+        assert policy.make_decision(nan) == FailureDecision.RAISE
+        assert policy.make_decision(died) == FailureDecision.RETRY
+    finally:
+        data_parallel_trainer.create_failure_policy = original

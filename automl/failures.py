@@ -1,0 +1,50 @@
+"""Which trial failures Ray Train retries: lost workers and nodes, yes; our own errors, no.
+
+Ray Train's default policy restarts a worker group after any worker error, up to
+`FailureConfig.max_failures`. That is right for a killed process or a lost node, but a trial
+whose loss became NaN or whose backbone cannot load fails the same way every time: retrying it
+costs one worker-group start (≈15-25 s) and the lost epochs per attempt, for nothing. So the
+trial driver swaps in a policy that raises at once when a worker failed with `TrialFailed` or
+an `AutomlError` (deterministic by construction) and defers to Ray's policy otherwise.
+
+Ray has no public hook for this (2.5x/2.60), so the policy factory is replaced in the trial
+driver's process; if Ray moves it, `install` does nothing and such trials are simply retried.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from automl.errors import AutomlError, TrialFailed
+
+DETERMINISTIC = (TrialFailed, AutomlError)
+
+
+def is_deterministic(error: BaseException) -> bool:
+    """True when any worker of a failed group raised one of our deterministic errors."""
+    failures = getattr(error, "worker_failures", None) or {}
+    return any(isinstance(getattr(f, "_base_exc", f), DETERMINISTIC) for f in failures.values())
+
+
+def install() -> bool:
+    """Use the no-retry-for-deterministic-errors policy for TorchTrainers built in this
+    process; False when this Ray version has no such factory to replace."""
+    try:
+        from ray.train.v2._internal.execution.failure_handling import (
+            DefaultFailurePolicy,
+            FailureDecision,
+        )
+        from ray.train.v2.api import data_parallel_trainer
+    except ImportError:
+        return False
+    if not hasattr(data_parallel_trainer, "create_failure_policy"):
+        return False
+
+    class NoRetryOnOwnErrors(DefaultFailurePolicy):
+        def make_decision(self, training_failed_error: Any) -> Any:
+            if is_deterministic(training_failed_error):
+                return FailureDecision.RAISE
+            return super().make_decision(training_failed_error)
+
+    data_parallel_trainer.create_failure_policy = NoRetryOnOwnErrors  # type: ignore[assignment]
+    return True
