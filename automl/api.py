@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automl import paths, storage
-from automl.errors import AutomlError, SearchFailed
+from automl.errors import AutomlError, SearchFailed, SearchInterrupted
 from automl.run_dir import CONFIG_FILE, RunDir
 
 if TYPE_CHECKING:
@@ -136,6 +136,13 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
         out.sync()  # logs, also when interrupted
     board = build_leaderboard(records, static)
     write_leaderboard(board, out.local)
+    if len(records) < cfg.search.num_samples or any(r.interrupted for r in records):
+        out.sync()
+        done = sum(not r.interrupted for r in records)
+        raise SearchInterrupted(
+            f"search interrupted: {done} of {cfg.search.num_samples} trials done (kept, board "
+            f"so far: {out.uri('leaderboard.csv')}); unfinished trials continue from their "
+            f"latest checkpoints with:\n  automl search --resume {out}")
     export_dir = None
     if has_result(board):
         _export(best_trial(board)["checkpoint"], out.local / "export")

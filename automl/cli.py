@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from automl.errors import AutomlError, SearchFailed
+from automl.errors import AutomlError, SearchFailed, SearchInterrupted
 
 EXIT_USAGE = 2
 """A problem the user can fix before anything runs: config, data, backbone, resources, address."""
@@ -60,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
+    except SearchInterrupted as exc:
+        print(f"\n{exc}", file=sys.stderr)
+        return SearchInterrupted.exit_code
     except SearchFailed as exc:
         if exc.result is not None:
             _print_search_end(exc.result)
@@ -68,10 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AutomlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("interrupted; finished trials stay in the run dir; continue with "
+    except KeyboardInterrupt:  # before the trials started, or a second Ctrl-C
+        print("\ninterrupted; trials that finished stay in the run dir; continue with "
               "`automl search --resume RUN_DIR`", file=sys.stderr)
-        return 130
+        return SearchInterrupted.exit_code
 
 
 def _print_search_end(result: object) -> None:

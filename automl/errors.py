@@ -44,6 +44,13 @@ class SearchFailed(AutomlError):
         self.result = result
 
 
+class SearchInterrupted(AutomlError):
+    """Ctrl-C stopped a search: finished trials are on the partial board, in-flight ones
+    continue from their checkpoints with `automl search --resume`."""
+
+    exit_code = 130
+
+
 def root_cause(error: BaseException | str) -> str:
     """The innermost 'SomeError: message' line of a (Ray-wrapped) error or its text."""
     lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]

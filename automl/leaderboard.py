@@ -41,6 +41,8 @@ class TrialRecord:
     history: list[dict[str, Any]]
     error: str | None
     trial_time_s: float
+    interrupted: bool = False
+    """Still running or pending when the search was stopped (Ctrl-C): `--resume` continues it."""
 
 
 def build_leaderboard(records: list[TrialRecord], static: dict[str, Any]) -> pd.DataFrame:
@@ -67,6 +69,8 @@ def _row(record: TrialRecord, static: dict[str, Any]) -> dict[str, Any]:
     status = "finished" if epochs >= plan.epochs else "stopped"
     if record.error:
         status = "errored"
+    elif record.interrupted:
+        status = "interrupted"
     return {
         "trial_id": record.trial_id,
         "status": status,
@@ -177,7 +181,8 @@ def _has_checkpoint(board: pd.DataFrame) -> pd.Series:
 def outcome(board: pd.DataFrame) -> str:
     """One line a script can grep: how many trials finished, stopped early and errored."""
     counts = board["status"].value_counts()
-    parts = [f"{int(counts.get(s, 0))} {s}" for s in ("finished", "stopped", "errored")]
+    shown = ("finished", "stopped", "errored", "interrupted")
+    parts = [f"{int(counts.get(s, 0))} {s}" for s in shown if s != "interrupted" or s in counts]
     line = f"{len(board)} trial(s): " + ", ".join(parts).replace("stopped", "stopped early")
     errored = int(counts.get("errored", 0))
     if errored:

@@ -138,7 +138,7 @@ def test_killed_search_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
         ray.shutdown()
     out, _ = capfd.readouterr()
-    assert "(resumed)" in out and "MiB on disk" in out
+    assert "(resumed)" in out and "MiB)" in out
     board = pd.read_csv(Path("run") / "leaderboard.csv")
     assert len(board) == 3 and board["trial_id"].is_unique
     shown = board[["trial_id", "status", "epochs", "restarts", "val_accuracy"]].to_string()
@@ -150,3 +150,46 @@ def test_killed_search_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert len([json.loads(x) for x in first_history.splitlines() if x.strip()]) == 3
     # The in-flight one continued from its checkpoint instead of starting over.
     assert sorted(by_id["restarts"].tolist()) == [0, 0, 1], shown
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (SIGINT to the terminal's process group) once the first of two trials finished:
+    exit 130, the board keeps the finished trial, marks the other interrupted, and the
+    message names the resume command."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from tests.conftest import write_image_folder
+
+    monkeypatch.chdir(tmp_path)
+    write_image_folder(tmp_path / "images", per_class=60)
+    Path("space.yaml").write_text(RESUME_SPACE.replace("num_samples: 3", "num_samples: 2"))
+    proc = subprocess.Popen([sys.executable, "-m", "automl.cli", "search", "space.yaml",
+                             "--data", "images", "--run-dir", "run"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            start_new_session=True)
+    lines: list[str] = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if " finished |" in line:
+            started = time.time()
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+    lines += proc.stdout.readlines()
+    proc.wait(timeout=120)
+    stopped_in = time.time() - started
+    text = "".join(lines)
+    assert proc.returncode == 130, text
+    assert f"automl search --resume {tmp_path / 'run'}" in text
+    assert "Traceback" not in text
+    board = pd.read_csv(Path("run") / "leaderboard.csv")
+    # The second trial is interrupted, or was not yet sampled when the signal came.
+    assert sorted(board["status"])[:1] == ["finished"], board.to_string()
+    assert set(board["status"]) <= {"finished", "interrupted"}, board.to_string()
+    assert board.loc[board["status"] == "finished", "epochs"].item() == 3
+    print(f"Ctrl-C to exit: {stopped_in:.1f} s")
