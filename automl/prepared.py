@@ -258,7 +258,9 @@ def _dataset_of(folder: str, columns: list[str] | None) -> Any:
     import ray
     import ray.data
 
-    read = ray.remote(num_cpus=1)(_read_table)
+    # No CPU slot: a block lost with a node is rebuilt from this task's lineage while the
+    # trials hold every CPU (with num_cpus=1 the rebuild would wait for a trial to end).
+    read = ray.remote(num_cpus=0)(_read_table)
     refs = [read.remote(f, columns) for f in storage.list_files(folder, ".parquet")]
     return ray.data.from_arrow_refs(refs)
 

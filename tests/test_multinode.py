@@ -1,0 +1,132 @@
+"""Searches on a multi-node Ray cluster on this machine (raylets on loopback, Ray's own
+`cluster_utils.Cluster`): DDP workers on two nodes, and a node lost in the middle of a search."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from automl.api import SearchResult, run_search
+from automl.config import Config, from_dict
+
+pytestmark = pytest.mark.integration
+
+
+def _config(images: Path, cache: Path, epochs: int = 3, image_size: int = 64,
+            **resources: Any) -> Config:
+    return from_dict({
+        "task": "image",
+        "data": {"path": str(images), "val_fraction": 0.25, "image_size": image_size,
+                 "cache_dir": str(cache)},
+        "backbones": [{"name": "test_resnet", "weights": "scratch"}],
+        "space": {"unfreeze_fraction": 1.0, "head_lr": {"low": 0.003, "high": 0.03},
+                  "backbone_lr": 0.001, "batch_size": 8},
+        "train": {"epochs": epochs, "seed": 0, "max_restarts": 2},
+        "search": {"num_samples": resources.pop("num_samples", 1), "seed": 0},
+        "resources": {"workers_per_trial": 1, "cpus_per_worker": 1, **resources},
+    })
+
+
+@pytest.fixture
+def cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A head node with no CPU (trial drivers need none); tests add worker nodes."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    made = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        yield made
+    finally:
+        ray.shutdown()
+        made.shutdown()
+
+
+def _node_ids(worker_nodes: str) -> list[str]:
+    return [entry.split("/")[1] for entry in worker_nodes.split(",")]
+
+
+def test_ddp_trial_across_two_nodes(cluster: Any, tmp_path: Path) -> None:
+    from tests.conftest import write_image_folder
+
+    for _ in range(2):
+        cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    images = write_image_folder(tmp_path / "images", per_class=16)
+    config = _config(images, tmp_path / "cache", workers_per_trial=2)
+    result = run_search(config, run_dir=tmp_path / "run", address=cluster.address,
+                        log=lambda _: None)
+    row = result.leaderboard.iloc[0]
+    assert row["status"] == "finished" and row["epochs"] == 3, row["error"]
+    ranks = _node_ids(row["worker_nodes"])
+    assert len(ranks) == 2 and len(set(ranks)) == 2  # one DDP rank on each node
+    assert result.export_dir is not None
+
+
+def _trial_on(run: Path, node_id: str) -> str | None:
+    """A trial that has reported an epoch from a worker on `node_id`."""
+    for results in (run / "tune").glob("*/result.json"):
+        for line in results.read_text().splitlines():
+            if line.strip() and node_id[:8] in json.loads(line).get("worker_nodes", ""):
+                return results.parent.name
+    return None
+
+
+def test_search_survives_losing_a_worker_node(cluster: Any, tmp_path: Path) -> None:
+    """Two 1-worker trials on three 1-CPU worker nodes (the head holds only the trial
+    drivers). A node is removed while its trial runs: the trial restarts from its checkpoint
+    on the spare node and both finish.
+
+    Only trials already running when the node goes are covered: here, a trial *started*
+    after a node was removed waited forever for its placement group although CPUs were free
+    (`ray status`: 2 free CPUs, one pending 1-CPU group) — seen with Ray 2.60's
+    cluster_utils on one machine, not understood yet."""
+    import ray
+
+    from tests.conftest import write_image_folder
+
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(3)]
+    cluster.wait_for_nodes()
+    images = write_image_folder(tmp_path / "images", per_class=60, size=96)
+    config = _config(images, tmp_path / "cache", num_samples=2, epochs=6, image_size=96)
+    run = tmp_path / "run"
+    results: list[SearchResult] = []
+    search = threading.Thread(target=lambda: results.append(
+        run_search(config, run_dir=run, address=cluster.address, log=lambda _: None)))
+    started = time.time()
+    search.start()
+    while not ray.is_initialized():
+        time.sleep(0.1)
+    # All raylets share 127.0.0.1, so the driver attaches to one of them; that one stays.
+    driver = ray._private.worker.global_worker.node._raylet_socket_name
+    removable = [n for n in nodes if n._raylet_socket_name != driver]
+    victim, trial = None, None
+    while search.is_alive() and trial is None and time.time() < started + 400:
+        for node in removable:
+            trial = _trial_on(run, node.node_id)
+            if trial:
+                victim = node
+                break
+        time.sleep(0.2)
+    assert victim is not None and trial is not None, "no trial reported from a worker node"
+    removed_at = time.time() - started
+    cluster.remove_node(victim)
+    search.join(timeout=600)
+    assert not search.is_alive()
+    (result,) = results
+    board = result.leaderboard.set_index("trial_id")
+    assert len(board) == 2 and (board["status"] == "finished").all(), board["error"]
+    assert (board["epochs"] == 6).all()
+    moved = board.loc[trial]
+    assert moved["restarts"] >= 1
+    assert victim.node_id[:8] not in moved["worker_nodes"]
+    print(f"node removed at {removed_at:.0f} s; search {result.wall_time_s:.0f} s; "
+          f"restarted trial {moved['trial_time_s']:.0f} s vs "
+          f"{board.drop(index=trial)['trial_time_s'].mean():.0f} s for the others")
