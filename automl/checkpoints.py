@@ -86,3 +86,25 @@ def load_train_state(directory: Path, model: nn.Module, optimizer: torch.optim.O
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     return TrainState(epoch=saved["epoch"], best=saved["best"], restarts=saved["restarts"] + 1,
                       stream=saved["stream"], timings=saved["timings"])
+
+
+def count_group_start(storage: Any) -> int | None:
+    """Record one start of a trial's worker group under its Ray Train storage (local or
+    S3-like) and return how many starts came before it, i.e. restarts after lost workers or
+    nodes, counting those before the first checkpoint, which `TrainState.restarts` misses.
+
+    `storage` is Ray Train's StorageContext (a DeveloperAPI); None when it has changed shape.
+    Call on rank 0 only: one marker per group start."""
+    import uuid
+
+    import pyarrow.fs
+
+    try:
+        fs, root = storage.storage_filesystem, f"{storage.experiment_fs_path}/group_starts"
+    except AttributeError:
+        return None
+    fs.create_dir(root, recursive=True)
+    before = len(fs.get_file_info(pyarrow.fs.FileSelector(root)))
+    with fs.open_output_stream(f"{root}/{uuid.uuid4().hex}"):
+        pass
+    return before

@@ -27,6 +27,7 @@ from torch import nn
 from automl.backbones.groups import apply_unfreeze, count_params, param_groups
 from automl.checkpoints import (
     TrainState,
+    count_group_start,
     load_train_state,
     save_checkpoint,
     save_train_state,
@@ -260,6 +261,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         "setup_s": time.time() - t0,  # weights, freezing, optimizer (and resume)
         "startup_s": time.time() - t_trial_start,
     }
+    starts_before = count_group_start(ctx.get_storage()) if rank == 0 else None
+    state.restarts = max(state.restarts, starts_before or 0)
     placement = {"worker_nodes": _worker_nodes(world), "restarts": state.restarts}
     for epoch in range(state.epoch + 1, plan.epochs + 1):
         t = time.time()

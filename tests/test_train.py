@@ -169,3 +169,16 @@ def test_resuming_from_a_checkpoint_trains_like_no_interruption(image_folder: Pa
     train_epoch(restarted, plan, 2, CPU, local_batches(tables["train"], 8, seed=2))
     after = restarted.model.state_dict()
     assert all(torch.equal(straight[k], after[k]) for k in straight)
+
+
+def test_group_starts_are_counted_in_the_trial_storage(tmp_path: Path) -> None:
+    import pyarrow.fs
+
+    from automl.checkpoints import count_group_start
+
+    class Storage:  # the two fields of Ray Train's StorageContext it reads
+        storage_filesystem = pyarrow.fs.LocalFileSystem()
+        experiment_fs_path = str(tmp_path / "trial")
+
+    assert [count_group_start(Storage()) for _ in range(3)] == [0, 1, 2]
+    assert count_group_start(object()) is None  # Ray changed the context: no count
