@@ -6,6 +6,7 @@ Heavy libraries (torch, Ray, Optuna) are imported inside the functions that need
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import tempfile
@@ -18,10 +19,18 @@ from automl import paths, storage
 from automl.errors import AutomlError, SearchFailed, SearchInterrupted
 from automl.run_dir import CONFIG_FILE, RunDir
 
+STATIC_FILE = "static.json"
+"""What every trial shares (classes, backbones, preprocessing, resources): plans from params."""
+CONFIG_JSON = "config.json"
+"""The search's config as JSON, for people and the report (`config.pkl` is for --resume)."""
+REPORT_FILE = "report.html"
+
 if TYPE_CHECKING:
     import pandas as pd
 
     from automl.config import Config
+    from automl.history import TrialRecord
+    from automl.leaderboard import Constraints
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,9 @@ def resume_search(run_dir: str | Path, address: str | None = None, log: Any = pr
     are kept, unfinished ones continue from their latest checkpoints, the TPE searcher keeps
     its history (Tune's experiment restore)."""
     out = RunDir.at(run_dir, "--resume")
-    out.fetch(CONFIG_FILE)
+    from automl.history import HISTORY_FILE
+
+    out.fetch(CONFIG_FILE, HISTORY_FILE)
     saved = out.local / CONFIG_FILE
     if not saved.is_file():
         raise AutomlError(f"--resume {run_dir}: no {CONFIG_FILE} there; pass the run dir of "
@@ -89,14 +100,15 @@ def resume_search(run_dir: str | Path, address: str | None = None, log: Any = pr
 def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: bool
             ) -> SearchResult:
     from automl import ray_session, search
+    from automl.board_format import write_leaderboard
+    from automl.history import write_state
     from automl.leaderboard import (
         LOG_DIR,
         best_trial,
         build_leaderboard,
         failure_report,
-        has_result,
+        has_checkpoint,
         outcome,
-        write_leaderboard,
     )
     from automl.plan import static_block
     from automl.prepare import preflight_backbones, prepare_data, scan_data
@@ -118,6 +130,8 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     out.local.mkdir(parents=True, exist_ok=True)
     with (out.local / CONFIG_FILE).open("wb") as f:
         pickle.dump(cfg, f)
+    (out.local / CONFIG_JSON).write_text(
+        json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
     out.sync()  # the config first: a search whose driver dies can be resumed from anywhere
     with ray_session.ray_logs_to(out.local / LOG_DIR / "ray.log"):
         prepared = prepare_data(cfg, catalog, preprocessing, out.location)
@@ -129,22 +143,32 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
         f"{cfg.train.epochs} epoch(s) max each; run dir {out}"
         + (" (resumed)" if resume else ""))
     static = static_block(cfg, list(prepared.classes), preprocessing, prepared.variant_of)
-    (out.local / "static.json").write_text(json.dumps(static, indent=2))
+    (out.local / STATIC_FILE).write_text(json.dumps(static, indent=2))
     try:
         records = search.run_trials(cfg, static, datasets, out, concurrency, resume=resume)
+    except BaseException:
+        write_state(out.local, "interrupted")
+        raise
     finally:
-        out.sync()  # logs, also when interrupted
+        out.sync()  # logs and history, also when interrupted
     board = build_leaderboard(records, static)
     write_leaderboard(board, out.local)
-    if len(records) < cfg.search.num_samples or any(r.interrupted for r in records):
+    complete = len(records) >= cfg.search.num_samples and all(r.ended for r in records)
+    write_state(out.local, "finished" if complete else "interrupted")
+    try:
+        _write_report(out, board, records, None)
+    except Exception as exc:  # the report must never cost the search its results
+        log(f"warning: the HTML report could not be built ({exc}); the board is saved, "
+            f"retry with: automl report {out}")
+    if not complete:
         out.sync()
-        done = sum(not r.interrupted for r in records)
+        done = sum(r.ended for r in records)
         raise SearchInterrupted(
             f"search interrupted: {done} of {cfg.search.num_samples} trials done (kept, board "
             f"so far: {out.uri('leaderboard.csv')}); unfinished trials continue from their "
             f"latest checkpoints with:\n  automl search --resume {out}")
     export_dir = None
-    if has_result(board):
+    if has_checkpoint(board).any():
         _export(best_trial(board)["checkpoint"], out.local / "export")
         export_dir = out.uri("export")
     wall = time.time() - started
@@ -196,21 +220,87 @@ def validate(space: str | Path) -> Config:
     return config_mod.load(space)
 
 
-def leaderboard(run_dir: str | Path) -> pd.DataFrame:
-    """The ranked leaderboard of a finished search (local path or storage URI)."""
-    from automl.leaderboard import LEADERBOARD_CSV, read_leaderboard
+def leaderboard(run_dir: str | Path, constraints: Constraints | None = None) -> pd.DataFrame:
+    """The ranked leaderboard of a search (local path or storage URI), rebuilt from its
+    history: works on finished, interrupted, still-running and remote runs. `constraints`
+    (max params / latency) decide which trials are eligible for selection."""
+    return _load_run(run_dir, constraints)[1]
+
+
+def report(run_dir: str | Path, out: str | Path | None = None,
+           constraints: Constraints | None = None) -> str:
+    """Write the run's self-contained HTML report (default `RUN/report.html`); returns
+    where it went. Works on finished, interrupted, running and remote runs."""
+    run, board, records = _load_run(run_dir, constraints)
+    return _write_report(run, board, records, constraints, out)
+
+
+def compare(run_dirs: list[str | Path] | list[str], out: str | Path | None = None) -> str:
+    """The selected configurations of several runs side by side (text); with `out`, also an
+    HTML page with their best-so-far curves."""
+    from automl.report import compare_runs, compare_table
+
+    if len(run_dirs) < 2:
+        raise AutomlError("compare needs at least two run dirs")
+    loaded = {str(r): _load_run(r, None) for r in run_dirs}
+    boards = {name: board for name, (_, board, _) in loaded.items()}
+    text = compare_table(boards).to_string(float_format=lambda v: f"{v:.4g}")
+    if out:
+        target = paths.local_path(out, "--out")
+        target.write_text(compare_runs(boards, {n: r for n, (_, _, r) in loaded.items()}))
+        text += f"\n\ncomparison written to {target}"
+    return text
+
+
+def _load_run(run_dir: str | Path, constraints: Constraints | None
+              ) -> tuple[RunDir, pd.DataFrame, list[TrialRecord]]:
+    from automl.board_format import LEADERBOARD_CSV, read_leaderboard
+    from automl.history import HISTORY_FILE, STATE_FILE, driver_active, load_records
+    from automl.leaderboard import Constraints, build_leaderboard, rank
 
     run = RunDir.at(run_dir, "run dir")
-    run.fetch(LEADERBOARD_CSV)
-    return read_leaderboard(run.local)
+    run.fetch(HISTORY_FILE, STATE_FILE, STATIC_FILE, CONFIG_JSON, LEADERBOARD_CSV)
+    history, static = run.local / HISTORY_FILE, run.local / STATIC_FILE
+    if not history.is_file() or not static.is_file():  # a run from before trials.jsonl
+        return run, rank(read_leaderboard(run.local), constraints or Constraints()), []
+    records = load_records(run.local, run.location)
+    board = build_leaderboard(records, json.loads(static.read_text()), constraints,
+                              running=driver_active(run.local))
+    return run, board, records
 
 
-def export(run_dir: str | Path, out: str | Path, trial_id: str | None = None) -> str:
-    """Export the best (or the named) trial of a search to `out` (a folder or storage URI)."""
+def _write_report(run: RunDir, board: pd.DataFrame, records: list[TrialRecord],
+                  constraints: Constraints | None, out: str | Path | None = None) -> str:
+    from automl.history import STATE_FILE
+    from automl.report import build_report
+
+    config_file, state_file = run.local / CONFIG_JSON, run.local / STATE_FILE
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    state = json.loads(state_file.read_text()).get("state") if state_file.is_file() else "?"
+    page = build_report(board, records, config, f"automl report — {run}", str(state),
+                        constraints)
+    if out is None:
+        (run.local / REPORT_FILE).write_text(page)
+        run.sync()
+        return run.uri(REPORT_FILE)
+    target = paths.resolve(out, "--out")
+    if paths.is_remote(target):
+        storage.write_text(target, page)
+    else:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        Path(target).write_text(page)
+    return target
+
+
+def export(run_dir: str | Path, out: str | Path, trial_id: str | None = None,
+           constraints: Constraints | None = None) -> str:
+    """Export the best eligible (or the named) trial of a search to `out` (a folder or
+    storage URI)."""
     from automl.leaderboard import best_trial
 
-    row = best_trial(leaderboard(run_dir), trial_id)
+    row = best_trial(leaderboard(run_dir, constraints), trial_id)
     return _export(row["checkpoint"], out)
 
 
-__all__ = ["SearchResult", "export", "leaderboard", "resume_search", "run_search", "validate"]
+__all__ = ["SearchResult", "compare", "export", "leaderboard", "report", "resume_search",
+           "run_search", "validate"]

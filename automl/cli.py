@@ -1,12 +1,19 @@
-"""`automl` command line: search | validate | leaderboard | export | predict | backbones."""
+"""`automl` command line: search | validate | leaderboard | report | compare | export |
+predict | backbones."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from automl.board_format import FORMATS
 from automl.errors import AutomlError, SearchFailed, SearchInterrupted
+
+if TYPE_CHECKING:
+    from automl.leaderboard import Constraints
 
 EXIT_USAGE = 2
 """A problem the user can fix before anything runs: config, data, backbone, resources, address."""
@@ -36,14 +43,29 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a search space without building anything")
     v.add_argument("space")
 
-    lb = sub.add_parser("leaderboard", help="print the ranked trials of a search")
+    lb = sub.add_parser("leaderboard", help="the ranked trials of a search (also running, "
+                        "interrupted or remote ones)")
     lb.add_argument("run_dir", help="run dir (path or URI)")
-    lb.add_argument("--top", type=int, help="show only the best N")
+    lb.add_argument("--top", type=int, help="only the best N")
+    lb.add_argument("--sort", help="order by this column instead of rank (-col: descending)")
+    lb.add_argument("--format", default="table", choices=FORMATS)
+    lb.add_argument("--out", help="write to this file instead of printing")
+    _constraint_args(lb)
+
+    r = sub.add_parser("report", help="write the run's self-contained HTML report")
+    r.add_argument("run_dir", help="run dir (path or URI)")
+    r.add_argument("--out", help="HTML file (default: RUN/report.html)")
+    _constraint_args(r)
+
+    c = sub.add_parser("compare", help="best configurations and curves of runs side by side")
+    c.add_argument("run_dirs", nargs="+", metavar="RUN", help="two or more run dirs")
+    c.add_argument("--out", help="also write an HTML comparison to this file")
 
     e = sub.add_parser("export", help="export the best (or a chosen) trial")
     e.add_argument("run_dir")
-    e.add_argument("--trial", help="trial id (default: rank 1)")
+    e.add_argument("--trial", help="trial id (default: the best eligible trial)")
     e.add_argument("--out", required=True, help="output directory (path or URI)")
+    _constraint_args(e)
 
     pr = sub.add_parser("predict", help="predict classes with an exported model")
     pr.add_argument("export_dir", help="exported model (path or URI)")
@@ -51,6 +73,19 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("backbones", help="list backbones with packaged (offline) weights")
     return p
+
+
+def _constraint_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-params", type=float, help="select only models with at most "
+                        "this many parameters (e.g. 5e6)")
+    parser.add_argument("--max-latency-ms", type=float, help="select only models whose "
+                        "per-sample inference latency (measured in the trial) is at most this")
+
+
+def _constraints(args: argparse.Namespace) -> Constraints:
+    from automl.leaderboard import Constraints
+
+    return Constraints(max_params=args.max_params, max_latency_ms=args.max_latency_ms)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,16 +114,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _print_search_end(result: object) -> None:
     from automl.api import SearchResult
-    from automl.leaderboard import LOG_DIR, format_leaderboard
+    from automl.board_format import format_table
+    from automl.leaderboard import LOG_DIR
 
     assert isinstance(result, SearchResult)
-    print("\nLeaderboard:\n" + format_leaderboard(result.leaderboard))
+    print("\nLeaderboard:\n" + format_table(result.leaderboard))
     run = result.run_dir
     print(f"\nSearch: {result.outcome}; wall time {result.wall_time_s:.0f}s")
     print(f"Leaderboard: {run.uri('leaderboard.csv')}")
     print(f"Run dir: {run} ({run.disk_usage() / 2**20:.0f} MiB)")
     if (result.leaderboard["status"] == "errored").any():
         print(f"Full trial errors: {run.uri(LOG_DIR)}/<trial_id>.error.txt")
+    print(f"Report: {run.uri('report.html')}")
     if result.export_dir:
         print(f"Best model exported to {result.export_dir}")
         print(f"  predict: automl predict {result.export_dir} INPUT...")
@@ -115,11 +152,13 @@ def _run(args: argparse.Namespace) -> int:
                                 epochs=args.epochs, storage_root=args.storage)
         _print_search_end(result)
     elif args.command == "leaderboard":
-        from automl.leaderboard import format_leaderboard
-
-        print(format_leaderboard(api.leaderboard(args.run_dir), args.top))
+        _leaderboard(args)
+    elif args.command == "report":
+        print(f"report written to {api.report(args.run_dir, args.out, _constraints(args))}")
+    elif args.command == "compare":
+        print(api.compare(args.run_dirs, args.out))
     elif args.command == "export":
-        out = api.export(args.run_dir, args.out, args.trial)
+        out = api.export(args.run_dir, args.out, args.trial, _constraints(args))
         print(f"exported to {out}")
     elif args.command == "predict":
         from automl.export import predict
@@ -133,6 +172,25 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{name}\tweights: package\t({spec.requirement})")
         print("any timm model name (image) or Hugging Face id (text) works with weights: hub")
     return 0
+
+
+def _leaderboard(args: argparse.Namespace) -> None:
+    from automl import api
+    from automl.board_format import render, select_rows
+
+    board = select_rows(api.leaderboard(args.run_dir, _constraints(args)), args.top, args.sort)
+    if args.format == "parquet" and not args.out:
+        raise AutomlError("--format parquet is binary: give --out FILE.parquet")
+    text = render(board, args.format)
+    if args.out:
+        target = Path(args.out)
+        if isinstance(text, bytes):
+            target.write_bytes(text)
+        else:
+            target.write_text(text + "\n")
+        print(f"{len(board)} trial(s) written to {target}")
+    else:
+        print(text)
 
 
 if __name__ == "__main__":

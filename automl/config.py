@@ -114,6 +114,16 @@ class ResourcesConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """Experiment tracking through Ray Tune's logger callbacks (off by default)."""
+
+    mlflow: str | None = None
+    """`local` (a file store in RUN/mlruns) or an MLflow tracking URI; needs `mlflow`."""
+    tensorboard: bool = False
+    """TensorBoard event files in each trial's folder under RUN/tune/."""
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated search: what to search, on which data, with which resources."""
 
@@ -124,6 +134,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     source: str = "<config>"
 
     def backbone(self, label: str) -> BackboneChoice:
@@ -148,6 +159,7 @@ _SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "search": SearchConfig,
     "resources": ResourcesConfig,
+    "tracking": TrackingConfig,
 }
 _TOP_KEYS = ("task", "backbones", "space", *_SECTIONS)
 

@@ -48,3 +48,29 @@ def install() -> bool:
 
     data_parallel_trainer.create_failure_policy = NoRetryOnOwnErrors  # type: ignore[assignment]
     return True
+
+
+def pin_cluster_address() -> None:
+    """Make Ray Train's placement-group cleaner find this cluster when several Ray instances
+    run on one machine (two searches side by side, or a search next to tests).
+
+    When a trial's controller dies (the trial errored, or ASHA stopped it), a detached
+    cleaner actor frees its workers' placement group, asking Ray's state API whether the
+    controller still lives. Without `RAY_ADDRESS` that API looks for a local Ray instance,
+    finds several, raises "Found multiple active Ray instances" in the cleaner's thread, and
+    the group's CPUs stay reserved forever: later trials wait for a placement group with the
+    CPUs idle. Setting the address here and having Ray Train pass it on to the controller
+    (and so to the cleaner it starts) avoids that. Private Ray API: does nothing if moved."""
+    import os
+
+    import ray
+
+    try:
+        from ray.train.v2._internal import constants
+    except ImportError:
+        return
+    propagated = getattr(constants, "ENV_VARS_TO_PROPAGATE", None)
+    if not isinstance(propagated, set):
+        return
+    os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    propagated.add("RAY_ADDRESS")

@@ -94,6 +94,9 @@ def static_block(
         "precision": config.train.precision,
         "grad_clip": config.train.grad_clip,
         "hflip": config.train.hflip,
+        "resources": {"workers_per_trial": config.resources.workers_per_trial,
+                      "cpus_per_worker": config.resources.cpus_per_worker,
+                      "use_gpu": config.resources.use_gpu},
     }
 
 

@@ -70,7 +70,7 @@ class ProgressPrinter(Callback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.discard(trial.trial_id)
         self.errored += 1
-        text = _error_text(trial)
+        text = error_text(trial)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{trial.trial_id}.error.txt"
         log.write_text(text)
@@ -78,7 +78,7 @@ class ProgressPrinter(Callback):
         self._say(f"  full error: {log}")
 
 
-def _error_text(trial: Any) -> str:
+def error_text(trial: Any) -> str:
     """Ray's full error text of a failed trial: Tune has just written it to the trial's local
     error file (`get_error` reads the storage copy, which is synced later)."""
     local = getattr(trial, "error_file", None)

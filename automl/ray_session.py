@@ -44,7 +44,9 @@ def init_ray(address: str | None = None) -> dict[str, float]:
         _route_raylet_messages()
         try:
             ray.init(
-                address=address,
+                # "local": always a new embedded instance; None would attach to a cluster
+                # that `ray start` left on this machine.
+                address=address or "local",
                 include_dashboard=address is None,  # needed: stopped trials free their groups
                 dashboard_host="127.0.0.1",
                 log_to_driver=False,

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
-from pathlib import Path
 from typing import Any
 
 import optuna
 import ray
 from ray import tune
+from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
@@ -22,12 +23,14 @@ from ray.tune.search.optuna import OptunaSearch
 from automl import storage
 from automl.config import Config, ResourcesConfig
 from automl.errors import AutomlError, TrialFailed, root_cause
-from automl.leaderboard import CHECKPOINT_PATH, LOG_DIR, TrialRecord
+from automl.history import TrialRecord, load_records
+from automl.leaderboard import LOG_DIR
 from automl.plan import make_plan
 from automl.progress import ProgressPrinter
 from automl.ray_session import ray_logs_to
 from automl.run_dir import RunDir
 from automl.spaces import sample_trial
+from automl.tracking import HistoryWriter, tracking_callbacks
 
 # The trial driver only waits on its TorchTrainer: it needs no CPU of its own (Ray refuses an
 # all-zero request, so it asks for a little memory); CPUs go to the training workers. It runs
@@ -100,6 +103,7 @@ def trial_driver(config: dict[str, Any], static: dict[str, Any],
     from automl.train import train_loop_per_worker
 
     failures.install()
+    failures.pin_cluster_address()
     started = time.time()
     plan = make_plan(config, static)
     res = static["resources"]
@@ -150,10 +154,7 @@ def run_trials(
     storage.make_dirs(trials_dir)
     static = {**static, "trials_dir": trials_dir,
               "steps_per_epoch": config.train.steps_per_epoch,
-              "max_restarts": config.train.max_restarts,
-              "resources": {"workers_per_trial": config.resources.workers_per_trial,
-                            "cpus_per_worker": config.resources.cpus_per_worker,
-                            "use_gpu": config.resources.use_gpu}}
+              "max_restarts": config.train.max_restarts}
     space = functools.partial(
         sample_trial, backbones=[b.label for b in config.backbones], space=config.space
     )
@@ -178,6 +179,16 @@ def run_trials(
         tune.with_parameters(trial_driver, static=static, datasets=datasets), DRIVER_RESOURCES
     )
     experiment = run.uri("tune")
+    # Tune adds CSV, JSON and (when tensorboardX is installed) TensorBoard loggers unless
+    # told not to: keep its result.json per trial, make TensorBoard opt-in.
+    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    callbacks = [
+        ProgressPrinter(config.train.epochs, config.search.num_samples, run.local / LOG_DIR),
+        HistoryWriter(run),
+        JsonLoggerCallback(),
+        *tracking_callbacks(config.tracking.mlflow, config.tracking.tensorboard,
+                            storage.name(run.location), run),
+    ]
     if resume and tune.Tuner.can_restore(experiment):
         # Finished and errored trials stay as they are; unfinished ones re-run their trial
         # driver, whose TorchTrainer (same name and storage) resumes from its checkpoint.
@@ -198,8 +209,7 @@ def run_trials(
             name="tune",
             storage_path=run.location,
             verbose=0,
-            callbacks=[ProgressPrinter(config.train.epochs, config.search.num_samples,
-                                       run.local / LOG_DIR)],
+            callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
@@ -207,31 +217,13 @@ def run_trials(
 
 
 def _fit(tuner: tune.Tuner, run: RunDir) -> list[TrialRecord]:
-    """Run (or continue) the experiment. Tune's own Ctrl-C handler stops it gracefully and
-    saves its state; trials it left unfinished come back marked `interrupted`."""
+    """Run (or continue) the experiment; the records come from the run's history. Tune's own
+    Ctrl-C handler stops it gracefully and saves its state; trials it left unfinished have no
+    end event and show as `interrupted`."""
     with ray_logs_to(run.local / LOG_DIR / "ray.log"):
-        grid = tuner.fit()
-    analysis = getattr(grid, "_experiment_analysis", None)
-    unfinished = {t.trial_id for t in getattr(analysis, "trials", None) or []
-                  if t.status not in ("TERMINATED", "ERROR")}
-    return [_record(grid[i], run.location, unfinished) for i in range(len(grid))]
+        tuner.fit()
+    return load_records(run.local, run.location)
 
 
 def _trial_dirname(trial: Any) -> str:
     return str(trial.trial_id)
-
-
-def _record(result: Any, location: str, unfinished: set[str]) -> TrialRecord:
-    history: list[dict[str, Any]] = []
-    frame = result.metrics_dataframe
-    if frame is not None and len(frame):
-        history = frame.to_dict("records")
-    for entry in history:  # Ray reports paths on its filesystem, without the URI scheme
-        if isinstance(path := entry.get(CHECKPOINT_PATH), str):
-            entry[CHECKPOINT_PATH] = storage.to_location(path, location)
-    metrics = result.metrics or {}
-    params = dict(result.config or {})
-    error = root_cause(result.error) if result.error is not None else None
-    trial_id = metrics.get("trial_id") or Path(result.path).name
-    return TrialRecord(str(trial_id), params, history, error,
-                       float(metrics.get("time_total_s", 0.0)), str(trial_id) in unfinished)

@@ -34,6 +34,7 @@ from automl.checkpoints import (
     unwrap,
 )
 from automl.errors import TrialFailed
+from automl.measure import latency_ms, peak_memory_mb
 from automl.plan import TrialPlan
 from automl.prepared import EpochBatches
 from automl.tasks import Task, get_task
@@ -95,6 +96,7 @@ def train_epoch(
     generator = torch.Generator().manual_seed(plan.seed * 1000 + epoch)
     stats = EpochStats()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.float64, device=device)
     waited = time.perf_counter()
     for step, batch in enumerate(batches):
         if batch.num_rows < 2:
@@ -114,11 +116,13 @@ def train_epoch(
             )
         setup.optimizer.step()
         loss_sum += loss.detach() * len(labels)
+        correct += (logits.detach().argmax(1) == labels).sum()
         stats.examples += len(labels)
         if step % FINITE_CHECK_STEPS == 0:
             _check_finite(loss_sum, epoch, step)
         waited = time.perf_counter()
     stats.loss_sum = _check_finite(loss_sum, epoch, None)
+    stats.correct = float(correct)
     return stats
 
 
@@ -144,6 +148,8 @@ class EpochStats:
 
     loss_sum: float = 0.0
     examples: int = 0
+    correct: float = 0.0
+    """Training examples predicted right, under augmentation, as the weights moved."""
     data_s: float = 0.0
     """Seconds spent waiting for and collating batches (the rest is compute)."""
 
@@ -264,6 +270,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     starts_before = count_group_start(ctx.get_storage()) if rank == 0 else None
     state.restarts = max(state.restarts, starts_before or 0)
     placement = {"worker_nodes": _worker_nodes(world), "restarts": state.restarts}
+    costs: dict[str, float] = {}
     for epoch in range(state.epoch + 1, plan.epochs + 1):
         t = time.time()
         stats = train_epoch(setup, plan, epoch, device, train_batches.epoch())
@@ -271,15 +278,24 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         _add(timings, "data_s", stats.data_s)
         t = time.time()
         totals = evaluate(setup, plan, device, _val_batches(plan, rank, world))
-        correct, count, loss_sum = sum_over_ranks(totals, world)
+        train_totals = torch.tensor([stats.correct, stats.examples], dtype=totals.dtype)
+        correct, count, loss_sum, train_correct, train_count = sum_over_ranks(
+            torch.cat([totals, train_totals.to(totals.device)]), world)
         _add(timings, "eval_s", time.time() - t)
+        _add(timings, "train_samples", train_count)
+        if rank == 0 and "latency_ms" not in costs:
+            costs["latency_ms"] = _latency(setup, plan, device)
         metrics = {
             "epoch": epoch,
             "val_accuracy": correct / max(count, 1),
             "val_loss": loss_sum / max(count, 1),
             "val_examples": int(count),  # all ranks' shards, summed: the whole validation set
             "train_loss": stats.loss,
+            "train_accuracy": train_correct / max(train_count, 1),
             "train_examples": stats.examples,  # this rank's, this epoch
+            "samples_per_s": timings["train_samples"] / max(timings["train_s"], 1e-9),
+            "peak_memory_mb": peak_memory_mb(device),
+            **costs,
             "unfreeze_depth": setup.unfreeze_depth,
             "layer_groups": setup.layer_groups,
             "trainable_params": setup.trainable_params,
@@ -298,6 +314,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)
         _add(timings, "checkpoint_s", time.time() - t)
+
+
+def _latency(setup: TrialSetup, plan: TrialPlan, device: torch.device) -> float:
+    """Per-sample inference latency of the trial's model on a real validation example."""
+    batch = next(_val_batches(plan, 0, 1))
+    inputs, _ = setup.task.collate(batch, plan, device)
+    return latency_ms(unwrap(setup.model), setup.task, inputs, device)
 
 
 def _worker_nodes(world: int) -> str:

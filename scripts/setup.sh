@@ -20,12 +20,17 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-# Demo image data: Fashion-MNIST from Debian's dataset-fashion-mnist package (MIT).
-if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+# Debian packages: the demo image data, Fashion-MNIST (MIT), and a headless browser the tests
+# open the HTML report in.
+packages=""
+[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || packages="dataset-fashion-mnist"
+command -v chromium >/dev/null || packages="$packages chromium"
+if [ -n "$packages" ]; then
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
-  echo "setup: installing Debian package dataset-fashion-mnist"
+  echo "setup: installing Debian package(s) $packages (≈1 min)"
   $SUDO apt-get update -qq >/dev/null
-  $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  # shellcheck disable=SC2086
+  $SUDO apt-get install -y -qq $packages >/dev/null
 fi
 .venv/bin/python -m automl.demo_data data

@@ -90,7 +90,8 @@ def test_leaderboard_command_does_not_import_torch_or_ray(tmp_path: Path) -> Non
     import subprocess
     import sys
 
-    from automl.leaderboard import build_leaderboard, write_leaderboard
+    from automl.board_format import write_leaderboard
+    from automl.leaderboard import build_leaderboard
     from tests.test_leaderboard import STATIC, _records
 
     write_leaderboard(build_leaderboard(_records(), STATIC), tmp_path)

@@ -27,6 +27,7 @@ space:
 train: {epochs: 2, seed: 0}
 search: {num_samples: 4, seed: 2, grace_period: 1, reduction_factor: 2}
 resources: {workers_per_trial: 1, cpus_per_worker: 1, max_concurrent_trials: 1}
+tracking: {mlflow: local, tensorboard: true}
 """
 
 
@@ -116,6 +117,45 @@ def test_tiny_search_end_to_end(
     predicted = [line.split("\t")[1] for line in lines]
     accuracy = np.mean([p == t for p, t in zip(predicted, truth, strict=True)])
     assert accuracy == pytest.approx(board.iloc[0]["val_accuracy"])
+
+    _check_reports(run, board, capfd)
+
+
+def _check_reports(run: Path, board: pd.DataFrame, capfd: pytest.CaptureFixture[str]) -> None:
+    """The report, the board formats and the trackers, on the run a real search wrote."""
+    from tests.browser import open_page
+
+    capfd.readouterr()
+    assert main(["leaderboard", "run", "--format", "json", "--top", "2"]) == 0
+    rows = json.loads(capfd.readouterr().out)
+    assert [r["trial_id"] for r in rows] == board["trial_id"].head(2).tolist()
+    assert rows[0]["latency_ms"] > 0 and rows[0]["peak_memory_mb"] > 100
+    assert rows[0]["samples_per_s"] > 0 and 0 <= rows[0]["train_accuracy"] <= 1
+    assert main(["leaderboard", "run", "--format", "markdown", "--sort", "-trial_time_s"]) == 0
+    assert capfd.readouterr().out.startswith("| rank | trial_id |")
+    # Deleting the board files loses nothing: `leaderboard` rebuilds it from trials.jsonl.
+    (run / "leaderboard.csv").unlink()
+    assert main(["leaderboard", "run", "--format", "csv", "--out", "again.csv"]) == 0
+    again = pd.read_csv("again.csv")
+    assert again["trial_id"].tolist() == board["trial_id"].tolist()
+    assert again["val_accuracy"].equals(board["val_accuracy"])
+
+    report = run / "report.html"
+    assert report.is_file()  # written by the search itself
+    assert main(["report", "run", "--out", "report.html", "--max-latency-ms", "1000"]) == 0
+    attributes, errors = open_page(Path("report.html"), run.parent / "report.png")
+    assert attributes.get("ready") == "1" and attributes.get("js-errors") == "0", attributes
+    plotted = Path("report.html").read_text().count("</svg></figure>")
+    assert plotted >= 6 and attributes.get("figures") == str(plotted) and not errors, errors
+    assert (run.parent / "report.png").stat().st_size > 20_000  # a rendered page, not blank
+    assert main(["compare", "run", "run", "--out", "compare.html"]) == 0
+    assert "val_accuracy" in capfd.readouterr().out and Path("compare.html").is_file()
+
+    # Trackers: an MLflow run per trial in the local file store, TensorBoard event files.
+    mlflow_runs = [p for p in (run / "mlruns").rglob("meta.yaml") if p.parent.parent.name
+                   != "mlruns" and (p.parent / "metrics").is_dir()]
+    assert len(mlflow_runs) == len(board), list((run / "mlruns").rglob("*"))[:20]
+    assert len(list((run / "tune").rglob("events.out.tfevents.*"))) == len(board)
 
 
 FAILING_SPACE = """

@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import pytest
 
+from automl.board_format import format_table
 from automl.errors import AutomlError, root_cause
+from automl.history import TrialRecord
 from automl.leaderboard import (
     COLUMNS,
-    TrialRecord,
     best_trial,
     build_leaderboard,
-    format_leaderboard,
 )
 
 STATIC = {
@@ -48,7 +48,7 @@ def test_ranking_status_and_best_checkpoint() -> None:
     assert bool(board.iloc[1]["pretrained"]) is False
     assert board.iloc[2]["error"] == "TrialFailed: loss nan"
     assert best_trial(board)["trial_id"] == "fin"
-    assert "err errored: TrialFailed" in format_leaderboard(board)
+    assert "err errored: TrialFailed" in format_table(board)
 
 
 def test_best_trial_errors() -> None:

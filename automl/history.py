@@ -1,0 +1,149 @@
+"""Every trial's per-epoch history, persisted while the search runs (`RUN/trials.jsonl`).
+
+The driver appends one JSON line per event: a trial started (with its sampled
+hyperparameters), reported an epoch, or ended (completed, or errored with the cause). The
+board and the report are built from this file alone, so they work on a finished, interrupted,
+still-running or remote run, and a resumed search appends to the same file. `state.json`
+says whether a driver is still working on the run (a heartbeat every few seconds).
+
+No Ray import here: reading a run needs only pandas.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from automl import storage
+from automl.errors import AutomlError
+
+HISTORY_FILE = "trials.jsonl"
+STATE_FILE = "state.json"
+LOGGED_AT = "logged_at"
+"""History entries: when the driver received the epoch (Unix time), for best-so-far curves."""
+CHECKPOINT_PATH = "checkpoint_path"
+"""The result key holding a reported checkpoint's location (Ray's TuneReportCallback)."""
+HEARTBEAT_S = 10.0
+"""How often a running driver refreshes `state.json`."""
+STALE_S = 6 * HEARTBEAT_S
+"""A `running` state older than this is a driver that died (killed, lost head node)."""
+
+
+def event(kind: str, trial_id: str, **fields: Any) -> str:
+    """One history line (JSON, NaN/inf as null: strict JSON readers reject them)."""
+    return json.dumps({"event": kind, "trial_id": trial_id, "time": time.time(),
+                       **{k: _plain(v) for k, v in fields.items()}}, allow_nan=False)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "item"):  # NumPy scalars
+        return _plain(value.item())
+    return str(value)
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """The events of a history file; a truncated last line (driver killed mid-write) is
+    skipped, any other unreadable line is an error naming the file and line."""
+    if not path.is_file():
+        raise AutomlError(f"no {HISTORY_FILE} in {str(path.parent)!r}; pass the run dir of a "
+                          "search (automl search --run-dir RUN)")
+    lines = path.read_text(errors="replace").splitlines()
+    events = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                continue
+            raise AutomlError(f"{path}:{number} is not a history line (JSON expected); the "
+                              "file was edited or is corrupt") from None
+        if isinstance(item, dict) and "event" in item and "trial_id" in item:
+            events.append(item)
+    return events
+
+
+def write_state(run_local: Path, state: str) -> None:
+    """Record the driver's state of the run: `running` (heartbeat), `finished`, `interrupted`."""
+    run_local.mkdir(parents=True, exist_ok=True)
+    tmp = run_local / f".{STATE_FILE}.tmp"
+    tmp.write_text(json.dumps({"state": state, "heartbeat": time.time()}))
+    tmp.replace(run_local / STATE_FILE)
+
+
+def driver_active(run_local: Path) -> bool:
+    """True when a driver is working on this run now (fresh `running` heartbeat)."""
+    try:
+        saved = json.loads((run_local / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return saved.get("state") == "running" and time.time() - saved["heartbeat"] < STALE_S
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial's outcome as plain values: what the leaderboard is built from."""
+
+    trial_id: str
+    params: dict[str, Any]
+    history: list[dict[str, Any]]
+    """One entry per epoch reported (a resumed trial's repeated epochs: the latest wins)."""
+    error: str | None
+    trial_time_s: float
+    ended: bool = True
+    """False: no end event, so still running, or interrupted if no driver works on the run."""
+    started_at: float | None = None
+    """Unix time of the trial's first start event."""
+
+
+def trial_records(events: list[dict[str, Any]], location: str) -> list[TrialRecord]:
+    """The trials of a history, in the order they started. Checkpoint paths become
+    locations of the run (`location`: its path or URI)."""
+    trials: dict[str, dict[str, Any]] = {}
+    for item in events:
+        trial = trials.setdefault(str(item["trial_id"]), {
+            "params": {}, "epochs": {}, "error": None, "ended": False,
+            "start": item.get("time"), "last": item.get("time")})
+        trial["last"] = item.get("time", trial["last"])
+        kind = item["event"]
+        if kind == "start":
+            trial["params"] = item.get("params") or trial["params"]
+            trial["ended"], trial["error"] = False, None  # a resumed trial runs again
+        elif kind == "result":
+            metrics = {**(item.get("metrics") or {}), LOGGED_AT: item.get("time")}
+            if isinstance(path := metrics.get(CHECKPOINT_PATH), str):
+                metrics[CHECKPOINT_PATH] = storage.to_location(path, location)
+            trial["epochs"][metrics.get("epoch", len(trial["epochs"]) + 1)] = metrics
+        elif kind == "end":
+            trial["ended"], trial["error"] = True, item.get("error")
+    records = []
+    for trial_id, trial in trials.items():
+        history = [trial["epochs"][e] for e in sorted(trial["epochs"], key=_epoch_key)]
+        spent = (history[-1].get("time_total_s") if history else None)
+        if not isinstance(spent, (int, float)):
+            spent = (trial["last"] or 0.0) - (trial["start"] or 0.0)
+        records.append(TrialRecord(trial_id, trial["params"], history, trial["error"],
+                                   float(spent), trial["ended"], trial["start"]))
+    return records
+
+
+def _epoch_key(epoch: Any) -> float:
+    return float(epoch) if isinstance(epoch, (int, float)) else math.inf
+
+
+def load_records(run_local: Path, location: str) -> list[TrialRecord]:
+    """The trial records of a run whose files are in `run_local`."""
+    return trial_records(read_events(run_local / HISTORY_FILE), location)

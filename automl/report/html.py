@@ -1,0 +1,173 @@
+"""One self-contained HTML report of a run: inline SVG figures, a sortable board (a few lines
+of inline JavaScript), the transfer risks and the run's config. No CDN, works offline."""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from typing import Any
+
+import pandas as pd
+
+from automl.history import TrialRecord
+from automl.leaderboard import OVERFIT_GAP, Constraints
+from automl.report import plots
+
+TABLE_COLUMNS = [
+    "rank", "trial_id", "status", "eligible", "backbone", "weights", "unfreeze_fraction",
+    "unfreeze_depth", "head_lr", "backbone_lr", "layer_decay", "lp_ft_epochs", "weight_decay",
+    "batch_size", "val_accuracy", "best_epoch", "epochs", "train_accuracy", "overfit_gap",
+    "transfer_gain", "trial_time_s", "device_hours", "trainable_params", "trainable_pct",
+    "samples_per_s", "peak_memory_mb", "latency_ms", "startup_s", "restarts", "error",
+]
+_SCRIPT = """
+window.__reportErrors = [];
+window.addEventListener('error', e => { window.__reportErrors.push(String(e.message)); });
+function sortBy(th) {
+  const table = th.closest('table'), body = table.tBodies[0];
+  const col = Array.from(th.parentNode.children).indexOf(th);
+  const up = th.dataset.dir !== 'asc'; th.dataset.dir = up ? 'asc' : 'desc';
+  const key = tr => { const t = tr.children[col].dataset.v ?? tr.children[col].textContent;
+                      const n = parseFloat(t); return isNaN(n) ? t : n; };
+  Array.from(body.rows).sort((a, b) => { const x = key(a), y = key(b);
+      const r = (typeof x === typeof y) ? (x > y) - (x < y) : (typeof x === 'number' ? -1 : 1);
+      return up ? r : -r; }).forEach(tr => body.appendChild(tr));
+}
+document.addEventListener('DOMContentLoaded', () => {
+  document.querySelectorAll('th[data-sort]').forEach(th => th.addEventListener('click',
+      () => sortBy(th)));
+  document.body.dataset.figures = document.querySelectorAll('figure svg').length;
+  document.body.dataset.jsErrors = window.__reportErrors.length;
+  document.body.dataset.ready = '1';
+});
+"""
+_STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 24px; color: #222; max-width: 1400px; }
+h1 { font-size: 22px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; }
+.cards { display: flex; flex-wrap: wrap; gap: 12px; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 8px 12px; min-width: 150px; }
+.card b { display: block; font-size: 18px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr)); gap: 16px; }
+figure { margin: 0; } figcaption { font-weight: 600; margin-bottom: 4px; }
+figure svg { width: 100%; height: auto; }
+table { border-collapse: collapse; font-size: 12px; } th, td { padding: 3px 6px; }
+th { background: #f3f3f3; cursor: pointer; position: sticky; top: 0; white-space: nowrap; }
+tr:nth-child(even) td { background: #fafafa; } .scroll { overflow: auto; max-height: 640px; }
+tr.errored td { color: #b00; } tr.selected td { background: #e6f4ea; font-weight: 600; }
+.flag { color: #b00; } .note { color: #666; font-style: italic; }
+pre { background: #f7f7f7; padding: 10px; overflow: auto; font-size: 12px; }
+"""
+
+
+def build_report(board: pd.DataFrame, records: list[TrialRecord], config: dict[str, Any],
+                 title: str, state: str, constraints: Constraints | None = None,
+                 metric: str = "val_accuracy") -> str:
+    """The report as one HTML string (see the module doc)."""
+    constraints = constraints or Constraints()
+    figures = [
+        ("Best so far vs wall time", plots.best_so_far(records, metric)),
+        ("Learning curves (every trial)", plots.learning_curves(records, board, metric)),
+        ("Accuracy by backbone", plots.by_category(
+            board.assign(choice=board["backbone"] + ":" + board["weights"].astype(str)),
+            "choice", "backbone:weights")),
+        ("Accuracy by unfreeze depth", plots.by_category(
+            board, "unfreeze_fraction", "unfreeze_fraction (0 = linear probe, 1 = full)")),
+        ("Learning rates, coloured by accuracy", plots.lr_scatter(board)),
+        ("Transfer gain over training from scratch", plots.transfer_gain(board)),
+        (f"Overfitting: train vs validation accuracy (flag: gap > {OVERFIT_GAP:g})",
+         plots.overfitting(board, OVERFIT_GAP)),
+    ]
+    body = [
+        f"<h1>{_e(title)}</h1>",
+        f"<p>Run state: <b>{_e(state)}</b> · report built {time.strftime('%Y-%m-%d %H:%M')}"
+        "</p>",
+        _cards(board, constraints),
+        "<h2>Transfer risks</h2>", _risks(board),
+        "<h2>Figures</h2>", '<div class="grid">',
+        *(f"<figure><figcaption>{_e(c)}</figcaption>{svg}</figure>" for c, svg in figures),
+        "</div>",
+        "<h2>Leaderboard</h2>",
+        "<p>Click a column to sort. Full columns: <code>leaderboard.csv</code> / "
+        "<code>.parquet</code> in the run.</p>",
+        _table(board),
+        "<h2>Search configuration</h2>",
+        f"<pre>{html.escape(json.dumps(config, indent=2, default=str), quote=False)}</pre>",
+    ]
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}'
+            f"</title><style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>"
+            + "\n".join(body) + "</body></html>")
+
+
+def _cards(board: pd.DataFrame, constraints: Constraints) -> str:
+    counts = board["status"].value_counts()
+    usable = board[board["checkpoint"].notna() & board["eligible"].astype(bool)]
+    best = usable.iloc[0] if len(usable) else None
+    cards = [("trials", str(len(board))),
+             *((s, str(int(n))) for s, n in counts.items()),
+             ("trial time", f"{board['trial_time_s'].sum() / 60:.1f} min"),
+             (f"{board['device'].iloc[0] if len(board) else 'cpu'}-hours",
+              f"{board['device_hours'].sum():.3f}")]
+    if best is not None:
+        cards.insert(0, ("selected", f"{best['trial_id']} · {best['val_accuracy']:.4f}"))
+    html_cards = "".join(f'<div class="card">{_e(k)}<b>{_e(v)}</b></div>' for k, v in cards)
+    rule = ("Selection: the best validation accuracy over a trial's epochs; ties go to the "
+            "cheaper trial (fewer device-hours, then fewer trainable parameters).")
+    if constraints.describe():
+        rule += f" Constraints: {_e(constraints.describe())}."
+    chosen = ""
+    if best is not None:
+        chosen = (f"<p>Selected: <b>{_e(best['trial_id'])}</b> — {_e(best['backbone'])} "
+                  f"({_e(best['weights'])}), unfreeze {best['unfreeze_fraction']:g}, "
+                  f"head_lr {best['head_lr']:.3g}, val_accuracy {best['val_accuracy']:.4f} "
+                  f"at epoch {best['best_epoch']:.0f}.</p>")
+    return f'<div class="cards">{html_cards}</div><p>{rule}</p>{chosen}'
+
+
+def _risks(board: pd.DataFrame) -> str:
+    negative = board[board["negative_transfer"].fillna(False).astype(bool)]
+    over = board[board["overfitting"].fillna(False).astype(bool)]
+    items = []
+    if board["transfer_gain"].notna().any():
+        items.append(f"<li>Negative transfer: <span class='flag'>{len(negative)}</span> "
+                     "pretrained trial(s) lost to the best from-scratch trial of their "
+                     "architecture" + (": " + ", ".join(
+                         f"{t} ({g:+.3f})" for t, g in zip(negative["trial_id"],
+                                                           negative["transfer_gain"],
+                                                           strict=True)) if len(negative)
+                                       else "") + ".</li>")
+    else:
+        items.append("<li>Negative transfer: not measured (no from-scratch trial of a "
+                     "searched architecture).</li>")
+    items.append(f"<li>Overfitting: <span class='flag'>{len(over)}</span> trial(s) with "
+                 f"train − validation accuracy above {OVERFIT_GAP:g} at the selected epoch"
+                 + (": " + ", ".join(f"{t} ({g:.3f})" for t, g in zip(
+                     over["trial_id"], over["overfit_gap"], strict=True)) if len(over)
+                    else "") + ".</li>")
+    return "<ul>" + "".join(items) + "</ul>"
+
+
+def _table(board: pd.DataFrame) -> str:
+    columns = [c for c in TABLE_COLUMNS if c in board.columns]
+    head = "".join(f"<th data-sort>{_e(c)}</th>" for c in columns)
+    rows = []
+    selected = board[board["checkpoint"].notna() & board["eligible"].astype(bool)]
+    chosen = selected["trial_id"].iloc[0] if len(selected) else None
+    for _, row in board.iterrows():
+        cls = "selected" if row["trial_id"] == chosen else str(row["status"])
+        cells = "".join(_cell(row[c]) for c in columns)
+        rows.append(f'<tr class="{_e(cls)}">{cells}</tr>')
+    return (f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>'
+            + "".join(rows) + "</tbody></table></div>")
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "<td></td>"
+    if isinstance(value, float):
+        return f'<td data-v="{value!r}">{value:.4g}</td>'
+    return f"<td>{_e(str(value))}</td>"
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text))

@@ -1,0 +1,98 @@
+"""Tune callbacks that record a search: the run's own history (always) and, when asked,
+MLflow and TensorBoard through Ray Tune's integrations."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ray.tune import Callback
+
+from automl import storage
+from automl.errors import AutomlError, root_cause
+from automl.history import HEARTBEAT_S, HISTORY_FILE, STATE_FILE, event, write_state
+from automl.progress import error_text
+from automl.run_dir import RunDir
+
+UPLOAD_EVERY_S = 30.0
+"""A remote run's history is uploaded this often while the search runs (and at the end)."""
+_DROPPED = {"config", "trial_id", "experiment_tag", "hostname", "node_ip", "pid", "date"}
+
+
+class HistoryWriter(Callback):
+    """Appends every trial event to `RUN/trials.jsonl` as it happens and keeps a heartbeat
+    in `RUN/state.json`; a remote run's copies are uploaded every `UPLOAD_EVERY_S`."""
+
+    def __init__(self, run: RunDir) -> None:
+        self.run = run
+        self.path = run.local / HISTORY_FILE
+        self._beat = self._uploaded = 0.0
+
+    def _append(self, line: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(line + "\n")
+
+    def setup(self, stop: Any = None, num_samples: Any = None,
+              total_num_samples: Any = None, **info: Any) -> None:
+        write_state(self.run.local, "running")
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._append(event("start", trial.trial_id, params=dict(trial.config)))
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        metrics = {k: v for k, v in result.items() if k not in _DROPPED}
+        self._append(event("result", trial.trial_id, metrics=metrics))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._append(event("end", trial.trial_id, error=None))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._append(event("end", trial.trial_id, error=root_cause(error_text(trial))))
+
+    def on_step(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.time()
+        if now - self._beat >= HEARTBEAT_S:
+            self._beat = now
+            write_state(self.run.local, "running")
+        if self.run.remote and now - self._uploaded >= UPLOAD_EVERY_S:
+            self.upload()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.upload()
+
+    def upload(self) -> None:
+        """Copy the history and state to a remote run's location (no-op when local)."""
+        self._uploaded = time.time()
+        if self.run.remote:
+            for name in (HISTORY_FILE, STATE_FILE):
+                if (self.run.local / name).is_file():
+                    storage.upload(self.run.local / name, self.run.uri(name))
+
+
+def tracking_callbacks(mlflow: str | None, tensorboard: bool, experiment: str,
+                       run: RunDir) -> list[Callback]:
+    """Ray Tune's MLflow / TensorBoard logger callbacks. `mlflow`: a tracking URI, or `local`
+    for a file store inside the run (`RUN/mlruns`); None: off. TensorBoard event files go to
+    each trial's folder under `RUN/tune/`."""
+    callbacks: list[Callback] = []
+    if mlflow:
+        try:
+            import mlflow as _  # noqa: F401 - Ray imports it lazily, fail here instead
+            from ray.air.integrations.mlflow import MLflowLoggerCallback
+        except ImportError:
+            raise AutomlError("tracking.mlflow is set but MLflow is not installed; run "
+                              "`pip install mlflow` (or remove tracking.mlflow)") from None
+        uri = (run.local / "mlruns").resolve().as_uri() if mlflow == "local" else mlflow
+        callbacks.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=experiment,
+                                              save_artifact=False))
+    if tensorboard:
+        try:
+            import tensorboardX  # noqa: F401
+            from ray.tune.logger import TBXLoggerCallback
+        except ImportError:
+            raise AutomlError("tracking.tensorboard is on but tensorboardX is not installed; "
+                              "run `pip install tensorboardX`") from None
+        callbacks.append(TBXLoggerCallback())
+    return callbacks

@@ -1,0 +1,158 @@
+"""The run history, the board's transfer/overfitting/cost columns, its formats and the HTML
+report, on hand-made histories."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from automl.board_format import render, select_rows, to_markdown
+from automl.errors import AutomlError
+from automl.history import TrialRecord, event, load_records, read_events, trial_records
+from automl.leaderboard import COLUMNS, Constraints, best_trial, build_leaderboard
+from automl.report import build_report, compare_runs, compare_table
+from tests.test_leaderboard import PARAMS, STATIC
+
+STATIC_RES = {**STATIC, "resources": {"workers_per_trial": 2, "cpus_per_worker": 1.5,
+                                      "use_gpu": False}}
+
+
+def _history(accs: list[float], train: list[float] | None = None, start: float = 1000.0,
+             params: float = 1e6, latency: float = 5.0) -> list[dict]:
+    return [{"epoch": i + 1, "val_accuracy": a, "logged_at": start + 10 * (i + 1),
+             "train_accuracy": (train or accs)[i], "trainable_params": params / 2,
+             "total_params": params, "latency_ms": latency, "samples_per_s": 100.0,
+             "peak_memory_mb": 500.0 + i, "train_s": 5.0 * (i + 1),
+             "checkpoint_path": f"/ck/{i}"} for i, a in enumerate(accs)]
+
+
+def _trial(trial_id: str, backbone: str, accs: list[float], **kw: object) -> TrialRecord:
+    error = kw.pop("error", None)
+    ended = bool(kw.pop("ended", True))
+    time_s = float(kw.pop("time_s", 30.0))  # type: ignore[arg-type]
+    return TrialRecord(trial_id, {**PARAMS, "backbone": backbone}, _history(accs, **kw),  # type: ignore[arg-type]
+                       error, time_s, ended, 1000.0)
+
+
+def _mixed() -> list[TrialRecord]:
+    return [
+        _trial("scr", "m:scratch", [0.5, 0.6, 0.7]),
+        _trial("neg", "m:package", [0.55, 0.65]),  # pretrained, below scratch: stopped early
+        _trial("pos", "m:package", [0.8, 0.9, 0.85], train=[0.9, 1.0, 1.0]),
+        _trial("nan", "m:package", [math.nan]),
+        _trial("err", "m:package", [], error="TrialFailed: loss nan"),
+        _trial("run", "m:package", [0.3], ended=False),
+    ]
+
+
+def test_statuses_transfer_gain_overfitting_and_costs() -> None:
+    board = build_leaderboard(_mixed(), STATIC_RES).set_index("trial_id")
+    assert sorted(board.reset_index().columns) == sorted(COLUMNS)
+    assert board["status"].to_dict() == {
+        "pos": "finished", "scr": "finished", "neg": "stopped", "run": "interrupted",
+        "nan": "stopped", "err": "errored"}
+    assert board.loc["pos", "transfer_gain"] == pytest.approx(0.2)
+    assert board.loc["neg", "transfer_gain"] == pytest.approx(-0.05)
+    assert bool(board.loc["neg", "negative_transfer"]) and not board.loc["pos", "negative_transfer"]
+    assert pd.isna(board.loc["scr", "transfer_gain"])  # scratch trials are the baseline
+    assert board.loc["pos", "overfit_gap"] == pytest.approx(0.1)
+    assert board.loc["pos", "best_epoch"] == 2
+    assert not board.loc["pos", "overfitting"]  # 0.1 is not above the 0.10 threshold
+    assert board.loc["pos", "device_hours"] == pytest.approx(30 * 2 * 1.5 / 3600)
+    assert board.loc["pos", "trainable_pct"] == 50 and board.loc["pos", "device"] == "cpu"
+    assert board.loc["pos", "peak_memory_mb"] == 502 and board.loc["nan", "val_accuracy"] != 0.5
+    assert pd.isna(board.loc["nan", "val_accuracy"]) and pd.isna(board.loc["err", "val_accuracy"])
+    running = build_leaderboard(_mixed(), STATIC_RES, running=True)
+    assert running.set_index("trial_id").loc["run", "status"] == "running"
+
+
+def test_no_scratch_and_scratch_only_runs_have_no_gain() -> None:
+    pretrained = build_leaderboard([_trial("a", "m:package", [0.7])], STATIC)
+    assert pretrained["transfer_gain"].isna().all() and pretrained["negative_transfer"].isna().all()
+    scratch = build_leaderboard([_trial("b", "m:scratch", [0.7])], STATIC)
+    assert scratch["transfer_gain"].isna().all()
+    assert "No pretrained trial has a from-scratch" in build_report(
+        pretrained, [], {}, "t", "finished")
+
+
+def test_ties_go_to_the_cheaper_trial_and_constraints_filter_selection() -> None:
+    records = [_trial("big", "m:package", [0.9], params=5e6, latency=30.0, time_s=60),
+               _trial("small", "m:package", [0.9], params=1e6, latency=4.0, time_s=20),
+               _trial("fast", "m:package", [0.8], params=2e5, latency=1.0, time_s=20)]
+    board = build_leaderboard(records, STATIC)
+    assert board["trial_id"].tolist() == ["small", "big", "fast"]
+    limited = build_leaderboard(records, STATIC, Constraints(max_latency_ms=2.0))
+    assert best_trial(limited)["trial_id"] == "fast"
+    assert limited.set_index("trial_id")["eligible"].to_dict() == {
+        "fast": True, "small": False, "big": False}
+    with pytest.raises(AutomlError, match="meets the constraints"):
+        best_trial(build_leaderboard(records, STATIC, Constraints(max_params=10)))
+
+
+def test_history_file_round_trip_resume_and_truncated_line(tmp_path: Path) -> None:
+    lines = [
+        event("start", "t1", params={**PARAMS, "backbone": "m:package"}),
+        event("result", "t1", metrics={"epoch": 1, "val_accuracy": 0.5, "loss": math.nan,
+                                       "checkpoint_path": "bucket/run/trials/t1/ck0"}),
+        event("result", "t1", metrics={"epoch": 2, "val_accuracy": 0.6}),
+        # the driver died; a resumed search re-ran epoch 2 from the epoch-1 checkpoint
+        event("start", "t1", params={**PARAMS, "backbone": "m:package"}),
+        event("result", "t1", metrics={"epoch": 2, "val_accuracy": 0.7, "time_total_s": 42}),
+        event("end", "t1", error=None),
+        event("start", "t2", params={**PARAMS, "backbone": "m:package"}),
+    ]
+    (tmp_path / "trials.jsonl").write_text("\n".join(lines) + '\n{"event": "resu')
+    assert json.loads(lines[1])["metrics"]["loss"] is None  # strict JSON, no NaN
+    t1, t2 = load_records(tmp_path, "s3://bucket/run")
+    assert [h["val_accuracy"] for h in t1.history] == [0.5, 0.7] and t1.ended
+    assert t1.history[0]["checkpoint_path"] == "s3://bucket/run/trials/t1/ck0"
+    assert t1.trial_time_s == 42 and not t2.ended and t2.history == []
+    (tmp_path / "trials.jsonl").write_text("garbage\n" + lines[0] + "\n")
+    with pytest.raises(AutomlError, match=r"trials.jsonl:1 is not a history line"):
+        read_events(tmp_path / "trials.jsonl")
+    with pytest.raises(AutomlError, match=r"no trials\.jsonl"):
+        read_events(tmp_path / "missing" / "trials.jsonl")
+    assert trial_records([], "x") == []
+
+
+def test_formats_sort_and_top() -> None:
+    board = build_leaderboard(_mixed(), STATIC_RES)
+    assert select_rows(board, top=2)["trial_id"].tolist() == ["pos", "scr"]
+    assert select_rows(board, sort="-latency_ms")["latency_ms"].notna().all() is not None
+    assert select_rows(board, sort="trial_id")["trial_id"].iloc[0] == "err"
+    with pytest.raises(AutomlError, match="no column 'nope'"):
+        select_rows(board, sort="nope")
+    rows = json.loads(str(render(board, "json")))
+    assert rows[0]["trial_id"] == "pos" and rows[-1]["error"] == "TrialFailed: loss nan"
+    assert isinstance(render(board, "parquet"), bytes)
+    assert "trial_id" in str(render(board, "csv")).splitlines()[0]
+    markdown = str(render(board, "markdown")).splitlines()
+    assert markdown[0].startswith("| rank | trial_id") and len(markdown) == 2 + len(board)
+    assert to_markdown(pd.DataFrame({"a": ["x|y"]})).splitlines()[2] == "| x\\|y |"
+    with pytest.raises(AutomlError, match="--format"):
+        render(board, "xml")
+
+
+def test_report_has_every_figure_the_board_and_the_config() -> None:
+    records = _mixed()
+    board = build_leaderboard(records, STATIC_RES)
+    page = build_report(board, records, {"search": {"num_samples": 6}}, "automl report — r",
+                        "finished")
+    assert page.count("<figure>") == 7 and page.count("<svg") == 7
+    assert not any(f'{a}="http' in page for a in ("src", "href")) and "<link" not in page
+    assert "Negative transfer: <span class='flag'>1</span>" in page and "neg (-0.050)" in page
+    assert page.count("<tr class=") == len(board) and '"num_samples": 6' in page
+    assert 'class="selected"' in page and "Selected: <b>pos</b>" in page
+
+
+def test_compare_two_runs() -> None:
+    first = build_leaderboard(_mixed(), STATIC_RES)
+    second = build_leaderboard([_trial("x", "m:scratch", [0.95])], STATIC)
+    table = compare_table({"a": first, "b": second})
+    assert table.loc["trial_id"].tolist() == ["pos", "x"] and table.loc["trials"].tolist() == [6, 1]
+    page = compare_runs({"a": first, "b": second}, {"a": _mixed(), "b": []})
+    assert "<svg" in page and "Compare: a, b" in page
