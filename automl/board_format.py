@@ -51,9 +51,13 @@ def read_leaderboard(run_dir: str | Path) -> pd.DataFrame:
 
 def select_rows(board: pd.DataFrame, top: int | None = None, sort: str | None = None
                 ) -> pd.DataFrame:
-    """The board sorted by `sort` (a column; `-col` for descending) and cut to `top` rows."""
+    """The board sorted by `sort` (a column, `col:desc` for descending) and cut to `top`
+    rows."""
     if sort:
-        column, descending = sort.lstrip("-"), sort.startswith("-")
+        column, _, order = sort.partition(":")
+        if order not in ("", "asc", "desc"):
+            raise AutomlError(f"--sort {sort}: the order after ':' must be asc or desc")
+        descending = order == "desc"
         if column not in board.columns:
             raise AutomlError(f"--sort {sort}: no column {column!r}; columns: "
                               f"{', '.join(board.columns)}")

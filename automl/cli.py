@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
                         "interrupted or remote ones)")
     lb.add_argument("run_dir", help="run dir (path or URI)")
     lb.add_argument("--top", type=int, help="only the best N")
-    lb.add_argument("--sort", help="order by this column instead of rank (-col: descending)")
+    lb.add_argument("--sort", help="order by this column instead of rank (COL:desc for descending)")
     lb.add_argument("--format", default="table", choices=FORMATS)
     lb.add_argument("--out", help="write to this file instead of printing")
     _constraint_args(lb)

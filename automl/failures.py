@@ -5,7 +5,8 @@ Ray Train's default policy restarts a worker group after any worker error, up to
 whose loss became NaN or whose backbone cannot load fails the same way every time: retrying it
 costs one worker-group start (≈15-25 s) and the lost epochs per attempt, for nothing. So the
 trial driver swaps in a policy that raises at once when a worker failed with `TrialFailed` or
-an `AutomlError` (deterministic by construction) and defers to Ray's policy otherwise.
+an `AutomlError` (deterministic by construction), or when every failed worker raised a plain
+error of the training code, and defers to Ray's policy otherwise.
 
 Ray has no public hook for this (2.5x/2.60), so the policy factory is replaced in the trial
 driver's process; if Ray moves it, `install` does nothing and such trials are simply retried.
@@ -18,12 +19,25 @@ from typing import Any
 from automl.errors import AutomlError, TrialFailed
 
 DETERMINISTIC = (TrialFailed, AutomlError)
+TRANSIENT = (OSError, TimeoutError, ConnectionError)
+"""Raised by training code but worth a retry: storage and network hiccups."""
 
 
 def is_deterministic(error: BaseException) -> bool:
-    """True when any worker of a failed group raised one of our deterministic errors."""
-    failures = getattr(error, "worker_failures", None) or {}
-    return any(isinstance(getattr(f, "_base_exc", f), DETERMINISTIC) for f in failures.values())
+    """True when a failed group's workers raised errors that a retry would raise again:
+    one of ours anywhere, or, on every failed worker, an exception of the training code
+    itself (a lr that overflows, a shape error). Lost workers and nodes show up as Ray's own
+    errors on at least one rank (a surviving DDP rank's collective error alone is not
+    enough), and storage/network errors are transient: those are retried."""
+    from ray.exceptions import RayError
+    from ray.train.v2._internal.exceptions import RayTrainError
+
+    failures = [getattr(f, "_base_exc", f) for f in
+                (getattr(error, "worker_failures", None) or {}).values()]
+    if any(isinstance(f, DETERMINISTIC) for f in failures):
+        return True
+    system = (RayError, RayTrainError, *TRANSIENT)
+    return bool(failures) and not any(isinstance(f, system) for f in failures)
 
 
 def install() -> bool:

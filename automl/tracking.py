@@ -3,6 +3,7 @@ MLflow and TensorBoard through Ray Tune's integrations."""
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -74,17 +75,33 @@ class HistoryWriter(Callback):
 def tracking_callbacks(mlflow: str | None, tensorboard: bool, experiment: str,
                        run: RunDir) -> list[Callback]:
     """Ray Tune's MLflow / TensorBoard logger callbacks. `mlflow`: a tracking URI, or `local`
-    for a file store inside the run (`RUN/mlruns`); None: off. TensorBoard event files go to
-    each trial's folder under `RUN/tune/`."""
+    for an SQLite store inside the run (`RUN/mlflow.db`; MLflow 3 retired the plain-file
+    store); None: off. TensorBoard event files go to each trial's folder under `RUN/tune/`.
+    A tracking server that cannot be used is an error here, before any trial runs."""
     callbacks: list[Callback] = []
     if mlflow:
         try:
-            import mlflow as _  # noqa: F401 - Ray imports it lazily, fail here instead
+            import mlflow as mlflow_lib
             from ray.air.integrations.mlflow import MLflowLoggerCallback
         except ImportError:
             raise AutomlError("tracking.mlflow is set but MLflow is not installed; run "
-                              "`pip install mlflow` (or remove tracking.mlflow)") from None
-        uri = (run.local / "mlruns").resolve().as_uri() if mlflow == "local" else mlflow
+                              "`pip install 'automl[tracking]'` (or remove tracking.mlflow)"
+                              ) from None
+        uri = f"sqlite:///{(run.local / 'mlflow.db').resolve()}" if mlflow == "local" else mlflow
+        quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+        saved = {k: os.environ.get(k) for k in quick}
+        os.environ.update(quick)  # MLflow retries an unreachable server for minutes
+        try:
+            mlflow_lib.MlflowClient(uri).search_experiments(max_results=1)
+        except Exception as exc:
+            raise AutomlError(f"tracking.mlflow: cannot use the MLflow tracking URI {uri!r}: "
+                              f"{str(exc).splitlines()[0]}") from None
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         callbacks.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=experiment,
                                               save_artifact=False))
     if tensorboard:

@@ -122,7 +122,10 @@ def test_history_file_round_trip_resume_and_truncated_line(tmp_path: Path) -> No
 def test_formats_sort_and_top() -> None:
     board = build_leaderboard(_mixed(), STATIC_RES)
     assert select_rows(board, top=2)["trial_id"].tolist() == ["pos", "scr"]
-    assert select_rows(board, sort="-latency_ms")["latency_ms"].notna().all() is not None
+    assert select_rows(board, sort="val_accuracy")["trial_id"].tolist()[:2] == ["run", "neg"]
+    assert select_rows(board, sort="val_accuracy:desc")["trial_id"].iloc[0] == "pos"
+    with pytest.raises(AutomlError, match="must be asc or desc"):
+        select_rows(board, sort="val_accuracy:down")
     assert select_rows(board, sort="trial_id")["trial_id"].iloc[0] == "err"
     with pytest.raises(AutomlError, match="no column 'nope'"):
         select_rows(board, sort="nope")
@@ -156,3 +159,13 @@ def test_compare_two_runs() -> None:
     assert table.loc["trial_id"].tolist() == ["pos", "x"] and table.loc["trials"].tolist() == [6, 1]
     page = compare_runs({"a": first, "b": second}, {"a": _mixed(), "b": []})
     assert "<svg" in page and "Compare: a, b" in page
+
+
+def test_an_unusable_tracking_server_is_a_clear_error(tmp_path: Path) -> None:
+    from automl.run_dir import RunDir
+    from automl.tracking import tracking_callbacks
+
+    with pytest.raises(AutomlError, match=r"cannot use the MLflow tracking URI 'http://127\.0"):
+        tracking_callbacks("http://127.0.0.1:9", False, "x", RunDir.at(tmp_path))
+    (tensorboard,) = tracking_callbacks(None, True, "x", RunDir.at(tmp_path))
+    assert type(tensorboard).__name__ == "TBXLoggerCallback"

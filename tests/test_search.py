@@ -84,12 +84,22 @@ def test_own_errors_are_not_retried_lost_workers_are() -> None:
     original = data_parallel_trainer.create_failure_policy
     try:
         assert failures.install()
-        config = ray.train.FailureConfig(max_failures=2)
+        config = ray.train.FailureConfig(max_failures=5)
         policy = data_parallel_trainer.create_failure_policy(config)
         nan = WorkerGroupError("nan", {0: UserExceptionWithTraceback(
             TrialFailed("training loss became nan"), "Traceback ...")})
         died = WorkerGroupError("died", {1: ActorDiedError()})
+        overflow = WorkerGroupError("lr", {0: UserExceptionWithTraceback(
+            RuntimeError("value cannot be converted to type float"), "Traceback ...")})
+        # A lost DDP peer: the survivor's collective fails with a RuntimeError, the lost
+        # rank with Ray's error; a storage hiccup is an OSError.
+        peer = WorkerGroupError("peer", {0: RuntimeError("gloo: connection closed"),
+                                         1: ActorDiedError()})
+        storage = WorkerGroupError("s3", {0: OSError("When uploading: timed out")})
         assert policy.make_decision(nan) == FailureDecision.RAISE
+        assert policy.make_decision(overflow) == FailureDecision.RAISE
         assert policy.make_decision(died) == FailureDecision.RETRY
+        assert policy.make_decision(peer) == FailureDecision.RETRY
+        assert policy.make_decision(storage) == FailureDecision.RETRY
     finally:
         data_parallel_trainer.create_failure_policy = original

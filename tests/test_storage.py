@@ -148,14 +148,17 @@ def test_search_export_predict_resume_on_s3(
     assert list(work.iterdir()) == [work / "space.yaml"]  # nothing of the run is local
 
     for kept in ("config.pkl", "leaderboard.csv", "summary.json", "logs/ray.log",
+                 "trials.jsonl", "state.json", "report.html",
                  "export/model.safetensors", "export/config.json"):
         assert storage.is_file(storage.join(run, kept)), kept
     prepared = [f for f in storage.list_files(storage.join(s3_server, "runs", "prepared-data"))]
     assert prepared == []  # only folders at that level: <data fingerprint>/<variant>/...
     assert storage.usage(storage.join(s3_server, "runs", "prepared-data")) > 0
 
-    board = leaderboard(run)
+    board = leaderboard(run)  # rebuilt from the run's trials.jsonl on S3
     assert len(board) == 2 and set(board["status"]) <= {"finished", "stopped"}
+    assert main(["report", run, "--out", f"{s3_server}/reports/r.html"]) == 0
+    assert "<svg" in storage.read_text(f"{s3_server}/reports/r.html")
     assert board["checkpoint"].str.startswith(f"{s3_server}/runs/").all()
     best = board.iloc[0]
     assert storage.is_file(storage.join(best["checkpoint"], "train_state.pt"))
