@@ -12,7 +12,7 @@ lint: setup
 	.venv/bin/mypy
 
 unit: setup
-	.venv/bin/pytest -q
+	.venv/bin/pytest -q --durations=12
 
 # The demo as a new user runs it, shortened: catches what tests with absolute paths miss.
 smoke: setup
