@@ -146,8 +146,9 @@ def transfer_gain(board: pd.DataFrame) -> str:
     gains = board[board["transfer_gain"].notna()].sort_values("transfer_gain")
     if gains.empty:
         return _note("No pretrained trial has a from-scratch trial of the same architecture "
-                     "to compare with: add the backbone with <code>weights: scratch</code> "
-                     "to the search space to measure transfer.")
+                     "to compare with. Add the backbone with <code>weights: scratch</code> "
+                     "to the search space to measure transfer; if it is there, the searcher "
+                     "did not sample it in this run (more trials would).")
     fig, ax = _figure(height=max(2.4, 0.28 * len(gains) + 1))
     colors = ["#d62728" if g < 0 else "#2ca02c" for g in gains["transfer_gain"]]
     names = [f"{t} {b}" for t, b in zip(gains["trial_id"], gains["backbone"], strict=True)]
