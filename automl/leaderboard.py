@@ -179,15 +179,20 @@ def best_trial(board: pd.DataFrame, trial_id: str | None = None) -> pd.Series:
         if not isinstance(row["checkpoint"], str):
             raise AutomlError(f"trial {trial_id} has no checkpoint ({row['status']})")
         return row
-    usable = board[has_checkpoint(board)]
-    if usable.empty:
+    if not has_checkpoint(board).any():
         raise AutomlError("no trial produced a checkpoint; see the error column of the leaderboard")
-    eligible = usable[usable["eligible"].astype(bool)]
-    if eligible.empty:
+    chosen = selected(board)
+    if chosen is None:
         raise AutomlError("no trial with a checkpoint meets the constraints; relax "
                           "--max-params / --max-latency-ms (see the leaderboard's "
                           "total_params and latency_ms columns)")
-    return eligible.iloc[0]
+    return chosen
+
+
+def selected(board: pd.DataFrame) -> pd.Series | None:
+    """The top-ranked trial that has a checkpoint and meets the constraints, or None."""
+    usable = board[has_checkpoint(board) & board["eligible"].astype(bool)]
+    return usable.iloc[0] if len(usable) else None
 
 
 def has_checkpoint(board: pd.DataFrame) -> pd.Series:

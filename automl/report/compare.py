@@ -7,6 +7,7 @@ import html
 import pandas as pd
 
 from automl.history import TrialRecord
+from automl.leaderboard import selected
 from automl.report import plots
 
 COMPARED = ["trial_id", "backbone", "weights", "unfreeze_fraction", "unfreeze_depth",
@@ -20,8 +21,9 @@ def compare_table(boards: dict[str, pd.DataFrame]) -> pd.DataFrame:
     trial count and total device-hours."""
     columns = {}
     for name, board in boards.items():
-        usable = board[board["checkpoint"].notna() & board["eligible"].astype(bool)]
-        best = usable.iloc[0] if len(usable) else pd.Series(dtype=object)
+        best = selected(board)
+        if best is None:
+            best = pd.Series(dtype=object)
         column = {k: best.get(k) for k in COMPARED}
         column["trials"] = len(board)
         column["device_hours (run)"] = float(board["device_hours"].sum())

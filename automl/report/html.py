@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from automl.history import TrialRecord
-from automl.leaderboard import OVERFIT_GAP, Constraints
+from automl.leaderboard import OVERFIT_GAP, Constraints, selected
 from automl.report import plots
 
 TABLE_COLUMNS = [
@@ -101,8 +101,7 @@ def build_report(board: pd.DataFrame, records: list[TrialRecord], config: dict[s
 
 def _cards(board: pd.DataFrame, constraints: Constraints) -> str:
     counts = board["status"].value_counts()
-    usable = board[board["checkpoint"].notna() & board["eligible"].astype(bool)]
-    best = usable.iloc[0] if len(usable) else None
+    best = selected(board)
     cards = [("trials", str(len(board))),
              *((s, str(int(n))) for s, n in counts.items()),
              ("trial time", f"{board['trial_time_s'].sum() / 60:.1f} min"),
@@ -151,8 +150,8 @@ def _table(board: pd.DataFrame) -> str:
     columns = [c for c in TABLE_COLUMNS if c in board.columns]
     head = "".join(f"<th data-sort>{_e(c)}</th>" for c in columns)
     rows = []
-    selected = board[board["checkpoint"].notna() & board["eligible"].astype(bool)]
-    chosen = selected["trial_id"].iloc[0] if len(selected) else None
+    best = selected(board)
+    chosen = best["trial_id"] if best is not None else None
     for _, row in board.iterrows():
         cls = "selected" if row["trial_id"] == chosen else str(row["status"])
         cells = "".join(_cell(row[c]) for c in columns)

@@ -51,20 +51,13 @@ def _note(text: str) -> str:
 
 def best_so_far(records: list[TrialRecord], metric: str = "val_accuracy") -> str:
     """Best objective reached so far against seconds since the search started."""
-    points = sorted((h[LOGGED_AT], h[metric]) for r in records for h in r.history
-                    if isinstance(h.get(LOGGED_AT), (int, float)) and _finite(h.get(metric)))
+    points = _epoch_points(records, metric)
     if not points:
         return _note("No trial has reported an epoch yet.")
-    start = min([r.started_at for r in records if r.started_at] or [points[0][0]])
-    xs, ys, best = [], [], -math.inf
-    for when, value in points:
-        best = max(best, value)
-        xs.append(when - start)
-        ys.append(best)
+    xs, ys = _running_best(points)
     fig, ax = _figure()
     ax.step(xs, ys, where="post", color="#1f77b4")
-    ax.scatter([w - start for w, _ in points], [v for _, v in points], s=8, color="#aaaaaa",
-               label="each epoch")
+    ax.scatter(xs, [v for _, v in points], s=8, color="#aaaaaa", label="each epoch")
     ax.set_xlabel("seconds since the search started")
     ax.set_ylabel(f"best {metric} so far")
     ax.legend(loc="lower right", fontsize=8)
@@ -179,6 +172,25 @@ def overfitting(board: pd.DataFrame, threshold: float) -> str:
     return _svg(fig)
 
 
+def _epoch_points(records: list[TrialRecord], metric: str) -> list[tuple[float, float]]:
+    """(seconds since the search started, score) of every reported epoch, in time order."""
+    points = sorted((h[LOGGED_AT], h[metric]) for r in records for h in r.history
+                    if isinstance(h.get(LOGGED_AT), (int, float)) and _finite(h.get(metric)))
+    if not points:
+        return []
+    start = min([r.started_at for r in records if r.started_at] or [points[0][0]])
+    return [(when - start, value) for when, value in points]
+
+
+def _running_best(points: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """The points' times and the best score reached by each."""
+    best, ys = -math.inf, []
+    for _, value in points:
+        best = max(best, value)
+        ys.append(best)
+    return [t for t, _ in points], ys
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
@@ -187,17 +199,9 @@ def best_so_far_runs(runs: dict[str, list[TrialRecord]], metric: str = "val_accu
     """Best-so-far curves of several runs on one axis (time since each run started)."""
     fig, ax = _figure()
     for name, records in runs.items():
-        points = sorted((h[LOGGED_AT], h[metric]) for r in records for h in r.history
-                        if isinstance(h.get(LOGGED_AT), (int, float)) and _finite(h.get(metric)))
-        if not points:
-            continue
-        start = min([r.started_at for r in records if r.started_at] or [points[0][0]])
-        best, xs, ys = -math.inf, [], []
-        for when, value in points:
-            best = max(best, value)
-            xs.append(when - start)
-            ys.append(best)
-        ax.step(xs, ys, where="post", label=name)
+        points = _epoch_points(records, metric)
+        if points:
+            ax.step(*_running_best(points), where="post", label=name)
     ax.set_xlabel("seconds since the run's search started")
     ax.set_ylabel(f"best {metric} so far")
     ax.legend(loc="lower right", fontsize=8)
