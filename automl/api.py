@@ -281,7 +281,8 @@ def _write_report(run: RunDir, board: pd.DataFrame, records: list[TrialRecord],
                         constraints)
     if out is None:
         (run.local / REPORT_FILE).write_text(page)
-        run.sync()
+        if run.remote:
+            storage.upload(run.local / REPORT_FILE, run.uri(REPORT_FILE))
         return run.uri(REPORT_FILE)
     target = paths.resolve(out, "--out")
     if paths.is_remote(target):

@@ -118,7 +118,7 @@ class TrackingConfig:
     """Experiment tracking through Ray Tune's logger callbacks (off by default)."""
 
     mlflow: str | None = None
-    """`local` (a file store in RUN/mlruns) or an MLflow tracking URI; needs `mlflow`."""
+    """`local` (an SQLite store, RUN/mlflow.db) or an MLflow tracking URI; needs `mlflow`."""
     tensorboard: bool = False
     """TensorBoard event files in each trial's folder under RUN/tune/."""
 

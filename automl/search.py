@@ -182,6 +182,13 @@ def run_trials(
     # Tune adds CSV, JSON and (when tensorboardX is installed) TensorBoard loggers unless
     # told not to: keep its result.json per trial, make TensorBoard opt-in.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    if resume and tune.Tuner.can_restore(experiment):
+        # Finished and errored trials stay as they are; unfinished ones re-run their trial
+        # driver, whose TorchTrainer (same name and storage) resumes from its checkpoint.
+        tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+        return _fit(tuner, run)
+    # A restored experiment brings the callbacks it was started with (Tune pickles them).
     callbacks = [
         ProgressPrinter(config.train.epochs, config.search.num_samples, run.local / LOG_DIR),
         HistoryWriter(run),
@@ -189,12 +196,6 @@ def run_trials(
         *tracking_callbacks(config.tracking.mlflow, config.tracking.tensorboard,
                             storage.name(run.location), run),
     ]
-    if resume and tune.Tuner.can_restore(experiment):
-        # Finished and errored trials stay as they are; unfinished ones re-run their trial
-        # driver, whose TorchTrainer (same name and storage) resumes from its checkpoint.
-        tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True,
-                                   resume_errored=False, restart_errored=False)
-        return _fit(tuner, run)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(

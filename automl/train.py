@@ -8,6 +8,7 @@ in a trial the batches stream from this worker's shard of the prepared Ray Datas
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import random
 import tempfile
@@ -277,14 +278,19 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         _add(timings, "train_s", time.time() - t)
         _add(timings, "data_s", stats.data_s)
         t = time.time()
-        totals = evaluate(setup, plan, device, _val_batches(plan, rank, world))
+        val = _val_batches(plan, rank, world)
+        first = None
+        if rank == 0 and "latency_ms" not in costs:
+            first = next(val, None)  # the latency sample: a batch evaluate reads anyway
+            val = itertools.chain([first] if first is not None else [], val)
+        totals = evaluate(setup, plan, device, val)
         train_totals = torch.tensor([stats.correct, stats.examples], dtype=totals.dtype)
         correct, count, loss_sum, train_correct, train_count = sum_over_ranks(
             torch.cat([totals, train_totals.to(totals.device)]), world)
         _add(timings, "eval_s", time.time() - t)
         _add(timings, "train_samples", train_count)
-        if rank == 0 and "latency_ms" not in costs:
-            costs["latency_ms"] = _latency(setup, plan, device)
+        if first is not None:
+            costs["latency_ms"] = _latency(setup, plan, device, first)
         metrics = {
             "epoch": epoch,
             "val_accuracy": correct / max(count, 1),
@@ -316,9 +322,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         _add(timings, "checkpoint_s", time.time() - t)
 
 
-def _latency(setup: TrialSetup, plan: TrialPlan, device: torch.device) -> float:
+def _latency(setup: TrialSetup, plan: TrialPlan, device: torch.device, batch: pa.Table
+             ) -> float:
     """Per-sample inference latency of the trial's model on a real validation example."""
-    batch = next(_val_batches(plan, 0, 1))
     inputs, _ = setup.task.collate(batch, plan, device)
     return latency_ms(unwrap(setup.model), setup.task, inputs, device)
 
