@@ -20,6 +20,8 @@ _EXPORTS = {
     "Constraints": "automl.leaderboard",
     "SearchResult": "automl.api",
     "predict": "automl.export",
+    "load": "automl.export",
+    "ExportedModel": "automl.export",
     "load_exported": "automl.export",
     "AutomlError": "automl.errors",
     "BackboneError": "automl.errors",

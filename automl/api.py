@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,8 @@ CONFIG_JSON = "config.json"
 REPORT_FILE = "report.html"
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
 
     from automl.config import Config
@@ -104,14 +105,13 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     from automl.history import write_state
     from automl.leaderboard import (
         LOG_DIR,
-        best_trial,
         build_leaderboard,
         failure_report,
         has_checkpoint,
         outcome,
     )
     from automl.plan import static_block
-    from automl.prepare import preflight_backbones, prepare_data, scan_data
+    from automl.prepare import cache_root, preflight_backbones, prepare_data, scan_data
     from automl.prepared import load_datasets
 
     started = time.time()
@@ -143,6 +143,10 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
         f"{cfg.train.epochs} epoch(s) max each; run dir {out}"
         + (" (resumed)" if resume else ""))
     static = static_block(cfg, list(prepared.classes), preprocessing, prepared.variant_of)
+    first = next(iter(prepared.variants.values()))
+    static["data_root"] = storage.join(cache_root(cfg, out.location), catalog.fingerprint)
+    static["data"] = {"source": catalog.source, "train_rows": first.train_rows,
+                      "val_rows": first.val_rows, "text_column": cfg.data.text_column}
     (out.local / STATIC_FILE).write_text(json.dumps(static, indent=2))
     try:
         records = search.run_trials(cfg, static, datasets, out, concurrency, resume=resume)
@@ -169,8 +173,7 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
             f"latest checkpoints with:\n  automl search --resume {out}")
     export_dir = None
     if has_checkpoint(board).any():
-        _export(best_trial(board)["checkpoint"], out.local / "export")
-        export_dir = out.uri("export")
+        export_dir = _export_best(out, board, static, log)
     wall = time.time() - started
     out.sync()
     (out.local / "summary.json").write_text(json.dumps({
@@ -199,18 +202,23 @@ def _default_run_dir(cfg: Config, root: str | None) -> RunDir:
     return RunDir.at(storage.join(base, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
 
 
-def _export(checkpoint: str, out: str | Path) -> str:
-    """Export a checkpoint (local or on storage) to a local folder or a storage location."""
-    from automl.export import export_checkpoint
+def _export_best(run: RunDir, board: pd.DataFrame, static: dict[str, Any], log: Any) -> str:
+    """Export the selected trial into `RUN/export` in every format; a format that fails its
+    check costs the search nothing: the safetensors export is kept and the cause printed."""
+    from automl.export import ALL_FORMATS
+    from automl.export.from_run import export_trial
+    from automl.leaderboard import best_trial
 
-    target = paths.resolve(out, "--out")
-    with storage.local_copy(checkpoint) as src:
-        if not paths.is_remote(target):
-            return str(export_checkpoint(src, target))
-        with tempfile.TemporaryDirectory(prefix="automl-export-") as tmp:
-            export_checkpoint(src, Path(tmp))
-            storage.upload(Path(tmp), target)
-    return target
+    row, target = best_trial(board), str(run.local / "export")
+    log(f"Exporting trial {row['trial_id']} ({', '.join(ALL_FORMATS)}), each format checked "
+        "against PyTorch on validation examples")
+    try:
+        export_trial(run, row, board, static, target, ALL_FORMATS, log=log)
+    except AutomlError as exc:
+        log(f"warning: {exc}; kept safetensors + config only (retry: automl export {run} "
+            "--format ...)")
+        export_trial(run, row, board, static, target, ("safetensors",), log=log)
+    return run.uri("export")
 
 
 def validate(space: str | Path) -> Config:
@@ -293,14 +301,26 @@ def _write_report(run: RunDir, board: pd.DataFrame, records: list[TrialRecord],
     return target
 
 
-def export(run_dir: str | Path, out: str | Path, trial_id: str | None = None,
-           constraints: Constraints | None = None) -> str:
+def export(run_dir: str | Path, out: str | Path | None = None, trial_id: str | None = None,
+           constraints: Constraints | None = None, formats: Sequence[str] | str | None = None,
+           refit: bool = False, address: str | None = None, log: Any = print) -> str:
     """Export the best eligible (or the named) trial of a search to `out` (a folder or
-    storage URI)."""
+    storage URI; default `RUN/export`, `RUN/export-<trial>` or `RUN/export-refit`) in
+    `formats` (default all: safetensors, torchscript, onnx, and hf for text), each checked
+    against PyTorch on the run's validation examples. `refit`: first retrain the trial's
+    configuration on train + validation for the epochs it needed (on Ray, `address`)."""
+    from automl.export import ALL_FORMATS, parse_formats
+    from automl.export.from_run import export_trial
     from automl.leaderboard import best_trial
 
-    row = best_trial(leaderboard(run_dir, constraints), trial_id)
-    return _export(row["checkpoint"], out)
+    wanted = parse_formats(formats) if formats else ALL_FORMATS
+    run, board, _ = _load_run(run_dir, constraints)
+    row = best_trial(board, trial_id)
+    static_file = run.local / STATIC_FILE
+    static = json.loads(static_file.read_text()) if static_file.is_file() else {}
+    name = "export-refit" if refit else f"export-{trial_id}" if trial_id else "export"
+    target = paths.resolve(out, "--out") if out else run.uri(name)
+    return export_trial(run, row, board, static, target, wanted, refit, address, log)
 
 
 __all__ = ["SearchResult", "compare", "export", "leaderboard", "report", "resume_search",

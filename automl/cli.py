@@ -61,15 +61,29 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("run_dirs", nargs="+", metavar="RUN", help="two or more run dirs")
     c.add_argument("--out", help="also write an HTML comparison to this file")
 
-    e = sub.add_parser("export", help="export the best (or a chosen) trial")
+    e = sub.add_parser("export", help="export the best (or a chosen) trial, each format "
+                       "checked against PyTorch")
     e.add_argument("run_dir")
     e.add_argument("--trial", help="trial id (default: the best eligible trial)")
-    e.add_argument("--out", required=True, help="output directory (path or URI)")
+    e.add_argument("--out", help="output directory, path or URI (default: RUN/export, "
+                   "RUN/export-<trial> or RUN/export-refit)")
+    e.add_argument("--format", default="safetensors,torchscript,onnx,hf",
+                   help="comma-separated: safetensors (always), torchscript, onnx, hf (text "
+                   "models: a Hugging Face folder); default: all that apply")
+    e.add_argument("--refit", action="store_true", help="first retrain the configuration on "
+                   "train + validation for the epochs it needed (runs on Ray)")
+    e.add_argument("--address", help="Ray cluster address for --refit (default: embedded)")
     _constraint_args(e)
 
     pr = sub.add_parser("predict", help="predict classes with an exported model")
     pr.add_argument("export_dir", help="exported model (path or URI)")
-    pr.add_argument("inputs", nargs="+", help="image files or folders (text: strings)")
+    pr.add_argument("inputs", nargs="+", help="image files or folders; text models: texts "
+                    "or table files (CSV/TSV/Parquet/JSONL) with the training text column")
+    pr.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                    help="PyTorch (safetensors) or onnxruntime (model.onnx)")
+    pr.add_argument("--top-k", type=int, default=1, help="also list the K most likely classes")
+    pr.add_argument("--batch-size", type=int, default=32)
+    pr.add_argument("--out", help="write the predictions to this CSV instead of printing")
 
     sub.add_parser("backbones", help="list backbones with packaged (offline) weights")
     return p
@@ -158,13 +172,11 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "compare":
         print(api.compare(args.run_dirs, args.out))
     elif args.command == "export":
-        out = api.export(args.run_dir, args.out, args.trial, _constraints(args))
-        print(f"exported to {out}")
+        out = api.export(args.run_dir, args.out, args.trial, _constraints(args),
+                         formats=args.format, refit=args.refit, address=args.address)
+        print(f"exported to {out} (files, checks and hashes: {out}/manifest.json)")
     elif args.command == "predict":
-        from automl.export import predict
-
-        for p in predict(args.export_dir, args.inputs):
-            print(f"{p.input}\t{p.label}\t{p.probability:.3f}")
+        _predict(args)
     elif args.command == "backbones":
         from automl.backbones import PACKAGED
 
@@ -172,6 +184,27 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{name}\tweights: package\t({spec.requirement})")
         print("any timm model name (image) or Hugging Face id (text) works with weights: hub")
     return 0
+
+
+def _predict(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from automl.export import predict
+
+    preds = predict(args.export_dir, args.inputs, args.batch_size, args.top_k, args.runtime)
+    rows = []
+    for p in preds:
+        row: dict[str, object] = {"input": p.input, "label": p.label,
+                                  "probability": round(p.probability, 6)}
+        for i, (label, prob) in enumerate(p.top[1:], 2):
+            row[f"label_{i}"], row[f"probability_{i}"] = label, round(prob, 6)
+        rows.append(row)
+    if args.out:
+        pd.DataFrame(rows).to_csv(args.out, index=False)
+        print(f"{len(rows)} prediction(s) written to {args.out}")
+        return
+    for row in rows:
+        print("\t".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()))
 
 
 def _leaderboard(args: argparse.Namespace) -> None:

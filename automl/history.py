@@ -107,6 +107,9 @@ class TrialRecord:
     """False: no end event, so still running, or interrupted if no driver works on the run."""
     started_at: float | None = None
     """Unix time of the trial's first start event."""
+    refit: dict[str, Any] | None = None
+    """The latest refit of the trial's configuration on train + validation (`automl export
+    --refit`): epochs, examples, seconds, export location."""
 
 
 def trial_records(events: list[dict[str, Any]], location: str) -> list[TrialRecord]:
@@ -116,9 +119,12 @@ def trial_records(events: list[dict[str, Any]], location: str) -> list[TrialReco
     for item in events:
         trial = trials.setdefault(str(item["trial_id"]), {
             "params": {}, "epochs": {}, "error": None, "ended": False,
-            "start": item.get("time"), "last": item.get("time")})
-        trial["last"] = item.get("time", trial["last"])
+            "start": item.get("time"), "last": item.get("time"), "refit": None})
         kind = item["event"]
+        if kind == "refit":  # after the search: not part of the trial's time
+            trial["refit"] = {k: v for k, v in item.items() if k not in ("event", "trial_id")}
+            continue
+        trial["last"] = item.get("time", trial["last"])
         if kind == "start":
             trial["params"] = item.get("params") or trial["params"]
             trial["ended"], trial["error"] = False, None  # a resumed trial runs again
@@ -136,7 +142,8 @@ def trial_records(events: list[dict[str, Any]], location: str) -> list[TrialReco
         if not isinstance(spent, (int, float)):
             spent = (trial["last"] or 0.0) - (trial["start"] or 0.0)
         records.append(TrialRecord(trial_id, trial["params"], history, trial["error"],
-                                   float(spent), trial["ended"], trial["start"]))
+                                   float(spent), trial["ended"], trial["start"],
+                                   trial["refit"]))
     return records
 
 

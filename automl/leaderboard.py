@@ -36,7 +36,7 @@ COLUMNS = [
     "trial_time_s", "device", "device_hours", "trainable_params", "total_params",
     "trainable_pct", "samples_per_s", "peak_memory_mb", "latency_ms",
     "startup_s", "ray_startup_s", "setup_s", "train_time_s", "data_time_s", "eval_time_s",
-    "checkpoint_time_s", "restarts", "worker_nodes", "checkpoint", "error",
+    "checkpoint_time_s", "restarts", "worker_nodes", "checkpoint", "refit", "error",
 ]
 
 
@@ -141,8 +141,17 @@ def _row(record: TrialRecord, static: dict[str, Any], running: bool) -> dict[str
         "restarts": last.get("restarts"),
         "worker_nodes": last.get("worker_nodes"),
         "checkpoint": c if isinstance(c := best.get(CHECKPOINT_PATH), str) else None,
+        "refit": _refit_note(record.refit),
         "error": record.error,
     }
+
+
+def _refit_note(refit: dict[str, Any] | None) -> str | None:
+    """`3 epoch(s) on train+val (2000 examples) → EXPORT` for a refit trial."""
+    if not refit:
+        return None
+    return (f"{refit.get('epochs')} epoch(s) on train+val ({refit.get('examples')} examples)"
+            f" → {refit.get('export')}")
 
 
 def _transfer_gain(board: pd.DataFrame) -> None:

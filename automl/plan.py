@@ -94,6 +94,8 @@ def static_block(
         "precision": config.train.precision,
         "grad_clip": config.train.grad_clip,
         "hflip": config.train.hflip,
+        "steps_per_epoch": config.train.steps_per_epoch,
+        "max_restarts": config.train.max_restarts,
         "resources": {"workers_per_trial": config.resources.workers_per_trial,
                       "cpus_per_worker": config.resources.cpus_per_worker,
                       "use_gpu": config.resources.use_gpu},

@@ -96,9 +96,8 @@ def prepare(task: Task, catalog: Catalog, data: DataConfig,
     base = storage.join(cache_root, catalog.fingerprint)
     variant_of, wanted = {}, {}
     for label, pre in preprocessing.items():
-        variant = task.variant(pre)
-        key = fingerprint(task.name, variant, FORMAT_VERSION)
-        variant_of[label], wanted[key] = key, variant
+        key = variant_key(task, pre)
+        variant_of[label], wanted[key] = key, task.variant(pre)
     variants = {}
     for key, variant in wanted.items():
         found = _cached(storage.join(base, key))
@@ -107,6 +106,29 @@ def prepare(task: Task, catalog: Catalog, data: DataConfig,
             found = _run_job(task, catalog, source, variant, storage.join(base, key), seed)
         variants[key] = found
     return PreparedData(catalog.classes, variants, variant_of)
+
+
+def variant_key(task: Task, preprocessing: dict[str, Any]) -> str:
+    """The cache key of the prepared data a backbone's preprocessing reads."""
+    return fingerprint(task.name, task.variant(preprocessing), FORMAT_VERSION)
+
+
+def split_dir(data_root: str, task: Task, preprocessing: dict[str, Any], split: str) -> str:
+    """The shard folder of one split of a prepared variant under a search's data root
+    (`cache_root/<catalog fingerprint>`)."""
+    return storage.join(data_root, variant_key(task, preprocessing), split)
+
+
+def first_rows(folder: str, rows: int) -> pa.Table | None:
+    """Up to `rows` prepared rows from the first shards of `folder` (None if it is gone)."""
+    if not storage.exists(folder):
+        return None
+    tables: list[pa.Table] = []
+    for file in storage.list_files(folder, ".parquet"):
+        tables.append(_read_table(file))
+        if sum(t.num_rows for t in tables) >= rows:
+            break
+    return pa.concat_tables(tables).slice(0, rows) if tables else None
 
 
 def _cached(directory: str) -> PreparedVariant | None:

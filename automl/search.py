@@ -22,7 +22,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from automl import storage
 from automl.config import Config, ResourcesConfig
-from automl.errors import AutomlError, TrialFailed, root_cause
+from automl.errors import AutomlError
 from automl.history import TrialRecord, load_records
 from automl.leaderboard import LOG_DIR
 from automl.plan import make_plan
@@ -95,49 +95,14 @@ def trial_driver(config: dict[str, Any], static: dict[str, Any],
                  datasets: dict[str, dict[str, Any]]) -> None:
     """One Tune trial: fit a TorchTrainer for the sampled plan on the prepared datasets of its
     backbone's variant (training split sharded over the workers), forwarding its reports."""
-    import ray.train
-    from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from automl import failures
-    from automl.train import train_loop_per_worker
+    from automl.trainer import fit_plan
 
-    failures.install()
-    failures.pin_cluster_address()
     started = time.time()
-    plan = make_plan(config, static)
-    res = static["resources"]
-    trial_id = tune.get_context().get_trial_id()
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={"plan": plan.to_dict(), "trial_start": started,
-                           "steps_per_epoch": static["steps_per_epoch"],
-                           "threads": max(1, int(res["cpus_per_worker"]))},
-        datasets=datasets[static["variant_of"][config["backbone"]]],
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=res["workers_per_trial"],
-            use_gpu=res["use_gpu"],
-            resources_per_worker={"CPU": res["cpus_per_worker"]},
-        ),
-        run_config=ray.train.RunConfig(
-            name=trial_id,
-            storage_path=static["trials_dir"],
-            callbacks=[TuneReportCallback()],  # type: ignore[list-item]
-            # Best by val_accuracy, plus the latest (Ray never deletes the latest): export
-            # reads the best, a restart resumes from the latest.
-            checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute="val_accuracy",
-                checkpoint_score_order="max"),
-            failure_config=ray.train.FailureConfig(max_failures=static["max_restarts"]),
-        ),
-    )
-    try:
-        trainer.fit()
-    except Exception as exc:
-        # First line: the worker's own error, without Ray's wrapping (board, progress line).
-        # Then Ray Train's full text with the worker's traceback, for RUN/logs/<trial>.error.txt.
-        raise TrialFailed(f"{root_cause(exc)}\n\nTraining worker error:\n{exc}") from None
+    fit_plan(make_plan(config, static), datasets[static["variant_of"][config["backbone"]]],
+             static, name=tune.get_context().get_trial_id(), storage_path=static["trials_dir"],
+             callbacks=[TuneReportCallback()], started=started)
 
 
 def run_trials(
@@ -152,9 +117,7 @@ def run_trials(
     """
     trials_dir = run.uri("trials")
     storage.make_dirs(trials_dir)
-    static = {**static, "trials_dir": trials_dir,
-              "steps_per_epoch": config.train.steps_per_epoch,
-              "max_restarts": config.train.max_restarts}
+    static = {**static, "trials_dir": trials_dir}
     space = functools.partial(
         sample_trial, backbones=[b.label for b in config.backbones], space=config.space
     )

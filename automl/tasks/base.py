@@ -38,6 +38,12 @@ class Task(Protocol):
     """`source_rows` yields rows in a seeded random order (the catalog holds every row), so
     preparation needs no shuffle job; False: rows come in source order (streamed tables)."""
 
+    export_inputs: tuple[tuple[str, tuple[int, ...]], ...]
+    """The model's inputs in call order, each with its dynamic dimensions (batch first):
+    the names and axes of TorchScript/ONNX exports."""
+    library_format: str | None
+    """The backbone library's own model format an export can add (`hf`), or None."""
+
     def check_backbone(self, name: str, weights: str) -> str | None:
         """A one-line problem with a backbone name, or None (cheap: builds nothing)."""
 
@@ -83,6 +89,17 @@ class Task(Protocol):
 
     def save_extras(self, model: nn.Module, directory: Path, plan: TrialPlan) -> None:
         """Files a checkpoint needs besides the weights to rebuild offline (tokenizer...)."""
+
+    def save_library_format(self, model: nn.Module, directory: Path, plan: TrialPlan,
+                            extras: Path) -> None:
+        """Write `library_format` into `directory` (`extras`: the export's saved extras)."""
+
+    def run_library_format(self, directory: Path, inputs: Inputs) -> torch.Tensor:
+        """Logits of the model in `directory`, loaded the way users load that format."""
+
+    def read_inputs(self, inputs: list[str], settings: dict[str, Any]) -> list[str]:
+        """Command-line inputs → the items `predict_batches` takes (text: a table's texts;
+        `settings`: the export's data settings, e.g. the text column)."""
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -44,6 +44,8 @@ class ImageClassification:
     library = "timm"
     plan_fields: tuple[str, ...] = ()
     shuffled_source = True
+    export_inputs: tuple[tuple[str, tuple[int, ...]], ...] = (("pixel_values", (0,)),)
+    library_format: str | None = None
 
     def check_backbone(self, name: str, weights: str) -> str | None:
         """Unknown timm names get the closest matches."""
@@ -164,6 +166,19 @@ class ImageClassification:
 
     def save_extras(self, model: nn.Module, directory: Path, plan: TrialPlan) -> None:
         """timm rebuilds from its name: nothing else to save."""
+
+    def save_library_format(self, model: nn.Module, directory: Path, plan: TrialPlan,
+                            extras: Path) -> None:
+        """timm models export as safetensors + config (always written): nothing more."""
+        raise NotImplementedError("image models have no library format")
+
+    def run_library_format(self, directory: Path, inputs: torch.Tensor) -> torch.Tensor:
+        """See `save_library_format`."""
+        raise NotImplementedError("image models have no library format")
+
+    def read_inputs(self, inputs: list[str], settings: dict[str, Any]) -> list[str]:
+        """Image files and folders are read by `predict_batches` itself."""
+        return list(inputs)
 
 
 def fixed_bytes(column: pa.ChunkedArray | pa.Array, shape: tuple[int, ...]) -> np.ndarray:

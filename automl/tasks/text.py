@@ -45,6 +45,9 @@ class TextClassification:
     library = "transformers"
     plan_fields: tuple[str, ...] = ("pooling", "max_length")
     shuffled_source = False
+    export_inputs: tuple[tuple[str, tuple[int, ...]], ...] = (
+        ("input_ids", (0, 1)), ("attention_mask", (0, 1)))
+    library_format: str | None = "hf"
 
     def check_backbone(self, name: str, weights: str) -> str | None:
         """A hub id or a local model directory."""
@@ -193,6 +196,34 @@ class TextClassification:
         """The encoder config and tokenizer, so the checkpoint rebuilds offline."""
         save_hf = getattr(model, "save_hf")  # noqa: B009 - TextClassifier's method
         save_hf(directory, plan.preprocessing["source"])
+
+    def save_library_format(self, model: nn.Module, directory: Path, plan: TrialPlan,
+                            extras: Path) -> None:
+        """A Hugging Face folder: `AutoModelForSequenceClassification` + `AutoTokenizer`."""
+        from automl.backbones.hf_backbone import HF_SUBDIR
+        from automl.backbones.hf_export import save_sequence_classifier
+
+        save_sequence_classifier(model, directory, plan, extras / HF_SUBDIR)
+
+    def run_library_format(self, directory: Path, inputs: dict[str, torch.Tensor]
+                           ) -> torch.Tensor:
+        """Logits of the Hugging Face folder loaded by transformers' Auto classes."""
+        from automl.backbones.hf_export import load_sequence_classifier
+
+        return load_sequence_classifier(directory)(**inputs).logits
+
+    def read_inputs(self, inputs: list[str], settings: dict[str, Any]) -> list[str]:
+        """Each input is a text, or a table file (CSV/TSV/Parquet/JSONL) whose text column
+        (the one the model was trained on, else `text`) is read row by row."""
+        column = settings.get("text_column") or "text"
+        texts: list[str] = []
+        for item in inputs:
+            if sources.is_table(item) and Path(item).is_file():
+                for frame in sources.iter_table(item, [column]):
+                    texts += frame[column].astype("string").fillna("").tolist()
+            else:
+                texts.append(item)
+        return texts
 
 
 def _labels_of(table: str, data: DataConfig) -> tuple[np.ndarray, int]:

@@ -1,0 +1,94 @@
+"""The model card (`README.md`) of an export: what the model is, where it came from, how
+well it did, what each file is and how close each format came to PyTorch."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from automl.export.formats import ExportedFormat
+    from automl.export.writer import ExportContext
+
+CARD_FIELDS = (
+    "trial_id", "status", "backbone", "weights", "unfreeze_fraction", "unfreeze_depth",
+    "layer_groups", "head_lr", "backbone_lr", "layer_decay", "lp_ft_epochs", "weight_decay",
+    "batch_size", "pooling", "max_length", "val_accuracy", "val_loss", "best_epoch", "epochs",
+    "train_accuracy", "overfit_gap", "transfer_gain", "trainable_params", "total_params",
+    "latency_ms", "trial_time_s", "device_hours")
+
+
+def model_card(config: dict[str, Any], checks: list[ExportedFormat], context: ExportContext,
+               checked_on: str, sizes: dict[str, int]) -> str:
+    """Markdown for the export's README.md (`sizes`: bytes per format)."""
+    names = config["class_names"]
+    accuracy = config["metrics"].get("val_accuracy")
+    lines = [
+        f"# {config['backbone']} — {config['task']} classifier ({len(names)} classes)",
+        "",
+        f"Exported by automl from a transfer-learning search: backbone `{config['backbone']}` "
+        f"({config['library']}, weights `{config['weights_source']}`)"
+        + (f", validation accuracy **{accuracy:.4f}**" if accuracy is not None else "") + ".",
+        "",
+        f"Classes: {', '.join(f'`{n}`' for n in names)}",
+    ]
+    if context.refit:
+        refit = context.refit
+        lines += ["", f"**Refit**: these weights were retrained on train + validation "
+                  f"({refit.get('examples', '?')} examples) for {refit.get('epochs')} "
+                  f"epoch(s), the epochs the selected trial needed. The validation accuracy "
+                  "above is the trial's, measured before the refit; the refit model has no "
+                  "held-out score."]
+    if context.trial:
+        lines += ["", "## The trial (its leaderboard row)", "", "| field | value |",
+                  "|---|---|"]
+        lines += [f"| {k} | {_fmt(context.trial[k])} |" for k in CARD_FIELDS
+                  if k in context.trial and _fmt(context.trial[k]) != ""]
+    data = context.data
+    if data:
+        lines += ["", "## Data", "", f"- source: `{data.get('source')}`",
+                  f"- examples: {data.get('train_rows')} train / {data.get('val_rows')} "
+                  "validation (stratified, seeded split)"]
+        if data.get("text_column"):
+            lines.append(f"- text column: `{data['text_column']}`")
+    if context.search:
+        search = context.search
+        lines += ["", "## The search", "", f"- space: `{search.get('space')}`",
+                  f"- run: `{search.get('run_dir')}`",
+                  f"- trials: {search.get('outcome', search.get('trials'))}",
+                  f"- selection: {search.get('selection', 'best val_accuracy')}"]
+    lines += ["", "## Preprocessing", "", "```json", _json(config["preprocessing"]), "```",
+              "", "## Files and checks", "",
+              f"Every format was run on {checked_on} and on the first of them alone, and "
+              "compared with the PyTorch model:", "",
+              "| format | file | size | max \\|Δ logit\\| | top-1 agreement |",
+              "|---|---|---|---|---|"]
+    for c in checks:
+        size = sizes.get(c.name)
+        lines.append(f"| {c.name} | `{c.path}` | {_mib(size)} | {c.max_abs_diff:.2g} | "
+                     f"{c.top1_agreement:.0%} |")
+    lines += ["", "`manifest.json` holds the SHA-256 of every file; automl refuses files that "
+              "do not match it.", "", "## Use", "", "```bash",
+              "automl predict . INPUT... --top-k 3            # PyTorch",
+              "automl predict . INPUT... --runtime onnx       # onnxruntime", "```", "",
+              "```python", "import automl", "model = automl.load('.')",
+              "model.predict([...]); model.predict_proba([...])", "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _mib(size: int | None) -> str:
+    return "" if size is None else f"{size / 2**20:.1f} MiB"
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, indent=2, default=str)

@@ -1,0 +1,127 @@
+"""Export a trial of a search: the run supplies the validation inputs the formats are checked
+on and the card's provenance; `refit` first retrains the trial's configuration on train +
+validation (Ray Train, like the search's trials) for the epochs it needed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from automl import paths, storage
+from automl.errors import AutomlError, TrialFailed
+from automl.export.writer import CHECK_ROWS, ExportContext, export_checkpoint
+from automl.plan import TrialPlan
+from automl.tasks import get_task
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from automl.run_dir import RunDir
+
+REFIT_DIR = "refit"
+
+
+def export_trial(run: RunDir, row: pd.Series, board: pd.DataFrame, static: dict[str, Any],
+                 out: str, formats: Sequence[str], refit: bool = False,
+                 address: str | None = None, log: Callable[[str], Any] = print) -> str:
+    """Export the board's `row` to `out` (a folder or storage URI); returns where it went."""
+    with storage.local_copy(row["checkpoint"]) as checkpoint:
+        plan = TrialPlan.load(checkpoint)
+        context = _context(run, row, board, static, plan)
+        if not refit:
+            return _write(checkpoint, out, formats, context, log)
+        epochs = int(row["best_epoch"])
+        log(f"refit: trial {row['trial_id']}'s configuration on train + validation for "
+            f"{epochs} epoch(s) (Ray Train)")
+    refit_checkpoint, info = _refit(run, row, static, plan, epochs, address)
+    info["export"] = paths.resolve(out, "--out")
+    log(f"refit: {info['examples']} examples, {epochs} epoch(s) in {info['seconds']:.0f} s")
+    context = dataclasses.replace(context, refit=info)
+    with storage.local_copy(refit_checkpoint) as checkpoint:
+        target = _write(checkpoint, out, formats, context, log)
+    _record_refit(run, str(row["trial_id"]), info)
+    return target
+
+
+def _write(checkpoint: Path, out: str, formats: Sequence[str], context: ExportContext,
+           log: Callable[[str], Any]) -> str:
+    target = paths.resolve(out, "--out")
+    if not paths.is_remote(target):
+        return str(export_checkpoint(checkpoint, target, formats, context, log))
+    with tempfile.TemporaryDirectory(prefix="automl-export-") as tmp:
+        export_checkpoint(checkpoint, Path(tmp), formats, context, log)
+        storage.upload(Path(tmp), target)
+    return target
+
+
+def _context(run: RunDir, row: pd.Series, board: pd.DataFrame, static: dict[str, Any],
+             plan: TrialPlan) -> ExportContext:
+    """The trial's board row, data summary, search summary and real validation rows."""
+    from automl.leaderboard import outcome
+    from automl.prepared import first_rows, split_dir
+
+    examples = None
+    if static.get("data_root"):
+        task = get_task(plan.task)
+        examples = first_rows(split_dir(static["data_root"], task, plan.preprocessing, "val"),
+                              CHECK_ROWS)
+    config_file = run.local / "config.json"
+    space = json.loads(config_file.read_text()).get("source") if config_file.is_file() else None
+    search = {"space": space, "run_dir": run.location, "outcome": outcome(board),
+              "selection": "best val_accuracy; ties → fewer device-hours, then fewer "
+                           "trainable parameters"}
+    trial = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.to_dict().items()}
+    return ExportContext(examples, trial, dict(static.get("data") or {}), search)
+
+
+def _refit(run: RunDir, row: pd.Series, static: dict[str, Any], plan: TrialPlan,
+           epochs: int, address: str | None) -> tuple[str, dict[str, Any]]:
+    """Train `plan` for `epochs` on the union of the run's prepared train and validation
+    shards; the latest checkpoint's location and what the refit did."""
+    from automl import ray_session
+    from automl.prepared import _dataset_of, split_dir
+    from automl.trainer import fit_plan
+
+    if not static.get("data_root"):
+        raise AutomlError(f"--refit: {run} does not record where its prepared data is (a run "
+                          "from an older automl); export without --refit")
+    task = get_task(plan.task)
+    folders = {s: split_dir(static["data_root"], task, plan.preprocessing, s)
+               for s in ("train", "val")}
+    missing = [f for f in folders.values() if not storage.exists(f)]
+    if missing:
+        raise AutomlError(f"--refit: the run's prepared data is gone ({missing[0]}); run the "
+                          "search again (it re-prepares the data) or export without --refit")
+    started = time.time()
+    ray_session.init_ray(address)
+    train, val = (_dataset_of(folders[s], None) for s in ("train", "val"))
+    refit_plan = dataclasses.replace(plan, epochs=epochs)
+    name = f"{row['trial_id']}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        result = fit_plan(refit_plan, {"train": train.union(val), "val": val}, static, name,
+                          storage_path=run.uri(REFIT_DIR), keep="epoch", started=started)
+    except TrialFailed as exc:
+        raise AutomlError(f"--refit failed: {str(exc).splitlines()[0]}") from None
+    if result.checkpoint is None:
+        raise AutomlError("--refit produced no checkpoint")
+    examples = int(train.count() + val.count())
+    info = {"trial_id": str(row["trial_id"]), "epochs": epochs, "examples": examples,
+            "seconds": time.time() - started, "checkpoint": str(result.checkpoint.path),
+            "train_accuracy_after": (result.metrics or {}).get("train_accuracy")}
+    return storage.to_location(result.checkpoint.path, run.location), info
+
+
+def _record_refit(run: RunDir, trial_id: str, info: dict[str, Any]) -> None:
+    """Append a `refit` event to the run's history: the board shows it on the trial's row."""
+    from automl.history import HISTORY_FILE, event
+
+    run.fetch(HISTORY_FILE)
+    with (run.local / HISTORY_FILE).open("a") as f:
+        f.write(event("refit", trial_id, **info) + "\n")
+    if run.remote:
+        storage.upload(run.local / HISTORY_FILE, run.uri(HISTORY_FILE))

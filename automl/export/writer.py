@@ -1,0 +1,229 @@
+"""Write an export: the trial's model in every requested format, checked, hashed, described.
+
+An export directory holds `model.safetensors` + `config.json` (always), the task's extras
+(text: tokenizer + encoder config in `hf/`), the requested formats (`model.torchscript.pt`,
+`model.onnx`, `huggingface/`), a `README.md` model card and `manifest.json`: the SHA-256 and
+size of every file, and each format's check against PyTorch. Nothing in it is a pickle that
+automl reads back: weights are safetensors, settings JSON.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from automl.checkpoints import STATE_FILE
+from automl.errors import AutomlError
+from automl.export.card import model_card
+from automl.export.formats import FILES, TOLERANCE, ExportedFormat, check, export_format
+from automl.paths import local_path
+from automl.plan import PLAN_FILE, WEIGHTS_FILE, TrialPlan
+from automl.tasks import Task, get_task
+
+EXPORT_FORMAT = "automl-export/2"
+CONFIG_FILE = "config.json"
+MANIFEST_FILE = "manifest.json"
+CARD_FILE = "README.md"
+ALL_FORMATS = ("safetensors", "torchscript", "onnx", "hf")
+CHECK_ROWS = 16
+"""Validation examples each format is checked on."""
+
+
+@dataclass(frozen=True)
+class ExportContext:
+    """What the run knows about the exported trial (all optional: a bare checkpoint exports
+    too, checked on a synthetic input and with a shorter card)."""
+
+    examples: pa.Table | None = None
+    """Prepared validation rows of the trial's data (the formats are checked on them)."""
+    trial: dict[str, Any] = field(default_factory=dict)
+    """The trial's leaderboard row."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """Source, classes, train/val sizes, text column."""
+    search: dict[str, Any] = field(default_factory=dict)
+    """The search that produced the trial: space, trials, how many finished."""
+    refit: dict[str, Any] | None = None
+    """Set when the weights come from a refit on train + validation."""
+
+
+def parse_formats(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """`"safetensors,onnx"` or a list → known format names (safetensors always included)."""
+    names = [n.strip().lower() for n in (spec.split(",") if isinstance(spec, str) else spec)]
+    unknown = [n for n in names if n and n not in ALL_FORMATS]
+    if unknown:
+        raise AutomlError(f"unknown export format(s) {', '.join(unknown)}; choose from "
+                          f"{','.join(ALL_FORMATS)} (e.g. --format safetensors,onnx)")
+    return ("safetensors", *[n for n in ALL_FORMATS[1:] if n in names])
+
+
+def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path,
+                      formats: Sequence[str] = ALL_FORMATS,
+                      context: ExportContext | None = None,
+                      log: Callable[[str], Any] | None = None) -> Path:
+    """Export a trial checkpoint into `out_dir` in `formats` (`hf` only for text models; it is
+    skipped when asked for all formats, an error when asked for alone on an image model).
+    Every format is checked on real validation inputs when `context.examples` has them."""
+    src, out = local_path(checkpoint_dir, "checkpoint"), local_path(out_dir, "export dir")
+    context = context or ExportContext()
+    if not (src / PLAN_FILE).is_file() or not (src / WEIGHTS_FILE).is_file():
+        raise AutomlError(f"{str(src)!r} is not a trial checkpoint (no {PLAN_FILE}/{WEIGHTS_FILE})")
+    saved = json.loads((src / PLAN_FILE).read_text())
+    plan = TrialPlan.from_dict(saved)
+    task = get_task(plan.task)
+    wanted = _applicable(parse_formats(formats), task, explicit=set(formats) != set(ALL_FORMATS))
+    model = rebuild(plan, src)
+    _load_strict(model, src / WEIGHTS_FILE, allow_missing_bn_counters=True)
+    _clear(out)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS_FILE))
+    _copy_extras(src, out)
+    inputs, checked_on = _check_inputs(task, plan, context.examples)
+    checks = [_check_safetensors(model, task, plan, out, inputs)]
+    for name in wanted[1:]:
+        try:
+            checks.append(export_format(name, model, task, inputs, out, plan, extras=out))
+        except AutomlError:
+            _remove(out / FILES[name])
+            raise
+        if log:
+            log(f"  {name}: {checks[-1].path} (max |Δ logit| {checks[-1].max_abs_diff:.2g}, "
+                f"{checks[-1].seconds:.1f} s)")
+    metrics = {k: saved[k] for k in ("epoch", "val_accuracy", "val_loss") if k in saved}
+    config = {
+        "format": EXPORT_FORMAT, "task": plan.task, "library": task.library,
+        "backbone": plan.backbone, "weights_source": plan.weights,
+        "num_classes": plan.num_classes, "class_names": list(plan.classes),
+        "preprocessing": plan.preprocessing, "inputs": [n for n, _ in task.export_inputs],
+        "data": context.data, "hyperparameters": plan.to_dict(), "metrics": metrics,
+        "refit": context.refit, "formats": [c.name for c in checks],
+    }
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
+    sizes = {c.name: size_of(out / c.path) for c in checks}
+    (out / CARD_FILE).write_text(model_card(config, checks, context, checked_on, sizes))
+    manifest = {
+        "format": EXPORT_FORMAT,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tolerance": {"max_abs_logit_diff": TOLERANCE, "relative_to": "max(1, max |logit|)"},
+        "checked_on": checked_on, "checks": [asdict(c) for c in checks],
+        "files": file_hashes(out),
+    }
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    return out
+
+
+def rebuild(plan: TrialPlan, directory: Path) -> nn.Module:
+    """The plan's architecture with a fresh head and no pretrained download (the weights are
+    loaded next), from what a checkpoint or export directory holds; eval mode."""
+    model, _ = get_task(plan.task).build_model(plan, saved=directory)
+    return model.eval()
+
+
+def _load_strict(model: nn.Module, weights: Path, allow_missing_bn_counters: bool = False
+                 ) -> None:
+    missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
+    if allow_missing_bn_counters:
+        # Frozen BatchNorms (FrozenBatchNorm2d) carry no num_batches_tracked.
+        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise AutomlError(f"{weights} does not match its model: missing {missing[:3]}, "
+                          f"unexpected {unexpected[:3]}")
+
+
+def _applicable(formats: tuple[str, ...], task: Task, explicit: bool) -> tuple[str, ...]:
+    if "hf" in formats and task.library_format != "hf":
+        if explicit:
+            raise AutomlError(f"--format hf is for text models; a {task.name} model exports "
+                              "as safetensors, torchscript and onnx")
+        formats = tuple(f for f in formats if f != "hf")
+    return formats
+
+
+def _clear(out: Path) -> None:
+    """An export dir holds one export: files of an earlier one must not survive next to it."""
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / MANIFEST_FILE).is_file() or (out / CONFIG_FILE).is_file():
+        for item in out.iterdir():
+            _remove(item)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def _copy_extras(src: Path, out: Path) -> None:
+    """What the task saved beside the weights (text: tokenizer + encoder config); never the
+    training state (optimizer, RNGs), which is a pickle and no use to a deployed model."""
+    for extra in src.iterdir():
+        if extra.name in (PLAN_FILE, WEIGHTS_FILE, STATE_FILE):
+            continue
+        if extra.is_dir():
+            shutil.copytree(extra, out / extra.name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(extra, out / extra.name)
+
+
+def _check_inputs(task: Task, plan: TrialPlan, examples: pa.Table | None) -> tuple[Any, str]:
+    """A batch of real validation inputs (≥ 2 rows, so the batch axis stays dynamic), or
+    the task's synthetic example repeated when the run's prepared data is not at hand."""
+    if examples is not None and examples.num_rows >= 2:
+        rows = examples.slice(0, CHECK_ROWS)
+        inputs, _ = task.collate(rows, plan, torch.device("cpu"))
+        return inputs, f"{rows.num_rows} validation examples of the run"
+    example = task.example_input(plan)
+    if isinstance(example, dict):
+        return {k: v.repeat(2, 1) for k, v in example.items()}, "a synthetic example input"
+    return example.repeat(2, 1, 1, 1), "a synthetic example input"
+
+
+def _check_safetensors(model: nn.Module, task: Task, plan: TrialPlan, out: Path, inputs: Any
+                       ) -> ExportedFormat:
+    """Reload the written safetensors into a fresh model: the round trip must be exact."""
+    started = time.time()
+    fresh = rebuild(plan, out)
+    _load_strict(fresh, out / WEIGHTS_FILE)
+    result = check("safetensors", WEIGHTS_FILE, model, task, inputs,
+                   lambda x: task.forward(fresh, x), started)
+    if result.max_abs_diff > 0:
+        raise AutomlError(f"{out / WEIGHTS_FILE} does not reproduce the trained model "
+                          f"(max |Δ logit| {result.max_abs_diff:.3g})")
+    return result
+
+
+def file_hashes(root: Path) -> dict[str, dict[str, Any]]:
+    """SHA-256 and size of every file under `root` except the manifest, by relative path."""
+    out = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if rel != MANIFEST_FILE:
+            out[rel] = {"sha256": sha256(path), "bytes": path.stat().st_size}
+    return out
+
+
+def size_of(path: Path) -> int:
+    """Bytes of a file, or of every file in a folder."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def sha256(path: Path) -> str:
+    """Hex digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
