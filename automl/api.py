@@ -320,7 +320,14 @@ def export(run_dir: str | Path, out: str | Path | None = None, trial_id: str | N
     static = json.loads(static_file.read_text()) if static_file.is_file() else {}
     name = "export-refit" if refit else f"export-{trial_id}" if trial_id else "export"
     target = paths.resolve(out, "--out") if out else run.uri(name)
-    return export_trial(run, row, board, static, target, wanted, refit, address, log)
+    exported = export_trial(run, row, board, static, target, wanted, refit, address, log)
+    if refit:  # the board's `refit` column comes from the history the refit appended to
+        from automl.board_format import LEADERBOARD_CSV, LEADERBOARD_PARQUET, write_leaderboard
+
+        write_leaderboard(_load_run(run_dir, constraints)[1], run.local)
+        for name in (LEADERBOARD_CSV, LEADERBOARD_PARQUET) if run.remote else ():
+            storage.upload(run.local / name, run.uri(name))
+    return exported
 
 
 __all__ = ["SearchResult", "compare", "export", "leaderboard", "report", "resume_search",

@@ -210,3 +210,23 @@ def test_real_pretrained_model_exports_in_every_format(image_folder: Path, tmp_p
     on_onnx = load(out, runtime="onnx").predict_proba([str(image_folder)])
     assert (on_torch.idxmax(axis=1) == on_onnx.idxmax(axis=1)).all()
     assert np.abs(on_torch.to_numpy() - on_onnx.to_numpy()).max() < 1e-4
+
+
+def test_readme_onnx_snippet_predicts_what_automl_predicts(image_export: tuple,
+                                                           tmp_path: Path) -> None:
+    """The README's few lines (onnxruntime, NumPy, Pillow; no automl) give automl's labels."""
+    out, folder = image_export[0], image_export[1]
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    start = readme.index("```python\nimport json, numpy as np, onnxruntime") + len("```python\n")
+    snippet = readme[start:readme.index("```", start)]
+    files = sorted(str(p) for p in folder.rglob("*.png"))[::6]
+    expected = [p.label for p in predict(out, files)]
+    got = []
+    for file in files:
+        code = snippet.replace("export/", f"{out}/").replace("photo.png", file)
+        script = tmp_path / "snippet.py"
+        script.write_text("import sys\nsys.modules['automl'] = None  # not importable\n" + code)
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-1500:]
+        got.append(done.stdout.strip())
+    assert got == expected

@@ -117,8 +117,46 @@ def test_tiny_search_end_to_end(
     predicted = [line.split("\t")[1] for line in lines]
     accuracy = np.mean([p == t for p, t in zip(predicted, truth, strict=True)])
     assert accuracy == pytest.approx(board.iloc[0]["val_accuracy"])
+    _check_exports(run, board, files, predicted, capfd)
 
     _check_reports(run, board, capfd)
+
+
+def _check_exports(run: Path, board: pd.DataFrame, files: list[str], predicted: list[str],
+                   capfd: pytest.CaptureFixture[str]) -> None:
+    """The search's own export and `automl export` of the real run: every format checked on
+    the run's validation images; ONNX predicts what PyTorch does; a refit on train + val."""
+    best = board.iloc[0]
+    for export in (run / "export", Path("exp")):
+        manifest = json.loads((export / "manifest.json").read_text())
+        assert manifest["checked_on"] == "9 validation examples of the run"
+        assert [c["name"] for c in manifest["checks"]] == ["safetensors", "torchscript", "onnx"]
+        assert all(c["max_abs_diff"] < 1e-4 for c in manifest["checks"])
+        card = (export / "README.md").read_text()
+        assert f"| trial_id | {best['trial_id']} |" in card and "4 trial(s): " in card
+    assert main(["predict", "exp", *files, "--runtime", "onnx", "--top-k", "2",
+                 "--out", "preds.csv"]) == 0
+    preds = pd.read_csv("preds.csv")
+    assert preds["label"].tolist() == predicted and preds["label_2"].notna().all()
+    assert (preds["probability"] >= preds["probability_2"]).all()
+
+    capfd.readouterr()
+    assert main(["export", "run", "--refit", "--format", "safetensors,onnx"]) == 0
+    out = capfd.readouterr().out
+    assert f"refit: trial {best['trial_id']}'s configuration" in out
+    refit = run / "export-refit"
+    config = json.loads((refit / "config.json").read_text())
+    assert config["refit"]["examples"] == 36 and config["refit"]["epochs"] == best["best_epoch"]
+    assert config["formats"] == ["safetensors", "onnx"]
+    assert "**Refit**" in (refit / "README.md").read_text()
+    # The refit model is a different model (trained on more data), still right on most images.
+    assert main(["predict", str(refit), *files]) == 0
+    refit_labels = [ln.split("\t")[1] for ln in capfd.readouterr().out.strip().splitlines()]
+    assert np.mean([a == b for a, b in zip(refit_labels, predicted, strict=True)]) >= 0.5
+    assert main(["leaderboard", "run", "--format", "json"]) == 0
+    rows = json.loads(capfd.readouterr().out)
+    note = next(r["refit"] for r in rows if r["trial_id"] == best["trial_id"])
+    assert note.startswith(f"{int(best['best_epoch'])} epoch(s) on train+val (36 examples)")
 
 
 def _check_reports(run: Path, board: pd.DataFrame, capfd: pytest.CaptureFixture[str]) -> None:

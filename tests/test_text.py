@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 import torch
@@ -12,7 +17,7 @@ from automl.backbones.hf_backbone import check_text_backbone, load_tokenizer
 from automl.checkpoints import save_checkpoint
 from automl.config import Config, from_dict
 from automl.errors import BackboneError, DataError
-from automl.export import export_checkpoint, predict
+from automl.export import ExportContext, export_checkpoint, predict
 from automl.plan import TrialPlan
 from automl.prepared import local_batches, prepare_local
 from automl.tasks import get_task
@@ -190,6 +195,8 @@ def test_lp_ft_first_epoch_trains_only_the_head(text_csv: Path, tiny_bert: Path)
 
 
 def test_text_export_round_trip(text_csv: Path, tiny_bert: Path, tmp_path: Path) -> None:
+    """Every format of a text model (mean pooling) matches PyTorch; the Hugging Face folder
+    loads with transformers alone (automl blocked from import) and predicts the same."""
     tables, classes, pre = _prepared(text_csv, tiny_bert)
     plan = _plan(tiny_bert, classes, pre, epochs=1)
     setup = setup_trial(plan)
@@ -197,11 +204,52 @@ def test_text_export_round_trip(text_csv: Path, tiny_bert: Path, tmp_path: Path)
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     save_checkpoint(setup.model, plan, ckpt, val_accuracy=1.0, epoch=1)
-    out = export_checkpoint(ckpt, tmp_path / "export")
+    out = export_checkpoint(ckpt, tmp_path / "export",
+                            context=ExportContext(tables["val"], data={"text_column": "text"}))
     assert (out / "hf" / "config.json").is_file() and (out / "hf" / "tokenizer.json").is_file()
-    preds = predict(out, ["the film was great and superb", "the plot was awful and dull"])
-    assert [p.label for p in preds] == ["pos", "neg"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    checks = {c["name"]: c for c in manifest["checks"]}
+    assert set(checks) == {"safetensors", "torchscript", "onnx", "hf"}
+    assert all(c["max_abs_diff"] < 1e-4 and c["top1_agreement"] == 1.0 for c in checks.values())
+    texts = ["the film was great and superb", "the plot was awful and dull",
+             "great " * 40]  # longer than max_length: truncated as in training
+    preds = predict(out, texts)
+    assert [p.label for p in preds[:2]] == ["pos", "neg"]
     assert np.all([0.5 <= p.probability <= 1.0 for p in preds])
+    onnx = predict(out, texts, runtime="onnx")
+    assert [p.label for p in onnx] == [p.label for p in preds]
+    assert np.allclose([p.probability for p in onnx], [p.probability for p in preds], atol=1e-4)
+
+    # A CSV of texts is read through the column the model was trained on.
+    table = tmp_path / "new.csv"
+    pd.DataFrame({"text": texts, "other": [1, 2, 3]}).to_csv(table, index=False)
+    assert [p.label for p in predict(out, [str(table)])] == [p.label for p in preds]
+
+    code = """
+import json, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "automl" or name.startswith("automl."):
+            raise ImportError("automl is blocked in this test")
+sys.meta_path.insert(0, Block())
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+folder, texts = sys.argv[1], json.loads(sys.argv[2])
+tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+enc = tok(texts, truncation=True, padding=True, return_tensors="pt")
+probs = model(**enc).logits.softmax(-1)
+print(json.dumps([[model.config.id2label[int(i)], float(p)] for p, i in zip(*probs.max(-1))]))
+print("loaded", type(model).__name__, type(tok).__name__)
+"""
+    done = subprocess.run([sys.executable, "-c", code, str(out / "huggingface"),
+                           json.dumps(texts)], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-2000:]
+    *_, result, loaded = done.stdout.strip().splitlines()
+    assert loaded == "loaded AutomlTextForSequenceClassification BertTokenizer", done.stdout
+    hf = json.loads(result)
+    assert [label for label, _ in hf] == [p.label for p in preds]
+    assert np.allclose([p for _, p in hf], [p.probability for p in preds], atol=1e-5)
 
 
 def test_text_hub_offline_fails_fast_with_a_hint(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -49,8 +49,6 @@ def model_card(config: dict[str, Any], checks: list[ExportedFormat], context: Ex
         lines += ["", "## Data", "", f"- source: `{data.get('source')}`",
                   f"- examples: {data.get('train_rows')} train / {data.get('val_rows')} "
                   "validation (stratified, seeded split)"]
-        if data.get("text_column"):
-            lines.append(f"- text column: `{data['text_column']}`")
     if context.search:
         search = context.search
         lines += ["", "## The search", "", f"- space: `{search.get('space')}`",
@@ -73,6 +71,15 @@ def model_card(config: dict[str, Any], checks: list[ExportedFormat], context: Ex
               "automl predict . INPUT... --runtime onnx       # onnxruntime", "```", "",
               "```python", "import automl", "model = automl.load('.')",
               "model.predict([...]); model.predict_proba([...])", "```"]
+    if "hf" in config["formats"]:
+        lines += ["", "Without automl, with transformers alone (`hf_modeling.py` in the folder "
+                  "defines the pooling head):", "", "```python",
+                  "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
+                  "tok = AutoTokenizer.from_pretrained('huggingface', trust_remote_code=True)",
+                  "model = AutoModelForSequenceClassification.from_pretrained('huggingface', "
+                  "trust_remote_code=True)",
+                  "logits = model(**tok(texts, truncation=True, padding=True, "
+                  "return_tensors='pt')).logits", "```"]
     return "\n".join(lines) + "\n"
 
 

@@ -86,8 +86,8 @@ def _torchscript(model: nn.Module, task: Task, inputs: Any, out: Path
                  ) -> Callable[[Any], torch.Tensor]:
     with _quiet():
         traced = torch.jit.trace(_Positional(model, task).eval(), positional(inputs))
-    traced.save(str(out / TORCHSCRIPT_FILE))
-    loaded = torch.jit.load(str(out / TORCHSCRIPT_FILE))
+        traced.save(str(out / TORCHSCRIPT_FILE))
+        loaded = torch.jit.load(str(out / TORCHSCRIPT_FILE))
     return lambda x: loaded(*positional(x))
 
 

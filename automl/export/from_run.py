@@ -110,7 +110,7 @@ def _refit(run: RunDir, row: pd.Series, static: dict[str, Any], plan: TrialPlan,
     if result.checkpoint is None:
         raise AutomlError("--refit produced no checkpoint")
     examples = int(train.count() + val.count())
-    info = {"trial_id": str(row["trial_id"]), "epochs": epochs, "examples": examples,
+    info = {"epochs": epochs, "examples": examples,
             "seconds": time.time() - started, "checkpoint": str(result.checkpoint.path),
             "train_accuracy_after": (result.metrics or {}).get("train_accuracy")}
     return storage.to_location(result.checkpoint.path, run.location), info
