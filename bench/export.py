@@ -1,9 +1,10 @@
 """Export formats side by side on one export: size on disk, and predict latency per sample
 for each runtime, measured in one run on the same images.
 
-    .venv/bin/python bench/export.py [EXPORT_DIR] [--images DIR] [--count 64]
+    .venv/bin/python bench/export.py [EXPORT_DIR] [--inputs PATH] [--count 64]
 
-Defaults: the demo's export (`runs/demo_vision/export`) and the demo images (`data/`).
+Defaults: the demo's export (`runs/demo_vision/export`) and the demo data under `data/`
+(images for an image model, the texts of `data/rotten_tomatoes.csv` for a text model).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import json
 import statistics
 import time
 from pathlib import Path
+
+import pandas as pd
 
 import automl
 from automl.tasks.image_files import list_images
@@ -39,14 +42,19 @@ def main() -> None:
     """Print the table (sizes from the manifest; latencies measured here)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("export", nargs="?", default="runs/demo_vision/export")
-    parser.add_argument("--images", default="data/fashion_mnist")
+    parser.add_argument("--inputs", help="image folder or text table (default: demo data)")
     parser.add_argument("--count", type=int, default=64)
     args = parser.parse_args()
     root = Path(args.export)
     manifest = json.loads((root / "manifest.json").read_text())
-    files = list_images([args.images])[:: max(1, len(list_images([args.images])) // args.count)]
-    files = files[:args.count]
-    print(f"export {root} ({manifest['checked_on']}), {len(files)} images")
+    task = json.loads((root / "config.json").read_text())["task"]
+    if task == "text":  # a benchmark may pick its inputs by task; the product does not
+        table = args.inputs or "data/rotten_tomatoes.csv"
+        files = pd.read_csv(table)["text"].astype(str).tolist()[:args.count]
+    else:
+        images = list_images([args.inputs or "data/fashion_mnist"])
+        files = images[:: max(1, len(images) // args.count)][:args.count]
+    print(f"export {root} ({manifest['checked_on']}), {len(files)} {task} inputs")
     print(f"{'format':<12} {'size MiB':>9} {'max|Δ logit|':>13} {'export s':>9}")
     for check in manifest["checks"]:
         size = sum(v["bytes"] for k, v in manifest["files"].items()

@@ -160,7 +160,18 @@ def test_a_format_beyond_tolerance_fails_and_is_not_kept(
     monkeypatch.setattr(formats_mod, "_torchscript", off_by_a_bit)
     with pytest.raises(AutomlError, match="torchscript export differs from PyTorch"):
         export_checkpoint(ckpt, tmp_path / "bad", ["safetensors", "torchscript"])
-    assert not (tmp_path / "bad" / "model.torchscript.pt").exists()
+    assert not (tmp_path / "bad").exists()  # no half export: nothing was moved into place
+    assert not list(tmp_path.glob(".bad.staging-*"))
+    # An earlier export at the same place is replaced whole; a folder of other files is not.
+    first = export_checkpoint(ckpt, tmp_path / "again", ["safetensors", "onnx"])
+    monkeypatch.undo()
+    export_checkpoint(ckpt, first, ["safetensors", "torchscript"])
+    assert sorted(json.loads((first / "manifest.json").read_text())["files"]) == [
+        "README.md", "config.json", "model.safetensors", "model.torchscript.pt"]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(AutomlError, match="exists and is not an automl export"):
+        export_checkpoint(ckpt, tmp_path / "mine")
 
 
 def test_format_names_are_checked(image_export: tuple, tmp_path: Path) -> None:

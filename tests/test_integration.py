@@ -129,7 +129,7 @@ def _check_exports(run: Path, board: pd.DataFrame, files: list[str], predicted: 
     best = board.iloc[0]
     for export in (run / "export", Path("exp")):
         manifest = json.loads((export / "manifest.json").read_text())
-        assert manifest["checked_on"] == "9 validation examples of the run"
+        assert manifest["checked_on"] == "16 validation examples of the run"
         assert [c["name"] for c in manifest["checks"]] == ["safetensors", "torchscript", "onnx"]
         assert all(c["max_abs_diff"] < 1e-4 for c in manifest["checks"])
         card = (export / "README.md").read_text()
@@ -146,7 +146,7 @@ def _check_exports(run: Path, board: pd.DataFrame, files: list[str], predicted: 
     assert f"refit: trial {best['trial_id']}'s configuration" in out
     refit = run / "export-refit"
     config = json.loads((refit / "config.json").read_text())
-    assert config["refit"]["examples"] == 36 and config["refit"]["epochs"] == best["best_epoch"]
+    assert config["refit"]["examples"] == 90 and config["refit"]["epochs"] == best["best_epoch"]
     assert config["formats"] == ["safetensors", "onnx"]
     assert "**Refit**" in (refit / "README.md").read_text()
     # The refit model is a different model (trained on more data), still right on most images.
@@ -156,7 +156,7 @@ def _check_exports(run: Path, board: pd.DataFrame, files: list[str], predicted: 
     assert main(["leaderboard", "run", "--format", "json"]) == 0
     rows = json.loads(capfd.readouterr().out)
     note = next(r["refit"] for r in rows if r["trial_id"] == best["trial_id"])
-    assert note.startswith(f"{int(best['best_epoch'])} epoch(s) on train+val (36 examples)")
+    assert note.startswith(f"{int(best['best_epoch'])} epoch(s) on train+val (90 examples)")
 
 
 def _check_reports(run: Path, board: pd.DataFrame, capfd: pytest.CaptureFixture[str]) -> None:
@@ -306,3 +306,6 @@ def test_tiny_text_search(
     lines = capsys.readouterr().out.strip().splitlines()
     accuracy = np.mean([ln.split("\t")[1] == t for ln, t in zip(lines, truth, strict=True)])
     assert accuracy == pytest.approx(board.iloc[0]["val_accuracy"])
+    manifest = json.loads((run_dir / "export" / "manifest.json").read_text())
+    assert [c["name"] for c in manifest["checks"]] == ["safetensors", "torchscript", "onnx", "hf"]
+    assert all(c["max_abs_diff"] < 1e-4 for c in manifest["checks"])

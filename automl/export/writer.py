@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +28,7 @@ from torch import nn
 from automl.checkpoints import STATE_FILE
 from automl.errors import AutomlError
 from automl.export.card import model_card
-from automl.export.formats import FILES, TOLERANCE, ExportedFormat, check, export_format
+from automl.export.formats import TOLERANCE, ExportedFormat, check, export_format
 from automl.paths import local_path
 from automl.plan import PLAN_FILE, WEIGHTS_FILE, TrialPlan
 from automl.tasks import Task, get_task
@@ -74,32 +75,54 @@ def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path,
                       log: Callable[[str], Any] | None = None) -> Path:
     """Export a trial checkpoint into `out_dir` in `formats` (`hf` only for text models; it is
     skipped when asked for all formats, an error when asked for alone on an image model).
-    Every format is checked on real validation inputs when `context.examples` has them."""
+    Every format is checked on real validation inputs when `context.examples` has them.
+
+    The export is written to a staging folder and moved into place only when every format
+    passed its check: `out_dir` never holds half an export."""
     src, out = local_path(checkpoint_dir, "checkpoint"), local_path(out_dir, "export dir")
-    context = context or ExportContext()
     if not (src / PLAN_FILE).is_file() or not (src / WEIGHTS_FILE).is_file():
         raise AutomlError(f"{str(src)!r} is not a trial checkpoint (no {PLAN_FILE}/{WEIGHTS_FILE})")
+    if out.exists() and any(out.iterdir()) and not (out / MANIFEST_FILE).is_file() \
+            and not (out / CONFIG_FILE).is_file():
+        raise AutomlError(f"{out} exists and is not an automl export; choose a new or empty "
+                          "folder (--out)")
+    wanted = parse_formats(formats)
+    staging = out.with_name(f".{out.name}.staging-{os.getpid()}")
+    _remove(staging)
+    staging.mkdir(parents=True)
+    try:
+        _write(src, staging, wanted, context or ExportContext(), log)
+    except BaseException:
+        _remove(staging)
+        raise
+    _remove(out)
+    staging.rename(out)
+    return out
+
+
+def _write(src: Path, out: Path, formats: tuple[str, ...], context: ExportContext,
+           log: Callable[[str], Any] | None) -> None:
     saved = json.loads((src / PLAN_FILE).read_text())
     plan = TrialPlan.from_dict(saved)
     task = get_task(plan.task)
-    wanted = _applicable(parse_formats(formats), task, explicit=set(formats) != set(ALL_FORMATS))
+    wanted = _applicable(formats, task, explicit=set(formats) != set(ALL_FORMATS))
     model = rebuild(plan, src)
     _load_strict(model, src / WEIGHTS_FILE, allow_missing_bn_counters=True)
-    _clear(out)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS_FILE))
     _copy_extras(src, out)
     inputs, checked_on = _check_inputs(task, plan, context.examples)
     checks = [_check_safetensors(model, task, plan, out, inputs)]
     for name in wanted[1:]:
-        try:
-            checks.append(export_format(name, model, task, inputs, out, plan, extras=out))
-        except AutomlError:
-            _remove(out / FILES[name])
-            raise
+        checks.append(export_format(name, model, task, inputs, out, plan, extras=out))
         if log:
             log(f"  {name}: {checks[-1].path} (max |Δ logit| {checks[-1].max_abs_diff:.2g}, "
-                f"{checks[-1].seconds:.1f} s)")
-    metrics = {k: saved[k] for k in ("epoch", "val_accuracy", "val_loss") if k in saved}
+                f"top-1 agreement {checks[-1].top1_agreement:.0%}, {checks[-1].seconds:.1f} s)")
+    if context.refit:  # the refit checkpoint's own score is on data it trained on
+        trial = context.trial
+        metrics = {"val_accuracy": trial.get("val_accuracy"), "val_loss": trial.get("val_loss"),
+                   "epoch": trial.get("best_epoch"), "note": "the trial's, before the refit"}
+    else:
+        metrics = {k: saved[k] for k in ("epoch", "val_accuracy", "val_loss") if k in saved}
     config = {
         "format": EXPORT_FORMAT, "task": plan.task, "library": task.library,
         "backbone": plan.backbone, "weights_source": plan.weights,
@@ -119,7 +142,6 @@ def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path,
         "files": file_hashes(out),
     }
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
-    return out
 
 
 def rebuild(plan: TrialPlan, directory: Path) -> nn.Module:
@@ -147,14 +169,6 @@ def _applicable(formats: tuple[str, ...], task: Task, explicit: bool) -> tuple[s
                               "as safetensors, torchscript and onnx")
         formats = tuple(f for f in formats if f != "hf")
     return formats
-
-
-def _clear(out: Path) -> None:
-    """An export dir holds one export: files of an earlier one must not survive next to it."""
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / MANIFEST_FILE).is_file() or (out / CONFIG_FILE).is_file():
-        for item in out.iterdir():
-            _remove(item)
 
 
 def _remove(path: Path) -> None:
