@@ -68,8 +68,8 @@ def main() -> None:
         results[runtime] = (_single_ms(model, files), _per_sample_ms(model, files, 32))
         print(f"{runtime:<8} {results[runtime][0]:>18.2f} {results[runtime][1]:>19.2f}")
     print(f"\nonnx / torch: batch 1 {results['onnx'][0] / results['torch'][0]:.2f}×, "
-          f"batch 32 {results['onnx'][1] / results['torch'][1]:.2f}× (includes decoding and "
-          "preprocessing each image, as `automl predict` does)")
+          f"batch 32 {results['onnx'][1] / results['torch'][1]:.2f}× (includes reading and "
+          "preprocessing each input, as `automl predict` does)")
 
 
 if __name__ == "__main__":

@@ -220,6 +220,19 @@ def test_text_export_round_trip(text_csv: Path, tiny_bert: Path, tmp_path: Path)
     assert [p.label for p in onnx] == [p.label for p in preds]
     assert np.allclose([p.probability for p in onnx], [p.probability for p in preds], atol=1e-4)
 
+    # A file slipped into the tokenizer folder is refused; so is a changed one.
+    from automl.errors import AutomlError
+
+    (out / "hf" / "added_tokens.json").write_text("{}")
+    with pytest.raises(AutomlError, match=r"added_tokens.json is not part of the export"):
+        predict(out, texts)
+    (out / "hf" / "added_tokens.json").unlink()
+    original = (out / "hf" / "tokenizer.json").read_text()
+    (out / "hf" / "tokenizer.json").write_text(original.replace('"[UNK]"', '"[UNX]"'))
+    with pytest.raises(AutomlError, match=r"tokenizer.json does not match"):
+        predict(out, texts, runtime="onnx")
+    (out / "hf" / "tokenizer.json").write_text(original)
+
     # A CSV of texts is read through the column the model was trained on.
     table = tmp_path / "new.csv"
     pd.DataFrame({"text": texts, "other": [1, 2, 3]}).to_csv(table, index=False)

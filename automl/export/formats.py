@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -76,10 +77,19 @@ def _first_row(inputs: Any) -> Any:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Exporters print progress and tracer warnings; the export prints one line itself."""
+    """Exporters print progress and tracer warnings, and tracing a transformers model reads
+    properties that log; the export prints one line per format itself."""
+    hf_logging = sys.modules.get("transformers.utils.logging")
+    level = hf_logging.get_verbosity() if hf_logging else None
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        yield
+        if hf_logging:
+            hf_logging.set_verbosity_error()
+        try:
+            yield
+        finally:
+            if hf_logging and level is not None:
+                hf_logging.set_verbosity(level)
 
 
 def _torchscript(model: nn.Module, task: Task, inputs: Any, out: Path

@@ -175,3 +175,9 @@ def _verify(root: Path, files: dict[str, dict[str, Any]], skip: set[str]) -> Non
         if sha256(path) != expected.get("sha256"):
             raise AutomlError(f"{path} does not match the export's {MANIFEST_FILE} (SHA-256 "
                               "differs: changed or truncated after export); export again")
+    # Folders the loaders read whole (tokenizer files): nothing may be added to them either.
+    for path in root.glob("*/**/*"):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and rel.split("/")[0] not in skip and rel not in files:
+            raise AutomlError(f"{path} is not part of the export (not in {MANIFEST_FILE}); "
+                              "remove it or export again")
