@@ -97,8 +97,13 @@ def trial_driver(config: dict[str, Any], static: dict[str, Any],
     backbone's variant (training split sharded over the workers), forwarding its reports."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from automl import failures
     from automl.trainer import fit_plan
 
+    # This process only drives one trial: patching Ray Train's failure policy and setting
+    # RAY_ADDRESS here touch nothing else (export's refit, in the user's process, does not).
+    failures.install()
+    failures.pin_cluster_address()
     started = time.time()
     fit_plan(make_plan(config, static), datasets[static["variant_of"][config["backbone"]]],
              static, name=tune.get_context().get_trial_id(), storage_path=static["trials_dir"],

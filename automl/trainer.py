@@ -19,11 +19,8 @@ def fit_plan(plan: TrialPlan, datasets: dict[str, Any], static: dict[str, Any], 
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from automl import failures
     from automl.train import train_loop_per_worker
 
-    failures.install()
-    failures.pin_cluster_address()
     res = static["resources"]
     trainer = TorchTrainer(
         train_loop_per_worker,

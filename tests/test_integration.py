@@ -4,6 +4,7 @@ run through the CLI the way a user does (relative paths, exit codes, terminal ou
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +142,10 @@ def _check_exports(run: Path, board: pd.DataFrame, files: list[str], predicted: 
     assert (preds["probability"] >= preds["probability_2"]).all()
 
     capfd.readouterr()
+    address_before = os.environ.get("RAY_ADDRESS")
     assert main(["export", "run", "--refit", "--format", "safetensors,onnx"]) == 0
+    # The refit ran in this process: it must leave no Ray setting behind for what runs next.
+    assert os.environ.get("RAY_ADDRESS") == address_before
     out = capfd.readouterr().out
     assert f"refit: trial {best['trial_id']}'s configuration" in out
     refit = run / "export-refit"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from automl import paths, storage
 from automl.errors import AutomlError, TrialFailed
-from automl.export.writer import CHECK_ROWS, ExportContext, export_checkpoint
+from automl.export.writer import CHECK_ROWS, MANIFEST_FILE, ExportContext, export_checkpoint
 from automl.plan import TrialPlan
 from automl.tasks import get_task
 
@@ -55,6 +55,11 @@ def _write(checkpoint: Path, out: str, formats: Sequence[str], context: ExportCo
         return str(export_checkpoint(checkpoint, target, formats, context, log))
     with tempfile.TemporaryDirectory(prefix="automl-export-") as tmp:
         export_checkpoint(checkpoint, Path(tmp), formats, context, log)
+        if storage.list_files(target) and not storage.is_file(
+                storage.join(target, MANIFEST_FILE)):
+            raise AutomlError(f"{target} holds files and is not an automl export; choose a "
+                              "new or empty location (--out)")
+        storage.remove(target)  # an earlier export there is replaced whole
         storage.upload(Path(tmp), target)
     return target
 
