@@ -17,6 +17,22 @@ board = pd.read_csv(run / "leaderboard.csv")
 finished = board[board["status"] == "finished"]
 assert len(finished) >= 1, f"smoke: no trial finished:\n{board[['trial_id', 'status', 'error']]}"
 assert (run / "export" / "model.safetensors").is_file(), "smoke: no exported model"
+# The real demo model in every format, each checked against PyTorch by the export itself; and
+# the ONNX runtime predicts what PyTorch predicts on real images.
+import json
+
+import automl
+import numpy as np
+
+checks = json.loads((run / "export" / "manifest.json").read_text())["checks"]
+assert [c["name"] for c in checks] == ["safetensors", "torchscript", "onnx"], checks
+assert all(c["top1_agreement"] == 1.0 and c["max_abs_diff"] < 1e-2 for c in checks), checks
+images = sorted(str(p) for p in Path("data/fashion_mnist").rglob("*.png"))[::100]
+on_torch = automl.load(run / "export").predict_proba(images)
+on_onnx = automl.load(run / "export", runtime="onnx").predict_proba(images)
+assert (on_torch.idxmax(axis=1) == on_onnx.idxmax(axis=1)).all()
+gap = float(np.abs(on_torch.to_numpy() - on_onnx.to_numpy()).max())
 print(f"smoke: ok, {len(finished)} of {len(board)} trials finished, best val_accuracy "
-      f"{board['val_accuracy'].max():.3f}, export in {run / 'export'}")
+      f"{board['val_accuracy'].max():.3f}, export in {run / 'export'} (torchscript, onnx "
+      f"checked; onnxruntime = PyTorch on {len(images)} images, max |Δ prob| {gap:.1g})")
 PY
