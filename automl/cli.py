@@ -4,6 +4,7 @@ predict | backbones."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -120,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AutomlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `automl predict ... | head`: the reader has what it wanted
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes stdout at exit
+        return 0
     except KeyboardInterrupt:  # before the trials started, or a second Ctrl-C
         print("\ninterrupted; trials that finished stay in the run dir; continue with "
               "`automl search --resume RUN_DIR`", file=sys.stderr)

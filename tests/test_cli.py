@@ -107,3 +107,17 @@ def test_leaderboard_that_is_not_one(tmp_path: Path, capsys: pytest.CaptureFixtu
     (tmp_path / "leaderboard.csv").write_text("a,b\n1,2\n")
     assert main(["leaderboard", str(tmp_path)]) == 2
     assert "is not an automl leaderboard" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_is_not_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`automl predict EXPORT folder | head`: the reader leaves early; no traceback, exit 0."""
+    import sys
+
+    import automl.cli
+
+    def closed(_: object) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(automl.cli, "_run", closed)
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # main() swaps it for os.devnull
+    assert main(["backbones"]) == 0
