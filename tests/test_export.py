@@ -103,6 +103,10 @@ def test_predict_on_both_runtimes_matches_the_trained_model(image_export: tuple)
     assert list(onnx.columns) == classes and onnx.index.tolist() == [p.input for p in preds]
     assert np.allclose(onnx.to_numpy(), torch_probs.to_numpy(), atol=1e-4)
     assert np.allclose(onnx.sum(axis=1), 1.0, atol=1e-5)
+    with pytest.raises(AutomlError, match="--top-k must be at least 1"):
+        load(out).predict([str(folder)], top_k=0)
+    with pytest.raises(AutomlError, match="--batch-size must be at least 1"):
+        load(out).predict([str(folder)], batch_size=0)
 
 
 def test_tampered_truncated_or_missing_files_are_refused(image_export: tuple,

@@ -87,6 +87,8 @@ class ExportedModel:
 
     def _batches(self, inputs: Sequence[str], batch_size: int
                  ) -> list[tuple[list[str], torch.Tensor]]:
+        if batch_size < 1:
+            raise AutomlError(f"--batch-size must be at least 1, got {batch_size}")
         items = self.task.read_inputs(list(inputs), self.config.get("data") or {})
         if not items:
             raise AutomlError("nothing to predict: no inputs (or empty folders/tables)")
