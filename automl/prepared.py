@@ -208,7 +208,7 @@ def _source_parts(task: Task, folder: str, seed: int) -> list[Any]:
     import ray.data
 
     ray.data.DataContext.get_current().enable_progress_bars = False
-    return list(_dataset_of(folder, None).random_shuffle(seed=seed).to_arrow_refs())
+    return list(dataset_of(folder, None).random_shuffle(seed=seed).to_arrow_refs())
 
 
 def _run_job(task: Task, catalog: Catalog, source: str, variant: dict[str, Any],
@@ -269,12 +269,12 @@ def load_datasets(prepared: PreparedData) -> dict[str, dict[str, Any]]:
     """
     out: dict[str, dict[str, Any]] = {}
     for key, variant in prepared.variants.items():
-        out[key] = {split: _dataset_of(variant.split_dir(split), list(variant.columns))
+        out[key] = {split: dataset_of(variant.split_dir(split), list(variant.columns))
                     for split in SPLIT_NAMES.values()}
     return out
 
 
-def _dataset_of(folder: str, columns: list[str] | None) -> Any:
+def dataset_of(folder: str, columns: list[str] | None) -> Any:
     """A materialized Ray Dataset with one block per Parquet file of `folder`, each read by
     a task on the cluster (the driver never holds a block)."""
     import ray

@@ -89,7 +89,7 @@ def _refit(run: RunDir, row: pd.Series, static: dict[str, Any], plan: TrialPlan,
     """Train `plan` for `epochs` on the union of the run's prepared train and validation
     shards; the latest checkpoint's location and what the refit did."""
     from automl import ray_session
-    from automl.prepared import _dataset_of, split_dir
+    from automl.prepared import dataset_of, split_dir
     from automl.trainer import fit_plan
 
     if not static.get("data_root"):
@@ -104,7 +104,7 @@ def _refit(run: RunDir, row: pd.Series, static: dict[str, Any], plan: TrialPlan,
                           "search again (it re-prepares the data) or export without --refit")
     started = time.time()
     ray_session.init_ray(address)
-    train, val = (_dataset_of(folders[s], None) for s in ("train", "val"))
+    train, val = (dataset_of(folders[s], None) for s in ("train", "val"))
     refit_plan = dataclasses.replace(plan, epochs=epochs)
     name = f"{row['trial_id']}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:

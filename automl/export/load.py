@@ -25,7 +25,7 @@ from automl.export.writer import (
     CONFIG_FILE,
     EXPORT_FORMAT,
     MANIFEST_FILE,
-    _load_strict,
+    load_weights,
     rebuild,
     sha256,
 )
@@ -70,7 +70,7 @@ class ExportedModel:
         self._session: Any = None
         if runtime == "torch":
             self.model = rebuild(self.plan, root)
-            _load_strict(self.model, root / WEIGHTS_FILE)
+            load_weights(self.model, root / WEIGHTS_FILE)
         else:
             import onnxruntime
 

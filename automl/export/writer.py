@@ -107,7 +107,7 @@ def _write(src: Path, out: Path, formats: tuple[str, ...], context: ExportContex
     task = get_task(plan.task)
     wanted = _applicable(formats, task, explicit=set(formats) != set(ALL_FORMATS))
     model = rebuild(plan, src)
-    _load_strict(model, src / WEIGHTS_FILE, allow_missing_bn_counters=True)
+    load_weights(model, src / WEIGHTS_FILE, allow_missing_bn_counters=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS_FILE))
     _copy_extras(src, out)
     inputs, checked_on = _check_inputs(task, plan, context.examples)
@@ -151,8 +151,10 @@ def rebuild(plan: TrialPlan, directory: Path) -> nn.Module:
     return model.eval()
 
 
-def _load_strict(model: nn.Module, weights: Path, allow_missing_bn_counters: bool = False
+def load_weights(model: nn.Module, weights: Path, allow_missing_bn_counters: bool = False
                  ) -> None:
+    """Load a safetensors file into `model`; every key must match (AutomlError naming the
+    file otherwise). Checkpoints of partly frozen models may lack BatchNorm counters."""
     missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
     if allow_missing_bn_counters:
         # Frozen BatchNorms (FrozenBatchNorm2d) carry no num_batches_tracked.
@@ -208,7 +210,7 @@ def _check_safetensors(model: nn.Module, task: Task, plan: TrialPlan, out: Path,
     """Reload the written safetensors into a fresh model: the round trip must be exact."""
     started = time.time()
     fresh = rebuild(plan, out)
-    _load_strict(fresh, out / WEIGHTS_FILE)
+    load_weights(fresh, out / WEIGHTS_FILE)
     result = check("safetensors", WEIGHTS_FILE, model, task, inputs,
                    lambda x: task.forward(fresh, x), started)
     if result.max_abs_diff > 0:
