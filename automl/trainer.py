@@ -3,6 +3,8 @@ the same worker loop, checkpoints, failure handling and data sharding through he
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from typing import Any
 
@@ -46,9 +48,18 @@ def fit_plan(plan: TrialPlan, datasets: dict[str, Any], static: dict[str, Any], 
             failure_config=ray.train.FailureConfig(max_failures=static.get("max_restarts", 2)),
         ),
     )
+    # On the main thread (export's refit) fit() installs a SIGINT handler that holds the
+    # controller's handle for good: the controller and its placement group would outlive the
+    # fit and starve later trials. Putting the caller's handler back frees them.
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if on_main else None
     try:
         return trainer.fit()
     except Exception as exc:
         # First line: the worker's own error, without Ray's wrapping (board, progress line).
         # Then Ray Train's full text with the worker's traceback, for RUN/logs/<trial>.error.txt.
         raise TrialFailed(f"{root_cause(exc)}\n\nTraining worker error:\n{exc}") from None
+    finally:
+        if on_main:
+            signal.signal(signal.SIGINT, previous if previous is not None
+                          else signal.default_int_handler)

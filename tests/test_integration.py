@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
+from signal import SIGINT
 
 import numpy as np
 import pandas as pd
@@ -123,6 +125,22 @@ def test_tiny_search_end_to_end(
     _check_reports(run, board, capfd)
 
 
+def _wait_for_no_train_controller(timeout_s: float = 60.0) -> None:
+    import time
+
+    import ray
+    from ray.util.state import list_actors
+
+    deadline = time.time() + timeout_s
+    while True:
+        alive = list_actors(filters=[("class_name", "=", "TrainController"),
+                                     ("state", "=", "ALIVE")])
+        if not alive and ray.available_resources().get("CPU", 0) == ray.cluster_resources()["CPU"]:
+            return
+        assert time.time() < deadline, f"still alive after the refit: {alive}"
+        time.sleep(0.5)
+
+
 def _check_exports(run: Path, board: pd.DataFrame, files: list[str], predicted: list[str],
                    capfd: pytest.CaptureFixture[str]) -> None:
     """The search's own export and `automl export` of the real run: every format checked on
@@ -142,10 +160,13 @@ def _check_exports(run: Path, board: pd.DataFrame, files: list[str], predicted: 
     assert (preds["probability"] >= preds["probability_2"]).all()
 
     capfd.readouterr()
-    address_before = os.environ.get("RAY_ADDRESS")
+    address_before, sigint_before = os.environ.get("RAY_ADDRESS"), signal.getsignal(SIGINT)
     assert main(["export", "run", "--refit", "--format", "safetensors,onnx"]) == 0
-    # The refit ran in this process: it must leave no Ray setting behind for what runs next.
+    # The refit ran in this process: it must leave no Ray setting, signal handler, Train
+    # controller or reserved CPUs behind (a leaked placement group starves the next search).
     assert os.environ.get("RAY_ADDRESS") == address_before
+    assert signal.getsignal(SIGINT) == sigint_before
+    _wait_for_no_train_controller()
     out = capfd.readouterr().out
     assert f"refit: trial {best['trial_id']}'s configuration" in out
     refit = run / "export-refit"
