@@ -20,7 +20,7 @@ from torch import nn
 
 from automl import paths, storage
 from automl.errors import AutomlError
-from automl.export.formats import FILES, ONNX_FILE
+from automl.export.formats import FILES, ONNX_FILE, positional
 from automl.export.writer import (
     CONFIG_FILE,
     EXPORT_FORMAT,
@@ -80,9 +80,8 @@ class ExportedModel:
     def _logits(self, inputs: Any) -> torch.Tensor:
         if self.model is not None:
             return self.task.forward(self.model, inputs)
-        tensors = inputs.values() if isinstance(inputs, dict) else [inputs]
         names = [n for n, _ in self.task.export_inputs]
-        feed = {n: t.numpy() for n, t in zip(names, tensors, strict=True)}
+        feed = {n: t.numpy() for n, t in zip(names, positional(inputs), strict=True)}
         return torch.from_numpy(self._session.run(None, feed)[0])
 
     def _batches(self, inputs: Sequence[str], batch_size: int
