@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
+    from automl.budget import TimeBudget
     from automl.config import Config
     from automl.history import TrialRecord
     from automl.leaderboard import Constraints
@@ -55,13 +56,16 @@ def run_search(
     address: str | None = None,
     epochs: int | None = None,
     storage_root: str | None = None,
+    time_budget: str | float | None = None,
     log: Any = print,
 ) -> SearchResult:
     """Search transfer configurations for `space` (a YAML path or Config) on local Ray or a
     cluster (`address`), write the leaderboard and export the best model into `run_dir`.
 
     `run_dir` is a local/NFS path or a storage URI (`s3://bucket/runs/x`); without it the run
-    gets a timestamped folder under `storage_root` (default `runs/`).
+    gets a timestamped folder under `storage_root` (default `runs/`). `time_budget` (`30m`,
+    `1h30m`, seconds) stops the search when spent; trials then run until it is, unless
+    `num_samples` caps them.
 
     Config, data and backbone problems raise before Ray starts; a search in which no trial
     produced a result raises `SearchFailed` (its `.result` holds the board and log paths).
@@ -69,11 +73,13 @@ def run_search(
     from automl import config as config_mod
     from automl.config import Config
 
-    overrides = {"data.path": data, "search.num_samples": num_samples, "train.epochs": epochs}
+    overrides = {"data.path": data, "search.num_samples": num_samples, "train.epochs": epochs,
+                 "search.time_budget": time_budget}
     if isinstance(space, Config):
         cfg = space
-        if data or num_samples or epochs:
-            raise AutomlError("pass data/num_samples/epochs inside the Config when giving one")
+        if data or num_samples or epochs or time_budget:
+            raise AutomlError("pass data/num_samples/epochs/time_budget inside the Config when "
+                              "giving one")
     else:
         cfg = config_mod.load(space, overrides)
     out = RunDir.at(run_dir) if run_dir else _default_run_dir(cfg, storage_root)
@@ -102,6 +108,7 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
             ) -> SearchResult:
     from automl import ray_session, search
     from automl.board_format import write_leaderboard
+    from automl.budget import TimeBudget
     from automl.history import write_state
     from automl.leaderboard import (
         LOG_DIR,
@@ -137,10 +144,11 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
         prepared = prepare_data(cfg, catalog, preprocessing, out.location)
         datasets = load_datasets(prepared)
     log(prepared.summary(catalog.source, catalog.dropped))
+    budget = None if resume or cfg.search.budget_s is None else TimeBudget(
+        cfg.search.budget_s, spent=time.time() - started)
     log(f"Ray: {cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs → "
         f"{concurrency} trial(s) at a time{' (more as nodes join)' if can_grow else ''}; "
-        f"{cfg.search.num_samples} trials, "
-        f"{cfg.train.epochs} epoch(s) max each; run dir {out}"
+        f"{_trials_line(cfg, budget)}, {cfg.train.epochs} epoch(s) max each; run dir {out}"
         + (" (resumed)" if resume else ""))
     static = static_block(cfg, list(prepared.classes), preprocessing, prepared.variant_of)
     first = next(iter(prepared.variants.values()))
@@ -149,7 +157,7 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
                       "val_rows": first.val_rows, "text_column": cfg.data.text_column}
     (out.local / STATIC_FILE).write_text(json.dumps(static, indent=2))
     try:
-        records = search.run_trials(cfg, static, datasets, out, concurrency, resume=resume)
+        records = search.run_trials(cfg, static, datasets, out, concurrency, resume, budget)
     except BaseException:
         write_state(out.local, "interrupted")
         raise
@@ -157,7 +165,9 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
         out.sync()  # logs and history, also when interrupted
     board = build_leaderboard(records, static)
     write_leaderboard(board, out.local)
-    complete = len(records) >= cfg.search.num_samples and all(r.ended for r in records)
+    # With a time budget the search ends when it is spent: every trial ended is complete.
+    wanted = cfg.search.max_trials
+    complete = all(r.ended for r in records) and (wanted is None or len(records) >= wanted)
     write_state(out.local, "finished" if complete else "interrupted")
     try:
         _write_report(out, board, records, None)
@@ -168,7 +178,7 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
         out.sync()
         done = sum(r.ended for r in records)
         raise SearchInterrupted(
-            f"search interrupted: {done} of {cfg.search.num_samples} trials done (kept, board "
+            f"search interrupted: {done} of {wanted or len(records)} trials done (kept, board "
             f"so far: {out.uri('leaderboard.csv')}); unfinished trials continue from their "
             f"latest checkpoints with:\n  automl search --resume {out}")
     export_dir = None
@@ -188,6 +198,17 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     if export_dir is None:
         raise SearchFailed(failure_report(board, out.local / LOG_DIR), result)
     return result
+
+
+def _trials_line(cfg: Config, budget: TimeBudget | None) -> str:
+    from automl.durations import format_duration
+
+    trials = cfg.search.max_trials
+    if budget is None:
+        return f"{trials} trials" if trials else "trials until the time budget is spent"
+    cap = f"at most {trials} trials" if trials else "as many trials as fit"
+    return (f"{cap} in a time budget of {format_duration(budget.seconds)} "
+            f"({format_duration(budget.left())} left after preparing the data)")
 
 
 def _float(value: Any) -> float | None:

@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                    "cluster: a local/NFS path or s3://bucket/prefix, gs://... (default: runs/)")
     s.add_argument("--num-samples", type=int, help="number of trials (overrides the YAML)")
     s.add_argument("--epochs", type=int, help="max epochs per trial (overrides train.epochs)")
+    s.add_argument("--time-budget", metavar="DURATION", help="stop the search after this long, "
+                   "e.g. 30m, 1h30m (overrides search.time_budget; without --num-samples, "
+                   "trials run until it is spent)")
     s.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
 
     v = sub.add_parser("validate", help="check a search space without building anything")
@@ -154,11 +157,14 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command == "validate":
         cfg = api.validate(args.space)
+        budget = (f", time budget {cfg.search.time_budget}"
+                  if cfg.search.time_budget is not None else "")
+        trials = cfg.search.max_trials
         print(f"{args.space}: ok ({cfg.task}, {len(cfg.backbones)} backbone(s), "
-              f"{cfg.search.num_samples} trials)")
+              f"{trials or 'unlimited'} trials{budget})")
     elif args.command == "search" and args.resume:
         if (args.space or args.data or args.run_dir or args.num_samples or args.epochs
-                or args.storage):
+                or args.storage or args.time_budget):
             raise AutomlError("--resume takes only the run dir (and --address): the search "
                               "continues with the config it started with")
         _print_search_end(api.resume_search(args.resume, address=args.address))
@@ -167,7 +173,8 @@ def _run(args: argparse.Namespace) -> int:
             raise AutomlError("search needs a search space YAML (or --resume RUN_DIR)")
         result = api.run_search(args.space, data=args.data, run_dir=args.run_dir,
                                 num_samples=args.num_samples, address=args.address,
-                                epochs=args.epochs, storage_root=args.storage)
+                                epochs=args.epochs, storage_root=args.storage,
+                                time_budget=args.time_budget)
         _print_search_end(result)
     elif args.command == "leaderboard":
         _leaderboard(args)

@@ -17,6 +17,7 @@ import yaml
 
 from automl import paths, spaces
 from automl.backbones.registry import check_backbone
+from automl.durations import parse_duration
 from automl.errors import AutomlError, ConfigError
 from automl.tasks import TASKS
 
@@ -87,10 +88,16 @@ class TrainConfig:
     """Times a trial restarts from its latest checkpoint after losing a worker or a node."""
 
 
+DEFAULT_NUM_SAMPLES = 8
+
+
 @dataclass(frozen=True)
 class SearchConfig:
-    num_samples: int = 8
-    """Number of trials."""
+    num_samples: int | None = None
+    """Number of trials (default: 8, or as many as fit in `time_budget` when one is set)."""
+    time_budget: str | float | None = None
+    """Stop the search after this long (e.g. `30m`, `1h30m`, or seconds), data preparation
+    included; trials still running then keep their completed epochs (`out_of_time`)."""
     metric: str = "val_accuracy"
     """Objective reported every epoch (maximized)."""
     seed: int = 0
@@ -99,6 +106,18 @@ class SearchConfig:
     """ASHA: epochs every trial runs before it can be stopped."""
     reduction_factor: int = 2
     """ASHA: keep the top 1/reduction_factor at each rung."""
+
+    @property
+    def max_trials(self) -> int | None:
+        """Trials to run: `num_samples`, else 8 without a time budget, else no limit (None)."""
+        if self.num_samples is not None:
+            return self.num_samples
+        return None if self.time_budget is not None else DEFAULT_NUM_SAMPLES
+
+    @property
+    def budget_s(self) -> float | None:
+        """The time budget in seconds (None: no budget)."""
+        return None if self.time_budget is None else parse_duration(self.time_budget)
 
 
 @dataclass(frozen=True)
@@ -265,7 +284,8 @@ def _check_values(sections: dict[str, Any], problems: list[str]) -> None:
         ("train.precision", train.precision in ("fp32", "bf16"), "must be fp32 or bf16"),
         ("train.grad_clip", train.grad_clip is None or train.grad_clip > 0,
          "must be > 0 (null turns clipping off)"),
-        ("search.num_samples", search.num_samples >= 1, "must be >= 1"),
+        ("search.num_samples", search.num_samples is None or search.num_samples >= 1,
+         "must be >= 1 (or leave it out: 8, or unlimited with search.time_budget)"),
         ("search.metric", search.metric in ("val_accuracy",), "only val_accuracy is supported"),
         ("search.grace_period", 1 <= search.grace_period <= train.epochs,
          f"must be between 1 and train.epochs ({train.epochs})"),
@@ -275,6 +295,10 @@ def _check_values(sections: dict[str, Any], problems: list[str]) -> None:
         ("resources.max_concurrent_trials",
          res.max_concurrent_trials is None or res.max_concurrent_trials >= 1, "must be >= 1"),
     ]
+    try:
+        search.budget_s  # noqa: B018 - parses and validates the duration
+    except ValueError as exc:
+        problems.append(f"search.time_budget: {exc}")
     for key, ok, rule in rules:
         if not ok:
             section, _, name = key.partition(".")

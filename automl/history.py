@@ -27,6 +27,9 @@ LOGGED_AT = "logged_at"
 """History entries: when the driver received the epoch (Unix time), for best-so-far curves."""
 CHECKPOINT_PATH = "checkpoint_path"
 """The result key holding a reported checkpoint's location (Ray's TuneReportCallback)."""
+OUT_OF_TIME = "out_of_time"
+"""Result key a trial sets on the last epoch it ran because another would pass the search's
+time budget (`automl.budget`)."""
 HEARTBEAT_S = 10.0
 """How often a running driver refreshes `state.json`."""
 STALE_S = 6 * HEARTBEAT_S
@@ -110,6 +113,9 @@ class TrialRecord:
     refit: dict[str, Any] | None = None
     """The latest refit of the trial's configuration on train + validation (`automl export
     --refit`): epochs, examples, seconds, export location."""
+    cut: str | None = None
+    """Why a trial that ended had to stop before its last epoch, other than the scheduler
+    (`time_budget`: the search's time budget was spent)."""
 
 
 def trial_records(events: list[dict[str, Any]], location: str) -> list[TrialRecord]:
@@ -119,7 +125,7 @@ def trial_records(events: list[dict[str, Any]], location: str) -> list[TrialReco
     for item in events:
         trial = trials.setdefault(str(item["trial_id"]), {
             "params": {}, "epochs": {}, "error": None, "ended": False,
-            "start": item.get("time"), "last": item.get("time"), "refit": None})
+            "start": item.get("time"), "last": item.get("time"), "refit": None, "cut": None})
         kind = item["event"]
         if kind == "refit":  # after the search: not part of the trial's time
             trial["refit"] = {k: v for k, v in item.items() if k not in ("event", "trial_id")}
@@ -127,14 +133,14 @@ def trial_records(events: list[dict[str, Any]], location: str) -> list[TrialReco
         trial["last"] = item.get("time", trial["last"])
         if kind == "start":
             trial["params"] = item.get("params") or trial["params"]
-            trial["ended"], trial["error"] = False, None  # a resumed trial runs again
+            trial["ended"], trial["error"], trial["cut"] = False, None, None  # runs again
         elif kind == "result":
             metrics = {**(item.get("metrics") or {}), LOGGED_AT: item.get("time")}
             if isinstance(path := metrics.get(CHECKPOINT_PATH), str):
                 metrics[CHECKPOINT_PATH] = storage.to_location(path, location)
             trial["epochs"][metrics.get("epoch", len(trial["epochs"]) + 1)] = metrics
         elif kind == "end":
-            trial["ended"], trial["error"] = True, item.get("error")
+            trial["ended"], trial["error"], trial["cut"] = True, item.get("error"), item.get("cut")
     records = []
     for trial_id, trial in trials.items():
         history = [trial["epochs"][e] for e in sorted(trial["epochs"], key=_epoch_key)]
@@ -143,7 +149,7 @@ def trial_records(events: list[dict[str, Any]], location: str) -> list[TrialReco
             spent = (trial["last"] or 0.0) - (trial["start"] or 0.0)
         records.append(TrialRecord(trial_id, trial["params"], history, trial["error"],
                                    float(spent), trial["ended"], trial["start"],
-                                   trial["refit"]))
+                                   trial["refit"], trial["cut"]))
     return records
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from automl.errors import AutomlError
-from automl.history import CHECKPOINT_PATH, TrialRecord
+from automl.history import CHECKPOINT_PATH, OUT_OF_TIME, TrialRecord
 from automl.plan import make_plan
 from automl.tasks import get_task
 
@@ -25,7 +25,8 @@ LOG_DIR = "logs"
 OVERFIT_GAP = 0.10
 """Train accuracy above validation accuracy by more than this, at the selected epoch, is
 flagged as overfitting."""
-STATUSES = ("finished", "stopped", "errored", "interrupted", "running")
+STATUSES = ("finished", "stopped", "out_of_time", "errored", "interrupted", "running")
+"""stopped: by ASHA; out_of_time: still running when the search's time budget was spent."""
 HYPERPARAMETERS = ["unfreeze_fraction", "head_lr", "backbone_lr", "layer_decay", "lp_ft_epochs",
                    "weight_decay", "batch_size", "pooling", "max_length", "seed"]
 COLUMNS = [
@@ -95,8 +96,11 @@ def _row(record: TrialRecord, static: dict[str, Any], running: bool) -> dict[str
         status = "errored"
     elif not record.ended:
         status = "running" if running else "interrupted"
+    elif epochs >= plan.epochs:
+        status = "finished"
     else:
-        status = "finished" if epochs >= plan.epochs else "stopped"
+        cut = record.cut == "time_budget" or bool(last.get(OUT_OF_TIME))
+        status = "out_of_time" if cut else "stopped"
     resources = static.get("resources") or {}
     gpu = bool(resources.get("use_gpu"))
     per_worker = 1.0 if gpu else float(resources.get("cpus_per_worker", 1.0))
@@ -164,7 +168,7 @@ def _transfer_gain(board: pd.DataFrame) -> None:
     gain = (board["val_accuracy"] - baseline).where(board["pretrained"].astype(bool))
     board["transfer_gain"] = gain
     # Flagged only once a trial has ended: a running or interrupted one may still catch up.
-    ended = board["status"].isin(["finished", "stopped"])
+    ended = board["status"].isin(["finished", "stopped", "out_of_time"])
     board["negative_transfer"] = (gain < 0).where(gain.notna() & ended)
 
 
@@ -215,6 +219,7 @@ def outcome(board: pd.DataFrame) -> str:
     parts = [f"{int(counts.get(s, 0))} {s}" for s in STATUSES
              if s in ("finished", "stopped", "errored") or s in counts]
     line = f"{len(board)} trial(s): " + ", ".join(parts).replace("stopped", "stopped early")
+    line = line.replace("out_of_time", "cut by the time budget")
     errored = int(counts.get("errored", 0))
     if errored:
         line += f" ({errored} of {len(board)} trials errored)"

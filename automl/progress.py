@@ -9,16 +9,21 @@ from typing import Any
 
 from ray.tune import Callback
 
+from automl.budget import TimeBudget
+from automl.durations import format_duration
 from automl.errors import root_cause
+from automl.history import OUT_OF_TIME
 
 
 class ProgressPrinter(Callback):
     """Prints trial starts, epoch results, ends and errors, with counts and the best so far."""
 
-    def __init__(self, epochs: int, num_samples: int, log_dir: Path) -> None:
+    def __init__(self, epochs: int, num_samples: int | None, log_dir: Path,
+                 budget: TimeBudget | None = None) -> None:
         self.log_dir = log_dir
         self.epochs = epochs
         self.num_samples = num_samples
+        self.budget = budget
         self.start = time.time()
         self.best: tuple[float, str] | None = None
         self.finished = self.stopped = self.errored = 0
@@ -31,8 +36,22 @@ class ProgressPrinter(Callback):
     def _summary(self) -> str:
         best = f"best {self.best[0]:.4f} ({self.best[1]})" if self.best else "best -"
         done = self.finished + self.stopped + self.errored
+        of = f" of {self.num_samples}" if self.num_samples else ""
+        left = (f" | budget left {format_duration(self.budget.left())}"
+                if self.budget is not None else "")
         return (f"{len(self.running)} running, {self.finished} finished, {self.stopped} stopped "
-                f"early, {self.errored} errored of {self.num_samples} ({done} done) | {best}")
+                f"early, {self.errored} errored{of} ({done} done) | {best}{left}")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self.budget is None:
+            return
+        if self.budget.expired:
+            cut = (f": stopped {len(self.running)} trial(s) still in an epoch (their completed "
+                   "epochs count)" if self.running else "")
+            self._say(f"time budget of {format_duration(self.budget.seconds)} spent{cut}")
+        elif self.num_samples is None or len(trials) < self.num_samples:
+            self._say(f"time budget: {format_duration(self.budget.left())} left, less than any "
+                      "trial has needed to its first result: no new trial started")
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.add(trial.trial_id)
@@ -59,7 +78,11 @@ class ProgressPrinter(Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.discard(trial.trial_id)
         epochs = (trial.last_result or {}).get("epoch", 0)
-        if epochs >= self.epochs:
+        if (trial.last_result or {}).get(OUT_OF_TIME):
+            self.stopped += 1
+            self._say(f"{trial.trial_id} ended after epoch {epochs}: another would pass the "
+                      f"time budget (its epochs count) | {self._summary()}")
+        elif epochs >= self.epochs:
             self.finished += 1
             self._say(f"{trial.trial_id} finished | {self._summary()}")
         else:

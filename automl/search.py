@@ -21,6 +21,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from automl import storage
+from automl.budget import TimeBudget
 from automl.config import Config, ResourcesConfig
 from automl.errors import AutomlError
 from automl.history import TrialRecord, load_records
@@ -78,12 +79,27 @@ class ClusterSizedLimiter(ConcurrencyLimiter):
     The trial drivers need no CPU, so this limit, not Ray's scheduler, is what keeps TPE from
     sampling every trial before any result is in."""
 
-    def __init__(self, searcher: Searcher, resources: ResourcesConfig, start: int) -> None:
+    def __init__(self, searcher: Searcher, resources: ResourcesConfig, start: int,
+                 budget: TimeBudget | None = None) -> None:
         super().__init__(searcher, max_concurrent=start)
         self.resources = resources
+        self.budget = budget
+        self.first_epoch_s: float | None = None
+        """The quickest trial start → first result so far (Tune's time_total_s)."""
         self._checked = time.monotonic()
 
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if result.get("training_iteration") == 1 and "time_total_s" in result:
+            seen = float(result["time_total_s"])
+            self.first_epoch_s = min(seen, self.first_epoch_s or seen)
+        super().on_trial_result(trial_id, result)
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        # A trial that cannot reach its first result before the budget is spent would only
+        # take CPUs from the running ones: the search samples no more.
+        if (self.budget is not None and self.first_epoch_s is not None
+                and self.budget.left() < self.first_epoch_s):
+            return Searcher.FINISHED  # type: ignore[return-value] # Ray's hint omits it
         if time.monotonic() - self._checked > LIMIT_REFRESH_S:
             self._checked = time.monotonic()
             cluster = {k: float(v) for k, v in ray.cluster_resources().items()}
@@ -112,17 +128,19 @@ def trial_driver(config: dict[str, Any], static: dict[str, Any],
 
 def run_trials(
     config: Config, static: dict[str, Any], datasets: dict[str, dict[str, Any]], run: RunDir,
-    concurrency: int, resume: bool = False,
+    concurrency: int, resume: bool = False, budget: TimeBudget | None = None,
 ) -> list[TrialRecord]:
     """Run the whole search over materialized datasets (variant key → split → Dataset);
-    return a record per trial (finished, stopped or errored).
+    return a record per trial (finished, stopped, out of time or errored). `budget` stops
+    the search when spent (a resumed search keeps the one it started with).
 
     Trial checkpoints (`trials/`) and the Tune experiment (`tune/`) go straight to the run's
     location (a path or storage URI); progress and Ray's log to the driver's `run.local`.
     """
     trials_dir = run.uri("trials")
     storage.make_dirs(trials_dir)
-    static = {**static, "trials_dir": trials_dir}
+    static = {**static, "trials_dir": trials_dir,
+              "deadline": budget.deadline() if budget is not None else None}
     space = functools.partial(
         sample_trial, backbones=[b.label for b in config.backbones], space=config.space
     )
@@ -132,7 +150,7 @@ def run_trials(
         # Optuna's default is 10 random trials before TPE; small searches would never use TPE.
         sampler=optuna.samplers.TPESampler(
             seed=config.search.seed,
-            n_startup_trials=min(10, max(2, config.search.num_samples // 3)),
+            n_startup_trials=min(10, max(2, (config.search.max_trials or 12) // 3)),
         ),
     )
     scheduler = ASHAScheduler(
@@ -158,8 +176,9 @@ def run_trials(
         return _fit(tuner, run)
     # A restored experiment brings the callbacks it was started with (Tune pickles them).
     callbacks = [
-        ProgressPrinter(config.train.epochs, config.search.num_samples, run.local / LOG_DIR),
-        HistoryWriter(run),
+        ProgressPrinter(config.train.epochs, config.search.max_trials, run.local / LOG_DIR,
+                        budget),
+        HistoryWriter(run, budget),
         JsonLoggerCallback(),
         *tracking_callbacks(config.tracking.mlflow, config.tracking.tensorboard,
                             storage.name(run.location), run),
@@ -167,8 +186,8 @@ def run_trials(
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=ClusterSizedLimiter(searcher, config.resources, concurrency),
-            scheduler=scheduler, num_samples=config.search.num_samples,
+            search_alg=ClusterSizedLimiter(searcher, config.resources, concurrency, budget),
+            scheduler=scheduler, num_samples=config.search.max_trials or -1,
             trial_dirname_creator=_trial_dirname,
             # Reusing trial actors saves ≈3 s per trial, but in Ray 2.60 a trial queued behind
             # one ASHA stopped never starts ("requires reset_config()"): keep it off.
@@ -179,6 +198,7 @@ def run_trials(
             storage_path=run.location,
             verbose=0,
             callbacks=callbacks,
+            stop=budget,
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )

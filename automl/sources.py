@@ -81,6 +81,31 @@ def iter_table(location: str, columns: list[str], batch_rows: int | None = None
         raise DataError(f"cannot read {location} as a {kind} table: {exc}") from None
 
 
+def head(location: str, rows: int) -> pd.DataFrame:
+    """The first `rows` rows of a table, every column (to look at its columns)."""
+    kind = table_format(location)
+    try:
+        with open_input(location) as raw:
+            if kind == "parquet":
+                import pyarrow.parquet as pq
+
+                batches = pq.ParquetFile(raw).iter_batches(batch_size=rows)
+                return next(batches).to_pandas()
+            if kind in ("csv", "tsv"):
+                return pd.read_csv(raw, sep="\t" if kind == "tsv" else ",", encoding="utf-8",
+                                   nrows=rows, compression=_compression(location))
+            frame = pd.read_json(raw, lines=kind == "jsonl", compression=_compression(location),
+                                 nrows=rows if kind == "jsonl" else None)
+            return frame.head(rows)
+    except StopIteration:
+        return pd.DataFrame()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{location} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                        "re-encode it, e.g. iconv -f latin1 -t utf-8 in.csv > fixed.csv") from None
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise DataError(f"cannot read {location} as a {kind} table: {exc}") from None
+
+
 def _batches(location: str, kind: str, columns: list[str], batch_rows: int
              ) -> Iterator[pd.DataFrame]:
     compression = _compression(location)

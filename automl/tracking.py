@@ -3,6 +3,7 @@ MLflow and TensorBoard through Ray Tune's integrations."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -10,8 +11,16 @@ from typing import Any
 from ray.tune import Callback
 
 from automl import storage
+from automl.budget import TimeBudget
 from automl.errors import AutomlError, root_cause
-from automl.history import HEARTBEAT_S, HISTORY_FILE, STATE_FILE, event, write_state
+from automl.history import (
+    CHECKPOINT_PATH,
+    HEARTBEAT_S,
+    HISTORY_FILE,
+    STATE_FILE,
+    event,
+    write_state,
+)
 from automl.progress import error_text
 from automl.run_dir import RunDir
 
@@ -24,10 +33,13 @@ class HistoryWriter(Callback):
     """Appends every trial event to `RUN/trials.jsonl` as it happens and keeps a heartbeat
     in `RUN/state.json`; a remote run's copies are uploaded every `UPLOAD_EVERY_S`."""
 
-    def __init__(self, run: RunDir) -> None:
+    def __init__(self, run: RunDir, budget: TimeBudget | None = None) -> None:
         self.run = run
         self.path = run.local / HISTORY_FILE
+        self.budget = budget
         self._beat = self._uploaded = 0.0
+        self._open: set[str] = set()
+        self._epochs: dict[str, int] = {}
 
     def _append(self, line: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,17 +51,21 @@ class HistoryWriter(Callback):
         write_state(self.run.local, "running")
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._open.add(trial.trial_id)
         self._append(event("start", trial.trial_id, params=dict(trial.config)))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
         metrics = {k: v for k, v in result.items() if k not in _DROPPED}
+        self._epochs[trial.trial_id] = int(result.get("epoch") or 0)
         self._append(event("result", trial.trial_id, metrics=metrics))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._open.discard(trial.trial_id)
         self._append(event("end", trial.trial_id, error=None))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._open.discard(trial.trial_id)
         self._append(event("end", trial.trial_id, error=root_cause(error_text(trial))))
 
     def on_step(self, iteration: int, trials: list, **info: Any) -> None:
@@ -61,6 +77,15 @@ class HistoryWriter(Callback):
             self.upload()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # Tune stops the trials still running when the budget is spent without calling
+        # on_trial_complete: they ended, with their completed epochs, because time ran out.
+        if self.budget is not None and self.budget.expired:
+            for trial_id in sorted(self._open):
+                for metrics in _kept_checkpoints(self.run.uri("trials"), trial_id):
+                    if metrics["epoch"] > self._epochs.get(trial_id, 0):
+                        self._append(event("result", trial_id, metrics=metrics))
+                self._append(event("end", trial_id, error=None, cut="time_budget"))
+            self._open.clear()
         self.upload()
 
     def upload(self) -> None:
@@ -70,6 +95,28 @@ class HistoryWriter(Callback):
             for name in (HISTORY_FILE, STATE_FILE):
                 if (self.run.local / name).is_file():
                     storage.upload(self.run.local / name, self.run.uri(name))
+
+
+def _kept_checkpoints(trials_dir: str, trial_id: str) -> list[dict[str, Any]]:
+    """The checkpoints Ray Train keeps for a trial stopped mid-epoch, as result metrics.
+
+    A trial killed by the budget may have registered a newer checkpoint than the last result
+    Tune forwarded; Ray's retention then deleted the one the history points at. Its
+    checkpoint manager's snapshot (Ray Train's own file, read defensively) names the kept
+    ones with their metrics, so the history can point at what is really on disk."""
+    snapshot = storage.join(trials_dir, trial_id, "checkpoint_manager_snapshot.json")
+    try:
+        kept = json.loads(storage.read_text(snapshot)).get("checkpoint_results") or []
+    except (OSError, ValueError):
+        return []
+    results = []
+    for item in kept:
+        metrics, name = item.get("metrics"), item.get("checkpoint_dir_name")
+        if isinstance(metrics, dict) and isinstance(name, str) and "epoch" in metrics:
+            location = storage.join(trials_dir, trial_id, name)
+            results.append({**metrics, "training_iteration": metrics["epoch"],
+                            CHECKPOINT_PATH: storage.filesystem(location)[1]})
+    return results
 
 
 def tracking_callbacks(mlflow: str | None, tensorboard: bool, experiment: str,

@@ -35,6 +35,7 @@ from automl.checkpoints import (
     unwrap,
 )
 from automl.errors import TrialFailed
+from automl.history import OUT_OF_TIME
 from automl.measure import latency_ms, peak_memory_mb
 from automl.plan import TrialPlan
 from automl.prepared import EpochBatches
@@ -272,8 +273,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     state.restarts = max(state.restarts, starts_before or 0)
     placement = {"worker_nodes": _worker_nodes(world), "restarts": state.restarts}
     costs: dict[str, float] = {}
+    deadline = config.get("deadline")
+    checkpoint_s = 0.0
     for epoch in range(state.epoch + 1, plan.epochs + 1):
-        t = time.time()
+        t = epoch_start = time.time()
         stats = train_epoch(setup, plan, epoch, device, train_batches.epoch())
         _add(timings, "train_s", time.time() - t)
         _add(timings, "data_s", stats.data_s)
@@ -284,8 +287,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             first = next(val, None)  # the latency sample: a batch evaluate reads anyway
             val = itertools.chain([first] if first is not None else [], val)
         totals = evaluate(setup, plan, device, val)
-        train_totals = torch.tensor([stats.correct, stats.examples], dtype=totals.dtype)
-        correct, count, loss_sum, train_correct, train_count = sum_over_ranks(
+        # Another epoch like this one would end after the search's deadline: this is the last.
+        late = (deadline is not None and epoch < plan.epochs
+                and time.time() + (time.time() - epoch_start + checkpoint_s) > deadline)
+        train_totals = torch.tensor([stats.correct, stats.examples, late], dtype=totals.dtype)
+        correct, count, loss_sum, train_correct, train_count, late_ranks = sum_over_ranks(
             torch.cat([totals, train_totals.to(totals.device)]), world)
         _add(timings, "eval_s", time.time() - t)
         _add(timings, "train_samples", train_count)
@@ -308,8 +314,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "total_params": setup.total_params,
             **placement,
             **timings,
+            **({OUT_OF_TIME: True} if late_ranks else {}),
         }
-        state.epoch, state.best = epoch, max(state.best, metrics["val_accuracy"])
+        state.epoch, state.best = epoch, max(state.best, correct / max(count, 1))
         state.stream, state.timings = train_batches.position(), timings
         t = time.time()
         with tempfile.TemporaryDirectory() as tmp:
@@ -319,7 +326,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 save_train_state(Path(tmp), setup.optimizer, state)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)
-        _add(timings, "checkpoint_s", time.time() - t)
+        checkpoint_s = time.time() - t
+        _add(timings, "checkpoint_s", checkpoint_s)
+        if late_ranks:  # every rank agrees: the flag went through the all-reduce
+            break
 
 
 def _latency(setup: TrialSetup, plan: TrialPlan, device: torch.device, batch: pa.Table

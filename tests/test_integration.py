@@ -334,3 +334,45 @@ def test_tiny_text_search(
     manifest = json.loads((run_dir / "export" / "manifest.json").read_text())
     assert [c["name"] for c in manifest["checks"]] == ["safetensors", "torchscript", "onnx", "hf"]
     assert all(c["max_abs_diff"] < 1e-4 for c in manifest["checks"])
+
+
+BUDGET_SPACE = """
+task: image
+data: {val_fraction: 0.25, image_size: 32}
+backbones: [{name: test_resnet, weights: scratch}]
+space: {unfreeze_fraction: 0.0, head_lr: 0.01, batch_size: 8}
+train: {epochs: 500, seed: 0}
+search: {seed: 0, grace_period: 500}
+resources: {workers_per_trial: 1, cpus_per_worker: 1, max_concurrent_trials: 1}
+"""
+
+
+def test_time_budget_stops_the_search_and_keeps_the_cut_trial(
+    image_folder: Path, tmp_path: Path, ray_cleanup: object, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`--time-budget` with no trial count: trials run until the budget is spent; the one
+    still running (500 epochs would take minutes) ends itself after the last epoch that fits,
+    keeps its completed epochs, shows as out_of_time and is exported; the search counts as
+    finished (exit 0)."""
+    import time
+
+    space = tmp_path / "budget.yaml"
+    space.write_text(BUDGET_SPACE)
+    run = tmp_path / "run"
+    started = time.time()
+    code = main(["search", str(space), "--data", str(image_folder), "--run-dir", str(run),
+                 "--time-budget", "50s"])
+    wall = time.time() - started
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    assert "at most" not in out and "as many trials as fit in a time budget of 50s" in out
+    assert "| budget left " in out and "another would pass the time budget" in out
+    board = pd.read_csv(run / "leaderboard.csv")
+    assert board["status"].tolist() == ["out_of_time"] and 1 <= board["epochs"][0] < 500
+    assert "1 cut by the time budget" in out
+    assert json.loads((run / "state.json").read_text())["state"] == "finished"
+    assert (run / "export" / "model.safetensors").is_file()
+    assert wall < 50 + 60, wall  # budget + Ray start and the export (≈ 15 s here)
+    events = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+    last = [e for e in events if e["event"] == "result"][-1]["metrics"]
+    assert last["out_of_time"] is True and last["epoch"] == board["epochs"][0]

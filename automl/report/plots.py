@@ -17,6 +17,7 @@ from automl.history import LOGGED_AT, TrialRecord
 STATUS_STYLE = {
     "finished": {"color": "#1f77b4", "linestyle": "-", "alpha": 0.9},
     "stopped": {"color": "#7f7f7f", "linestyle": "--", "alpha": 0.7},
+    "out_of_time": {"color": "#bcbd22", "linestyle": "-.", "alpha": 0.8},
     "errored": {"color": "#d62728", "linestyle": ":", "alpha": 0.9},
     "interrupted": {"color": "#ff7f0e", "linestyle": "-.", "alpha": 0.9},
     "running": {"color": "#2ca02c", "linestyle": "-", "alpha": 0.9},
