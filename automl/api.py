@@ -49,7 +49,7 @@ class SearchResult:
 
 
 def run_search(
-    space: str | Path | Config,
+    space: str | Path | Config | None = None,
     data: str | None = None,
     run_dir: str | Path | None = None,
     num_samples: int | None = None,
@@ -57,6 +57,10 @@ def run_search(
     epochs: int | None = None,
     storage_root: str | None = None,
     time_budget: str | float | None = None,
+    preset: str | None = None,
+    task: str | None = None,
+    text_column: str | None = None,
+    label_column: str | None = None,
     log: Any = print,
 ) -> SearchResult:
     """Search transfer configurations for `space` (a YAML path or Config) on local Ray or a
@@ -67,6 +71,11 @@ def run_search(
     `1h30m`, seconds) stops the search when spent; trials then run until it is, unless
     `num_samples` caps them.
 
+    Without `space` (zero-config), the task is detected from `data` (`task`, `text_column`,
+    `label_column` override it) and a shipped preset space is used: `preset` (quick, medium,
+    best) or the one that fits `time_budget`; it is fitted to the cluster's hardware and the
+    data's size at the start. Every run writes its resolved space to `RUN/space.yaml`.
+
     Config, data and backbone problems raise before Ray starts; a search in which no trial
     produced a result raises `SearchFailed` (its `.result` holds the board and log paths).
     """
@@ -74,12 +83,28 @@ def run_search(
     from automl.config import Config
 
     overrides = {"data.path": data, "search.num_samples": num_samples, "train.epochs": epochs,
-                 "search.time_budget": time_budget}
+                 "search.time_budget": time_budget, "data.text_column": text_column,
+                 "data.label_column": label_column}
+    if space is None:
+        from automl.presets import zero_config
+
+        if data is None:
+            raise AutomlError("give a search space YAML, or --data PATH alone for a "
+                              "zero-config search (task detected, preset space)")
+        cfg, lines = zero_config(data, preset, time_budget, task, text_column, label_column,
+                                 {"search.num_samples": num_samples, "train.epochs": epochs})
+        for line in lines:
+            log(line)
+        out = RunDir.at(run_dir) if run_dir else _default_run_dir(cfg, storage_root)
+        return _search(cfg, out, address, log, resume=False)
+    if preset or task:
+        raise AutomlError("--preset and --task choose a shipped space for a zero-config "
+                          "search: drop them, or drop the search space YAML")
     if isinstance(space, Config):
         cfg = space
-        if data or num_samples or epochs or time_budget:
-            raise AutomlError("pass data/num_samples/epochs/time_budget inside the Config when "
-                              "giving one")
+        if any(v is not None for v in overrides.values()):
+            raise AutomlError("pass data/num_samples/epochs/time_budget/columns inside the "
+                              "Config when giving one")
     else:
         cfg = config_mod.load(space, overrides)
     out = RunDir.at(run_dir) if run_dir else _default_run_dir(cfg, storage_root)
@@ -109,6 +134,7 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     from automl import ray_session, search
     from automl.board_format import write_leaderboard
     from automl.budget import TimeBudget
+    from automl.catalog import TRAIN
     from automl.history import write_state
     from automl.leaderboard import (
         LOG_DIR,
@@ -120,9 +146,12 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     from automl.plan import static_block
     from automl.prepare import cache_root, preflight_backbones, prepare_data, scan_data
     from automl.prepared import load_datasets
+    from automl.space_file import SPACE_FILE, describe, write_space
 
     started = time.time()
     catalog = scan_data(cfg)
+    if cfg.preset is not None:
+        cfg = _fit_preset(cfg, catalog.count(TRAIN), address, log)
     preprocessing = preflight_backbones(cfg)
     storage.check_writable(out.location, "run dir")
     cluster = ray_session.init_ray(address)
@@ -135,6 +164,12 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
             "trial waits for the autoscaler to add one (Ctrl-C to stop)")
     ray_session.warn_if_not_shared(out.location, address, log)
     out.local.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        write_space(cfg, out.local / SPACE_FILE, f"The search space of run {out}, resolved "
+                    f"({time.strftime('%Y-%m-%d %H:%M')}).\nRe-run it with: automl search "
+                    f"{out.uri(SPACE_FILE)}")
+    log(f"space (re-run: automl search {out.uri(SPACE_FILE)}):\n  "
+        + "\n  ".join(describe(cfg)))
     with (out.local / CONFIG_FILE).open("wb") as f:
         pickle.dump(cfg, f)
     (out.local / CONFIG_JSON).write_text(
@@ -198,6 +233,25 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     if export_dir is None:
         raise SearchFailed(failure_report(board, out.local / LOG_DIR), result)
     return result
+
+
+def _fit_preset(cfg: Config, train_rows: int, address: str | None, log: Any) -> Config:
+    """A preset's space fitted to the cluster's GPUs (an embedded Ray gets this machine's)
+    and the training split's size."""
+    from automl import ray_session
+    from automl.backbones.registry import hub_reachable
+    from automl.presets import fit_preset
+
+    if address is None:
+        import torch
+
+        gpus = float(torch.cuda.device_count())
+    else:
+        gpus = ray_session.init_ray(address).get("GPU", 0.0)
+    cfg, notes = fit_preset(cfg, gpus, train_rows, hub_reachable)
+    for note in notes:
+        log(note)
+    return cfg
 
 
 def _trials_line(cfg: Config, budget: TimeBudget | None) -> str:

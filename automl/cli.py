@@ -27,7 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("search", help="run a transfer search and export the best model")
-    s.add_argument("space", nargs="?", help="search space YAML (see search_spaces/)")
+    s.add_argument("space", nargs="?", help="search space YAML (see search_spaces/); without "
+                   "it, --data alone runs a zero-config search")
     s.add_argument("--resume", metavar="RUN_DIR",
                    help="finish an interrupted search in RUN_DIR, a path or URI (keeps "
                    "finished trials)")
@@ -43,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
                    "e.g. 30m, 1h30m (overrides search.time_budget; without --num-samples, "
                    "trials run until it is spent)")
     s.add_argument("--address", help="Ray cluster address (default: embedded local Ray)")
+    z = s.add_argument_group("zero-config (no SPACE): the task is detected from --data")
+    z.add_argument("--preset", choices=("quick", "medium", "best"), help="shipped space in "
+                   "search_spaces/presets/ (default: the one that fits --time-budget, else "
+                   "quick ≈ 10m; medium ≈ 1h; best ≈ 4h)")
+    z.add_argument("--task", choices=("image", "text"), help="override the detected task")
+    z.add_argument("--text-column", help="text tables: the text column (default: detected)")
+    z.add_argument("--label-column", help="tables: the label column (default: detected)")
 
     v = sub.add_parser("validate", help="check a search space without building anything")
     v.add_argument("space")
@@ -164,17 +172,21 @@ def _run(args: argparse.Namespace) -> int:
               f"{trials or 'unlimited'} trials{budget})")
     elif args.command == "search" and args.resume:
         if (args.space or args.data or args.run_dir or args.num_samples or args.epochs
-                or args.storage or args.time_budget):
+                or args.storage or args.time_budget or args.preset or args.task
+                or args.text_column or args.label_column):
             raise AutomlError("--resume takes only the run dir (and --address): the search "
                               "continues with the config it started with")
         _print_search_end(api.resume_search(args.resume, address=args.address))
     elif args.command == "search":
-        if not args.space:
-            raise AutomlError("search needs a search space YAML (or --resume RUN_DIR)")
+        if not args.space and not args.data:
+            raise AutomlError("search needs --data PATH (zero-config), a search space YAML, "
+                              "or --resume RUN_DIR")
         result = api.run_search(args.space, data=args.data, run_dir=args.run_dir,
                                 num_samples=args.num_samples, address=args.address,
                                 epochs=args.epochs, storage_root=args.storage,
-                                time_budget=args.time_budget)
+                                time_budget=args.time_budget, preset=args.preset,
+                                task=args.task, text_column=args.text_column,
+                                label_column=args.label_column)
         _print_search_end(result)
     elif args.command == "leaderboard":
         _leaderboard(args)

@@ -143,6 +143,19 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class PresetConfig:
+    """A shipped preset's rules for fitting its space to the machine (`automl.presets`)."""
+
+    name: str
+    examples_per_epoch: dict[str, int | None] = field(default_factory=dict)
+    """`cpu` / `gpu`: longer training splits are searched in epochs of this many examples."""
+    gpu_backbones: tuple[BackboneChoice, ...] = ()
+    """Added to the zoo when the cluster has GPUs (too slow for the budget on CPUs)."""
+    gpu_settings: dict[str, Any] = field(default_factory=dict)
+    """`image_size`, `precision`: what changes on GPUs."""
+
+
+@dataclass(frozen=True)
 class Config:
     """A validated search: what to search, on which data, with which resources."""
 
@@ -154,6 +167,8 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    preset: PresetConfig | None = None
+    """Set by a shipped preset until it is fitted to the machine at the search's start."""
     source: str = "<config>"
 
     def backbone(self, label: str) -> BackboneChoice:
@@ -180,7 +195,7 @@ _SECTIONS: dict[str, type] = {
     "resources": ResourcesConfig,
     "tracking": TrackingConfig,
 }
-_TOP_KEYS = ("task", "backbones", "space", *_SECTIONS)
+_TOP_KEYS = ("task", "backbones", "space", *_SECTIONS, "preset")
 
 
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
@@ -218,10 +233,38 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
     sections["data"] = _resolve_data_paths(sections["data"], problems)
     backbones = _backbones(raw.get("backbones"), task, problems)
     space = _space(raw.get("space") or {}, task, problems)
+    preset = _preset(raw["preset"], task, problems) if raw.get("preset") is not None else None
     _check_values(sections, problems)
     if problems:
         raise ConfigError(source, problems)
-    return Config(task=task, backbones=backbones, space=space, source=source, **sections)
+    return Config(task=task, backbones=backbones, space=space, preset=preset, source=source,
+                  **sections)
+
+
+def _preset(raw: Any, task: str, problems: list[str]) -> PresetConfig | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        problems.append("preset: must be a mapping with a name (see search_spaces/presets/)")
+        return None
+    for key in set(raw) - {"name", "examples_per_epoch", "gpu"}:
+        problems.append(f"preset.{key}: unknown key; known: name, examples_per_epoch, gpu")
+    per_epoch = raw.get("examples_per_epoch") or {}
+    if not isinstance(per_epoch, dict) or set(per_epoch) - {"cpu", "gpu"} or not all(
+            v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+            for v in per_epoch.values()):
+        problems.append(f"preset.examples_per_epoch: must map cpu / gpu to a count >= 1 or "
+                        f"null, got {per_epoch!r}")
+        per_epoch = {}
+    gpu = dict(raw.get("gpu") or {})
+    backbones = gpu.pop("backbones", None)
+    rules = {"image_size": lambda v: v is None or (isinstance(v, int) and v >= 16),
+             "precision": lambda v: v in ("fp32", "bf16")}
+    for key, value in gpu.items():
+        if key not in rules or not rules[key](value):
+            problems.append(f"preset.gpu.{key}: expected image_size (null or >= 16), "
+                            f"precision (fp32 or bf16) or backbones, got {value!r}")
+    gpu_backbones = _backbones(backbones, task, problems, "preset.gpu.backbones") \
+        if backbones else ()
+    return PresetConfig(raw["name"], per_epoch, gpu_backbones, gpu)
 
 
 def _section(cls: type, raw: Any, name: str, problems: list[str]) -> Any:
@@ -306,13 +349,14 @@ def _check_values(sections: dict[str, Any], problems: list[str]) -> None:
             problems.append(f"{key}: {rule}, got {value!r}")
 
 
-def _backbones(raw: Any, task: str, problems: list[str]) -> tuple[BackboneChoice, ...]:
+def _backbones(raw: Any, task: str, problems: list[str], key: str = "backbones"
+               ) -> tuple[BackboneChoice, ...]:
     if not isinstance(raw, list) or not raw:
-        problems.append("backbones: must be a non-empty list of {name, weights} entries")
+        problems.append(f"{key}: must be a non-empty list of {{name, weights}} entries")
         return ()
     choices: list[BackboneChoice] = []
     for i, entry in enumerate(raw):
-        where = f"backbones[{i}]"
+        where = f"{key}[{i}]"
         if isinstance(entry, str):
             entry = {"name": entry}
         if not isinstance(entry, dict) or "name" not in entry:

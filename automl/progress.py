@@ -26,7 +26,7 @@ class ProgressPrinter(Callback):
         self.budget = budget
         self.start = time.time()
         self.best: tuple[float, str] | None = None
-        self.finished = self.stopped = self.errored = 0
+        self.finished = self.stopped = self.errored = self.cut = 0
         self.running: set[str] = set()
 
     def _say(self, text: str) -> None:
@@ -35,12 +35,13 @@ class ProgressPrinter(Callback):
 
     def _summary(self) -> str:
         best = f"best {self.best[0]:.4f} ({self.best[1]})" if self.best else "best -"
-        done = self.finished + self.stopped + self.errored
+        done = self.finished + self.stopped + self.errored + self.cut
         of = f" of {self.num_samples}" if self.num_samples else ""
+        cut = f", {self.cut} cut by the budget" if self.cut else ""
         left = (f" | budget left {format_duration(self.budget.left())}"
                 if self.budget is not None else "")
         return (f"{len(self.running)} running, {self.finished} finished, {self.stopped} stopped "
-                f"early, {self.errored} errored{of} ({done} done) | {best}{left}")
+                f"early{cut}, {self.errored} errored{of} ({done} done) | {best}{left}")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         if self.budget is None:
@@ -79,7 +80,7 @@ class ProgressPrinter(Callback):
         self.running.discard(trial.trial_id)
         epochs = (trial.last_result or {}).get("epoch", 0)
         if (trial.last_result or {}).get(OUT_OF_TIME):
-            self.stopped += 1
+            self.cut += 1
             self._say(f"{trial.trial_id} ended after epoch {epochs}: another would pass the "
                       f"time budget (its epochs count) | {self._summary()}")
         elif epochs >= self.epochs:

