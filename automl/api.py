@@ -146,6 +146,7 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     from automl.plan import static_block
     from automl.prepare import cache_root, preflight_backbones, prepare_data, scan_data
     from automl.prepared import load_datasets
+    from automl.ranking import prune, rank_backbones, seed_points
     from automl.space_file import SPACE_FILE, describe, write_space
 
     started = time.time()
@@ -190,9 +191,13 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     static["data_root"] = storage.join(cache_root(cfg, out.location), catalog.fingerprint)
     static["data"] = {"source": catalog.source, "train_rows": first.train_rows,
                       "val_rows": first.val_rows, "text_column": cfg.data.text_column}
+    ranked = rank_backbones(cfg, static, datasets, log)
+    static["transferability"] = ranked
+    cfg = prune(cfg, ranked, log)
     (out.local / STATIC_FILE).write_text(json.dumps(static, indent=2))
     try:
-        records = search.run_trials(cfg, static, datasets, out, concurrency, resume, budget)
+        records = search.run_trials(cfg, static, datasets, out, concurrency, resume, budget,
+                                    seed_points(ranked, cfg, concurrency))
     except BaseException:
         write_state(out.local, "interrupted")
         raise

@@ -106,6 +106,11 @@ class SearchConfig:
     """ASHA: epochs every trial runs before it can be stopped."""
     reduction_factor: int = 2
     """ASHA: keep the top 1/reduction_factor at each rung."""
+    rank_backbones: bool = True
+    """Before the first trial, score each pretrained backbone on its frozen features (k-NN
+    accuracy, LogME; cached) and start with the best-ranked ones."""
+    prune_backbones: int | None = None
+    """Keep only the k best-ranked pretrained backbones (null: search them all)."""
 
     @property
     def max_trials(self) -> int | None:
@@ -333,6 +338,9 @@ def _check_values(sections: dict[str, Any], problems: list[str]) -> None:
         ("search.grace_period", 1 <= search.grace_period <= train.epochs,
          f"must be between 1 and train.epochs ({train.epochs})"),
         ("search.reduction_factor", search.reduction_factor >= 2, "must be >= 2"),
+        ("search.prune_backbones", search.prune_backbones is None or (
+            search.prune_backbones >= 1 and search.rank_backbones),
+         "must be >= 1 and needs search.rank_backbones: true (null keeps every backbone)"),
         ("resources.workers_per_trial", res.workers_per_trial >= 1, "must be >= 1"),
         ("resources.cpus_per_worker", res.cpus_per_worker > 0, "must be > 0"),
         ("resources.max_concurrent_trials",

@@ -33,7 +33,7 @@ COLUMNS = [
     "rank", "trial_id", "status", "eligible", "backbone", "weights", "pretrained",
     "unfreeze_depth", "layer_groups", *HYPERPARAMETERS,
     "val_accuracy", "best_epoch", "epochs", "val_loss", "train_accuracy", "overfit_gap",
-    "overfitting", "transfer_gain", "negative_transfer",
+    "overfitting", "transfer_gain", "negative_transfer", "knn_accuracy", "logme",
     "trial_time_s", "device", "device_hours", "trainable_params", "total_params",
     "trainable_pct", "samples_per_s", "peak_memory_mb", "latency_ms",
     "startup_s", "ray_startup_s", "setup_s", "train_time_s", "data_time_s", "eval_time_s",
@@ -125,6 +125,7 @@ def _row(record: TrialRecord, static: dict[str, Any], running: bool) -> dict[str
         "train_accuracy": train_acc,
         "overfit_gap": gap,
         "overfitting": None if gap is None else gap > OVERFIT_GAP,
+        **_scores((static.get("transferability") or {}).get(record.params.get("backbone"))),
         "trial_time_s": record.trial_time_s,
         "device": "gpu" if gpu else "cpu",
         "device_hours": record.trial_time_s * devices / 3600,
@@ -148,6 +149,11 @@ def _row(record: TrialRecord, static: dict[str, Any], running: bool) -> dict[str
         "refit": _refit_note(record.refit),
         "error": record.error,
     }
+
+
+def _scores(ranked: dict[str, Any] | None) -> dict[str, Any]:
+    """The backbone's transferability scores from the ranking before the search."""
+    return {k: (ranked or {}).get(k) for k in ("knn_accuracy", "logme")}
 
 
 def _refit_note(refit: dict[str, Any] | None) -> str | None:

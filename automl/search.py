@@ -129,10 +129,12 @@ def trial_driver(config: dict[str, Any], static: dict[str, Any],
 def run_trials(
     config: Config, static: dict[str, Any], datasets: dict[str, dict[str, Any]], run: RunDir,
     concurrency: int, resume: bool = False, budget: TimeBudget | None = None,
+    first_points: list[dict[str, Any]] | None = None,
 ) -> list[TrialRecord]:
     """Run the whole search over materialized datasets (variant key → split → Dataset);
     return a record per trial (finished, stopped, out of time or errored). `budget` stops
-    the search when spent (a resumed search keeps the one it started with).
+    the search when spent (a resumed search keeps the one it started with); `first_points`
+    (partial configs, e.g. the best-ranked backbones) are tried first.
 
     Trial checkpoints (`trials/`) and the Tune experiment (`tune/`) go straight to the run's
     location (a path or storage URI); progress and Ray's log to the driver's `run.local`.
@@ -147,6 +149,7 @@ def run_trials(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     searcher = OptunaSearch(
         space=space, metric=config.search.metric, mode="max",
+        points_to_evaluate=first_points or None,
         # Optuna's default is 10 random trials before TPE; small searches would never use TPE.
         sampler=optuna.samplers.TPESampler(
             seed=config.search.seed,

@@ -124,6 +124,13 @@ def write_text(location: str, text: str) -> None:
     write_bytes(location, text.encode("utf-8"))
 
 
+def move(source: str, target: str) -> None:
+    """Rename a file: atomic on a local filesystem, so readers never see half of it (an
+    object store's upload is already all-or-nothing)."""
+    fs, path = filesystem(source)
+    fs.move(path, filesystem(target)[1])
+
+
 def make_dirs(location: str) -> None:
     """Create a folder and its parents (a no-op on object stores without folders)."""
     fs, path = filesystem(location)

@@ -400,9 +400,17 @@ def test_zero_config_image_search_writes_a_space_that_re_runs(
     board = pd.read_csv(run / "leaderboard.csv")
     assert board["status"].tolist() == ["finished"] and board["pretrained"].all()
     assert (run / "export" / "model.safetensors").is_file()
+    # Two packaged backbones: ranked on their frozen features, the best one tried first.
+    ranked = json.loads((run / "static.json").read_text())["transferability"]
+    assert "Backbone ranking" in out and "0 of 2 from the feature cache" in out
+    assert _first_params(run)["backbone"] == next(iter(ranked))
+    assert board["knn_accuracy"].notna().all() and board["logme"].notna().all()
+    assert "Backbone ranking before the search" in (run / "report.html").read_text()
 
-    assert main(["search", str(run / "space.yaml"), "--run-dir", str(again)]) == 0, \
-        capfd.readouterr().err
+    code = main(["search", str(run / "space.yaml"), "--run-dir", str(again)])
+    out, err = capfd.readouterr()
+    assert code == 0, err
+    assert "2 of 2 from the feature cache" in out  # same data and backbones: no extraction
     body = [(r / "space.yaml").read_text().split("\ntask:", 1)[1] for r in (run, again)]
     assert body[0] == body[1]
     assert _first_params(run) == _first_params(again)

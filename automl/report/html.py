@@ -13,13 +13,15 @@ import pandas as pd
 from automl.history import TrialRecord
 from automl.leaderboard import OVERFIT_GAP, Constraints, selected
 from automl.report import plots
+from automl.transferability import ranking_quality
 
 TABLE_COLUMNS = [
     "rank", "trial_id", "status", "eligible", "backbone", "weights", "unfreeze_fraction",
     "unfreeze_depth", "head_lr", "backbone_lr", "layer_decay", "lp_ft_epochs", "weight_decay",
     "batch_size", "val_accuracy", "best_epoch", "epochs", "train_accuracy", "overfit_gap",
-    "transfer_gain", "trial_time_s", "device_hours", "trainable_params", "trainable_pct",
-    "samples_per_s", "peak_memory_mb", "latency_ms", "startup_s", "restarts", "error",
+    "transfer_gain", "knn_accuracy", "trial_time_s", "device_hours", "trainable_params",
+    "trainable_pct", "samples_per_s", "peak_memory_mb", "latency_ms", "startup_s", "restarts",
+    "error",
 ]
 _SCRIPT = """
 window.__reportErrors = [];
@@ -84,6 +86,7 @@ def build_report(board: pd.DataFrame, records: list[TrialRecord], config: dict[s
         "</p>",
         _cards(board, constraints),
         "<h2>Transfer risks</h2>", _risks(board),
+        *_ranking(board),
         "<h2>Figures</h2>", '<div class="grid">',
         *(f"<figure><figcaption>{_e(c)}</figcaption>{svg}</figure>" for c, svg in figures),
         "</div>",
@@ -97,6 +100,29 @@ def build_report(board: pd.DataFrame, records: list[TrialRecord], config: dict[s
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}'
             f"</title><style>{_STYLE}</style><script>{_SCRIPT}</script></head><body>"
             + "\n".join(body) + "</body></html>")
+
+
+def _ranking(board: pd.DataFrame) -> list[str]:
+    """The backbone ranking made before the search against the accuracy each backbone
+    reached, with Kendall's τ (nothing when the search ranked no backbones)."""
+    table = ranking_quality(board)
+    if table.empty:
+        return []
+    taus = table.attrs["kendall_tau"]
+    said = ", ".join(f"{score} τ = {tau:+.2f}" if tau is not None else f"{score} τ: n/a"
+                     for score, tau in taus.items())
+    rows = "".join(
+        f"<tr><td>{_e(choice)}</td><td>{r.knn_accuracy:.3f}</td><td>{r.logme:.3f}</td>"
+        f"<td>{r.best_val_accuracy:.4f}</td><td>{int(r.trials)}</td></tr>"
+        for choice, r in table.iterrows())
+    return ["<h2>Backbone ranking before the search</h2>",
+            "<p>Scores of each pretrained backbone's frozen features (k-NN accuracy on "
+            "validation examples, LogME), computed before the first trial, against the best "
+            f"accuracy its fine-tunes reached. Kendall's τ of score vs accuracy: {said} "
+            "(+1: the score ordered the backbones exactly as fine-tuning did).</p>",
+            "<table><thead><tr><th>backbone</th><th>k-NN accuracy</th><th>LogME</th>"
+            f"<th>best val_accuracy</th><th>trials</th></tr></thead><tbody>{rows}</tbody>"
+            "</table>"]
 
 
 def _cards(board: pd.DataFrame, constraints: Constraints) -> str:

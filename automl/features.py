@@ -1,0 +1,102 @@
+"""Frozen-backbone features, computed once per (backbone, weights, prepared data,
+preprocessing) and kept next to the prepared data, and the transferability ranking of the
+search's backbones made from them before the first trial.
+
+Each backbone's features are extracted by a Ray task on the cluster reading the prepared
+datasets (the driver holds no example); the cache file is content-keyed and written under a
+temporary name then moved, so concurrent searches on the same data never read half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+
+from automl import storage
+
+RANK_TRAIN_ROWS = 1_000
+"""Training examples whose features the ranking uses (the head of the shuffled split)."""
+RANK_VAL_ROWS = 500
+FEATURES_DIR = "features"
+
+
+def feature_location(data_root: str, variant: str, plan_dict: dict[str, Any],
+                     rows: tuple[int, int]) -> str:
+    """Cache file of one backbone's features on one prepared variant of the data (the data's
+    content fingerprint is part of `data_root`)."""
+    key = {k: plan_dict[k] for k in ("backbone", "weights", "preprocessing", "max_length",
+                                     "pooling")}
+    digest = hashlib.sha256(json.dumps([key, rows], sort_keys=True).encode()).hexdigest()
+    return storage.join(data_root, variant, FEATURES_DIR, f"{digest[:24]}.npz")
+
+
+def extract(plan_dict: dict[str, Any], train: Any, val: Any, location: str
+            ) -> dict[str, Any]:
+    """Ray task: the frozen backbone's pooled features of the first rows of `train` and
+    `val` (Ray Datasets), from the cache at `location` or computed and cached there."""
+    started = time.time()
+    if storage.exists(location):
+        cached = dict(np.load(io.BytesIO(storage.read_bytes(location))))
+        return {**cached, "seconds": time.time() - started, "cached": True}
+    import torch
+
+    from automl.plan import TrialPlan
+    from automl.tasks import get_task
+
+    torch.set_num_threads(1)
+    plan = TrialPlan.from_dict(plan_dict)
+    task = get_task(plan.task)
+    model, layers = task.build_model(plan)
+    model.eval()
+    captured: list[torch.Tensor] = []
+    head = model.get_submodule(_head_module(layers.head))
+    hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        for split, data, rows in (("train", train, RANK_TRAIN_ROWS), ("val", val, RANK_VAL_ROWS)):
+            labels: list[np.ndarray] = []
+            captured.clear()
+            seen = 0
+            with torch.no_grad():
+                for batch in data.iter_batches(batch_size=64, batch_format="pyarrow"):
+                    batch = batch.slice(0, rows - seen)
+                    inputs, target = task.collate(batch, plan, torch.device("cpu"))
+                    task.forward(model, inputs)
+                    labels.append(target.numpy())
+                    seen += batch.num_rows
+                    if seen >= rows:
+                        break
+            arrays[split] = torch.cat(captured).float().flatten(1).numpy()
+            arrays[f"{split}_labels"] = np.concatenate(labels)
+    finally:
+        hook.remove()
+    buffer = io.BytesIO()
+    np.savez(buffer, train=arrays["train"], train_labels=arrays["train_labels"],
+             val=arrays["val"], val_labels=arrays["val_labels"])
+    partial = f"{location}.{uuid.uuid4().hex}.partial"
+    storage.write_bytes(partial, buffer.getvalue())
+    storage.move(partial, location)
+    return {**arrays, "seconds": time.time() - started, "cached": False}
+
+
+def _head_module(head_params: list[str]) -> str:
+    """The module holding the head's weight (`classifier.weight` → `classifier`)."""
+    weight = next(p for p in head_params if p.endswith("weight"))
+    return weight.rsplit(".", 1)[0]
+
+
+def score(found: dict[str, Any]) -> dict[str, float]:
+    """LogME and k-NN accuracy of one backbone's extracted features."""
+    from automl.transferability import knn_accuracy, logme
+
+    return {
+        "logme": logme(found["train"], found["train_labels"]),
+        "knn_accuracy": knn_accuracy(found["train"], found["train_labels"], found["val"],
+                                     found["val_labels"]),
+    }

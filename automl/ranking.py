@@ -1,0 +1,86 @@
+"""Rank the search's pretrained backbones before the first trial (LogME and k-NN accuracy on
+their frozen, cached features), seed the first trials with the best, optionally keep the top
+k. After the search, `transferability.ranking_quality` says how well it predicted them."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from automl.config import Config
+from automl.errors import root_cause
+
+
+def rank_backbones(cfg: Config, static: dict[str, Any], datasets: dict[str, dict[str, Any]],
+                   log: Any) -> dict[str, dict[str, Any]]:
+    """Scores per pretrained backbone label (best first), from one Ray task per backbone;
+    empty when there is nothing to rank. A backbone whose extraction fails is left unscored
+    (the search still tries it)."""
+    import ray
+
+    from automl import features
+    from automl.plan import make_plan
+    from automl.spaces import largest
+
+    labels = [b.label for b in cfg.backbones if b.pretrained]
+    if not cfg.search.rank_backbones or len(labels) < 2:
+        return {}
+    extract = ray.remote(num_cpus=1)(features.extract)
+    params = {"unfreeze_fraction": 0.0, "head_lr": 1e-3, "weight_decay": 0.0,
+              "batch_size": 64, "pooling": "mean"}
+    if "max_length" in cfg.space:
+        params["max_length"] = largest(cfg.space["max_length"])
+    refs = {}
+    for label in labels:
+        plan = make_plan({**params, "backbone": label}, static).to_dict()
+        variant = static["variant_of"][label]
+        location = features.feature_location(
+            static["data_root"], variant, plan,
+            (features.RANK_TRAIN_ROWS, features.RANK_VAL_ROWS))
+        data = datasets[variant]
+        refs[label] = extract.remote(plan, data["train"], data["val"], location)
+    scores: dict[str, dict[str, Any]] = {}
+    for label, ref in refs.items():
+        try:
+            found = ray.get(ref)
+        except Exception as exc:  # any backbone error: the search still tries the backbone
+            log(f"  ranking: {label} left unscored: {root_cause(exc)}")
+            continue
+        scores[label] = {**features.score(found), "seconds": found["seconds"],
+                         "cached": found["cached"], "examples": len(found["train"])}
+    ranked = dict(sorted(scores.items(), key=lambda kv: -kv[1]["knn_accuracy"]))
+    if ranked:
+        log(_summary(ranked))
+    return ranked
+
+
+def _summary(ranked: dict[str, dict[str, Any]]) -> str:
+    first = next(iter(ranked.values()))
+    spent = sum(s["seconds"] for s in ranked.values())
+    cached = sum(bool(s["cached"]) for s in ranked.values())
+    lines = [f"Backbone ranking (frozen features of {first['examples']} training examples; "
+             f"k-NN accuracy on validation examples, LogME; {spent:.0f} s of tasks, "
+             f"{cached} of {len(ranked)} from the feature cache):"]
+    lines += [f"  {i}. {label}  k-NN {s['knn_accuracy']:.3f}  LogME {s['logme']:.3f}"
+              for i, (label, s) in enumerate(ranked.items(), 1)]
+    return "\n".join(lines)
+
+
+def prune(cfg: Config, ranked: dict[str, dict[str, Any]], log: Any) -> Config:
+    """Keep the `search.prune_backbones` best-ranked pretrained backbones (scratch baselines
+    and unscored backbones stay)."""
+    keep = cfg.search.prune_backbones
+    if not keep or len(ranked) <= keep:
+        return cfg
+    dropped = list(ranked)[keep:]
+    log(f"  search.prune_backbones: {keep}: left out {', '.join(dropped)}")
+    return dataclasses.replace(cfg, backbones=tuple(b for b in cfg.backbones
+                                                    if b.label not in dropped))
+
+
+def seed_points(ranked: dict[str, dict[str, Any]], cfg: Config, count: int
+                ) -> list[dict[str, Any]]:
+    """The first trials (Tune's points_to_evaluate): one per best-ranked backbone still in
+    the search; TPE samples their other knobs."""
+    searched = {b.label for b in cfg.backbones}
+    return [{"backbone": label} for label in ranked if label in searched][:count]
