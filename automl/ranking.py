@@ -5,6 +5,7 @@ k. After the search, `transferability.ranking_quality` says how well it predicte
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 from automl.config import Config
@@ -25,6 +26,7 @@ def rank_backbones(cfg: Config, static: dict[str, Any], datasets: dict[str, dict
     labels = [b.label for b in cfg.backbones if b.pretrained]
     if not cfg.search.rank_backbones or len(labels) < 2:
         return {}
+    started = time.time()
     extract = ray.remote(num_cpus=1)(features.extract)
     params = {"unfreeze_fraction": 0.0, "head_lr": 1e-3, "weight_decay": 0.0,
               "batch_size": 64, "pooling": "mean"}
@@ -50,17 +52,17 @@ def rank_backbones(cfg: Config, static: dict[str, Any], datasets: dict[str, dict
                          "cached": found["cached"], "examples": len(found["train"])}
     ranked = dict(sorted(scores.items(), key=lambda kv: -kv[1]["knn_accuracy"]))
     if ranked:
-        log(_summary(ranked))
+        log(_summary(ranked, time.time() - started))
     return ranked
 
 
-def _summary(ranked: dict[str, dict[str, Any]]) -> str:
+def _summary(ranked: dict[str, dict[str, Any]], wall_s: float) -> str:
     first = next(iter(ranked.values()))
     spent = sum(s["seconds"] for s in ranked.values())
     cached = sum(bool(s["cached"]) for s in ranked.values())
-    lines = [f"Backbone ranking (frozen features of {first['examples']} training examples; "
-             f"k-NN accuracy on validation examples, LogME; {spent:.0f} s of tasks, "
-             f"{cached} of {len(ranked)} from the feature cache):"]
+    lines = [f"Backbone ranking in {wall_s:.0f} s ({spent:.0f} s of tasks, {cached} of "
+             f"{len(ranked)} from the feature cache): frozen features of {first['examples']} "
+             "training examples, k-NN accuracy on validation examples, LogME"]
     lines += [f"  {i}. {label}  k-NN {s['knn_accuracy']:.3f}  LogME {s['logme']:.3f}"
               for i, (label, s) in enumerate(ranked.items(), 1)]
     return "\n".join(lines)

@@ -402,7 +402,7 @@ def test_zero_config_image_search_writes_a_space_that_re_runs(
     assert (run / "export" / "model.safetensors").is_file()
     # Two packaged backbones: ranked on their frozen features, the best one tried first.
     ranked = json.loads((run / "static.json").read_text())["transferability"]
-    assert "Backbone ranking" in out and "0 of 2 from the feature cache" in out
+    assert "Backbone ranking in" in out and "0 of 2 from the feature cache" in out
     assert _first_params(run)["backbone"] == next(iter(ranked))
     assert board["knn_accuracy"].notna().all() and board["logme"].notna().all()
     assert "Backbone ranking before the search" in (run / "report.html").read_text()
