@@ -21,6 +21,9 @@ from automl.durations import parse_duration
 from automl.errors import AutomlError, ConfigError
 from automl.tasks import TASKS
 
+SAMPLERS = ("tpe", "random")
+SCHEDULERS = ("asha", "fifo")
+
 
 @dataclass(frozen=True)
 class BackboneChoice:
@@ -86,6 +89,9 @@ class TrainConfig:
     in budgets smaller than an epoch. ASHA's rungs count these epochs either way."""
     max_restarts: int = 2
     """Times a trial restarts from its latest checkpoint after losing a worker or a node."""
+    feature_cache: bool = True
+    """Linear-probe epochs (nothing unfrozen, or LP-FT's first epochs) train the head on the
+    frozen backbone's features, computed once per backbone and data and cached."""
 
 
 DEFAULT_NUM_SAMPLES = 8
@@ -111,6 +117,10 @@ class SearchConfig:
     accuracy, LogME; cached) and start with the best-ranked ones."""
     prune_backbones: int | None = None
     """Keep only the k best-ranked pretrained backbones (null: search them all)."""
+    sampler: str = "tpe"
+    """`tpe` (Optuna's TPESampler) or `random` (Optuna's RandomSampler: plain random search)."""
+    scheduler: str = "asha"
+    """`asha` (stop weak trials early at rungs) or `fifo` (every trial runs all its epochs)."""
 
     @property
     def max_trials(self) -> int | None:
@@ -135,6 +145,9 @@ class ResourcesConfig:
     """One GPU per worker when true."""
     max_concurrent_trials: int | None = None
     """Default: as many as the cluster can hold at once."""
+    single_worker_in_trial: bool = True
+    """A one-worker trial trains in its Tune trial process (same loop, checkpoints, metrics
+    and restarts) instead of starting a Ray Train worker group (≈20 s per trial here)."""
 
 
 @dataclass(frozen=True)
@@ -341,6 +354,9 @@ def _check_values(sections: dict[str, Any], problems: list[str]) -> None:
         ("search.prune_backbones", search.prune_backbones is None or (
             search.prune_backbones >= 1 and search.rank_backbones),
          "must be >= 1 and needs search.rank_backbones: true (null keeps every backbone)"),
+        ("search.sampler", search.sampler in SAMPLERS, f"must be one of {list(SAMPLERS)}"),
+        ("search.scheduler", search.scheduler in SCHEDULERS,
+         f"must be one of {list(SCHEDULERS)}"),
         ("resources.workers_per_trial", res.workers_per_trial >= 1, "must be >= 1"),
         ("resources.cpus_per_worker", res.cpus_per_worker > 0, "must be > 0"),
         ("resources.max_concurrent_trials",

@@ -1,4 +1,4 @@
-"""Which trial failures Ray Train retries: lost workers and nodes, yes; our own errors, no.
+"""Which trial failures are retried: lost workers, processes and nodes, yes; our own errors, no.
 
 Ray Train's default policy restarts a worker group after any worker error, up to
 `FailureConfig.max_failures`. That is right for a killed process or a lost node, but a trial
@@ -14,6 +14,8 @@ driver's process; if Ray moves it, `install` does nothing and such trials are si
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from automl.errors import AutomlError, TrialFailed
@@ -29,15 +31,23 @@ def is_deterministic(error: BaseException) -> bool:
     itself (a lr that overflows, a shape error). Lost workers and nodes show up as Ray's own
     errors on at least one rank (a surviving DDP rank's collective error alone is not
     enough), and storage/network errors are transient: those are retried."""
-    from ray.exceptions import RayError
-    from ray.train.v2._internal.exceptions import RayTrainError
-
     failures = [getattr(f, "_base_exc", f) for f in
                 (getattr(error, "worker_failures", None) or {}).values()]
     if any(isinstance(f, DETERMINISTIC) for f in failures):
         return True
-    system = (RayError, RayTrainError, *TRANSIENT)
-    return bool(failures) and not any(isinstance(f, system) for f in failures)
+    return bool(failures) and not any(isinstance(f, _system_errors()) for f in failures)
+
+
+def is_deterministic_error(error: BaseException) -> bool:
+    """The same rule for one error raised by the training loop in a trial's own process."""
+    return isinstance(error, DETERMINISTIC) or not isinstance(error, _system_errors())
+
+
+def _system_errors() -> tuple[type[BaseException], ...]:
+    from ray.exceptions import RayError
+    from ray.train.v2._internal.exceptions import RayTrainError
+
+    return (RayError, RayTrainError, *TRANSIENT)
 
 
 def install() -> bool:
@@ -88,3 +98,51 @@ def pin_cluster_address() -> None:
         return
     os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
     propagated.add("RAY_ADDRESS")
+
+
+def lost_process(error: BaseException) -> bool:
+    """True when a Tune trial failed because its process or node went away (killed, out of
+    memory, node lost), not because of an error its code raised."""
+    from ray.exceptions import (
+        NodeDiedError,
+        OutOfMemoryError,
+        RayActorError,
+        RayTaskError,
+        WorkerCrashedError,
+    )
+
+    if isinstance(error, RayTaskError):
+        error = error.as_instanceof_cause()
+    return isinstance(error, (RayActorError, WorkerCrashedError, NodeDiedError,
+                              OutOfMemoryError))
+
+
+@contextlib.contextmanager
+def tune_retries_lost_trials_only() -> Iterator[None]:
+    """While the search runs, Tune retries a trial (its FailureConfig) only when the trial's
+    process or node was lost; a trial whose code raised has already had the retries that
+    make sense (`automl.trainer`) and ends at once.
+
+    Tune retries every failure alike and has no hook for this (2.60), so its controller's
+    failure handler is wrapped for the duration of the search only. If Ray moves it, every
+    failure is retried, and the failed trial's `failed.txt` makes each retry fail at once."""
+    try:
+        from ray.tune.execution.tune_controller import TuneController
+    except ImportError:
+        yield
+        return
+    original = getattr(TuneController, "_process_trial_failure", None)
+    if original is None:
+        yield
+        return
+
+    def process_trial_failure(self: Any, trial: Any, exception: Any) -> Any:
+        if not lost_process(exception):
+            trial.max_failures = 0
+        return original(self, trial, exception)
+
+    TuneController._process_trial_failure = process_trial_failure  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        TuneController._process_trial_failure = original  # type: ignore[method-assign]

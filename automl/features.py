@@ -42,8 +42,7 @@ def extract(plan_dict: dict[str, Any], train: Any, val: Any, location: str
     `val` (Ray Datasets), from the cache at `location` or computed and cached there."""
     started = time.time()
     if storage.exists(location):
-        cached = dict(np.load(io.BytesIO(storage.read_bytes(location))))
-        return {**cached, "seconds": time.time() - started, "cached": True}
+        return {**read_arrays(location), "seconds": time.time() - started, "cached": True}
     import torch
 
     from automl.plan import TrialPlan
@@ -76,13 +75,23 @@ def extract(plan_dict: dict[str, Any], train: Any, val: Any, location: str
             arrays[f"{split}_labels"] = np.concatenate(labels)
     finally:
         hook.remove()
+    write_arrays(location, arrays)
+    return {**arrays, "seconds": time.time() - started, "cached": False}
+
+
+def write_arrays(location: str, arrays: dict[str, np.ndarray]) -> None:
+    """Save arrays as one .npz at `location` (a path or URI), written under a temporary name
+    and then moved: a concurrent reader sees the whole file or none."""
     buffer = io.BytesIO()
-    np.savez(buffer, train=arrays["train"], train_labels=arrays["train_labels"],
-             val=arrays["val"], val_labels=arrays["val_labels"])
+    np.savez(buffer, **arrays)  # type: ignore[arg-type] # numpy's stub types **kwds poorly
     partial = f"{location}.{uuid.uuid4().hex}.partial"
     storage.write_bytes(partial, buffer.getvalue())
     storage.move(partial, location)
-    return {**arrays, "seconds": time.time() - started, "cached": False}
+
+
+def read_arrays(location: str) -> dict[str, np.ndarray]:
+    """The arrays of an .npz written by `write_arrays`."""
+    return dict(np.load(io.BytesIO(storage.read_bytes(location))))
 
 
 def _head_module(head_params: list[str]) -> str:

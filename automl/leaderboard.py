@@ -36,8 +36,9 @@ COLUMNS = [
     "overfitting", "transfer_gain", "negative_transfer", "knn_accuracy", "logme",
     "trial_time_s", "device", "device_hours", "trainable_params", "total_params",
     "trainable_pct", "samples_per_s", "peak_memory_mb", "latency_ms",
-    "startup_s", "ray_startup_s", "setup_s", "train_time_s", "data_time_s", "eval_time_s",
-    "checkpoint_time_s", "restarts", "worker_nodes", "checkpoint", "refit", "error",
+    "startup_s", "ray_startup_s", "setup_s", "feature_cache", "features_s", "train_time_s",
+    "data_time_s", "eval_time_s", "checkpoint_time_s", "restarts", "worker_nodes", "checkpoint",
+    "refit", "error",
 ]
 
 
@@ -136,9 +137,10 @@ def _row(record: TrialRecord, static: dict[str, Any], running: bool) -> dict[str
         "peak_memory_mb": max((_number(h.get("peak_memory_mb")) or 0 for h in history),
                               default=None) or None,
         "latency_ms": last.get("latency_ms"),
-        "startup_s": last.get("startup_s"),
-        "ray_startup_s": last.get("ray_startup_s"),
+        **_startup(record, last),
         "setup_s": last.get("setup_s"),
+        "feature_cache": last.get("feature_cache"),  # hit | built | None (streamed)
+        "features_s": last.get("features_s"),
         "train_time_s": last.get("train_s"),
         "data_time_s": last.get("data_s"),
         "eval_time_s": last.get("eval_s"),
@@ -249,3 +251,14 @@ def failure_report(board: pd.DataFrame, log_dir: str | Path) -> str:
         lines.append("  every trial ended before its first evaluation (stopped or interrupted)")
     lines.append(f"  Ray's log: {log_dir}/ray.log")
     return "\n".join(lines)
+
+
+def _startup(record: TrialRecord, last: dict[str, Any]) -> dict[str, Any]:
+    """Trial start (the driver's start event) → first training step, and the part of it
+    before the model was set up (trial process, worker group, imports); the trial's own
+    clock when the start event or the step time is missing."""
+    first_step, setup = _number(last.get("first_step_at")), _number(last.get("setup_s"))
+    if first_step is None or record.started_at is None or setup is None:
+        return {"startup_s": last.get("startup_s"), "ray_startup_s": last.get("ray_startup_s")}
+    startup = max(0.0, first_step - record.started_at)
+    return {"startup_s": startup, "ray_startup_s": max(0.0, startup - setup)}

@@ -96,9 +96,11 @@ def static_block(
         "hflip": config.train.hflip,
         "steps_per_epoch": config.train.steps_per_epoch,
         "max_restarts": config.train.max_restarts,
+        "feature_cache": config.train.feature_cache,
         "resources": {"workers_per_trial": config.resources.workers_per_trial,
                       "cpus_per_worker": config.resources.cpus_per_worker,
-                      "use_gpu": config.resources.use_gpu},
+                      "use_gpu": config.resources.use_gpu,
+                      "single_worker_in_trial": config.resources.single_worker_in_trial},
     }
 
 

@@ -28,6 +28,7 @@ class ProgressPrinter(Callback):
         self.best: tuple[float, str] | None = None
         self.finished = self.stopped = self.errored = self.cut = 0
         self.running: set[str] = set()
+        self.started: dict[str, float] = {}
 
     def _say(self, text: str) -> None:
         elapsed = int(time.time() - self.start)
@@ -56,6 +57,7 @@ class ProgressPrinter(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.add(trial.trial_id)
+        self.started.setdefault(trial.trial_id, time.time())
         cfg = trial.config
         knobs = ", ".join(
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
@@ -71,8 +73,9 @@ class ProgressPrinter(Callback):
             return
         if self.best is None or acc > self.best[0]:
             self.best = (acc, f"{trial.trial_id} {trial.config.get('backbone')}")
-        first = (f", startup {result['startup_s']:.1f}s"
-                 if result.get("epoch") == 1 and "startup_s" in result else "")
+        first = ""
+        if result.get("epoch") == 1 and isinstance(at := result.get("first_step_at"), float):
+            first = f", startup {at - self.started.get(trial.trial_id, at):.1f}s"
         self._say(f"{trial.trial_id} epoch {result.get('epoch')}/{self.epochs} "
                   f"val_accuracy {acc:.4f}{first} | {self._summary()}")
 

@@ -1,7 +1,9 @@
-"""The only module that drives Ray Tune: OptunaSearch (TPE) + ASHA over TorchTrainer trials.
+"""The only module that drives Ray Tune: OptunaSearch (TPE) + ASHA over the trials.
 
-Train V2 pattern: each Tune trial is a small driver function that builds and fits a
-`TorchTrainer`; `TuneReportCallback` forwards rank-0 metrics and checkpoint paths to Tune.
+A single-worker trial trains in its Tune trial process (`automl.trainer.fit_in_process`),
+holding the worker's CPUs (or GPU) itself. A multi-worker trial follows Ray Train V2's
+pattern: a small driver function builds and fits a `TorchTrainer`, and
+`TuneReportCallback` forwards rank-0 metrics and checkpoint paths to Tune.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ import optuna
 import ray
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from automl import storage
+from automl import failures, storage
 from automl.budget import TimeBudget
 from automl.config import Config, ResourcesConfig
 from automl.errors import AutomlError
+from automl.features import FEATURES_DIR
 from automl.history import TrialRecord, load_records
 from automl.leaderboard import LOG_DIR
 from automl.plan import make_plan
@@ -33,10 +36,10 @@ from automl.run_dir import RunDir
 from automl.spaces import sample_trial
 from automl.tracking import HistoryWriter, tracking_callbacks
 
-# The trial driver only waits on its TorchTrainer: it needs no CPU of its own (Ray refuses an
-# all-zero request, so it asks for a little memory); CPUs go to the training workers. It runs
-# on the head node, so losing a worker node costs its trials a restart of their worker groups
-# (Ray Train's FailureConfig, from the latest checkpoint), never the trial itself.
+# A multi-worker trial's driver only waits on its TorchTrainer: it needs no CPU of its own (Ray
+# refuses an all-zero request, so it asks for a little memory); CPUs go to the training
+# workers. It runs on the head node, so losing a worker node costs its trials a restart of
+# their worker groups (Ray Train's FailureConfig, from the latest checkpoint), never the trial.
 DRIVER_RESOURCES: dict[str, float] = {"CPU": 0.0, "memory": 256.0 * 1024**2,
                                       "node:__internal_head__": 0.001}
 LIMIT_REFRESH_S = 2.0
@@ -75,9 +78,9 @@ def plan_concurrency(res: ResourcesConfig, cluster: dict[str, float], can_grow: 
 class ClusterSizedLimiter(ConcurrencyLimiter):
     """Tune's ConcurrencyLimiter with a limit that follows the cluster's current resources
     (re-read every few seconds): as an autoscaling cluster adds nodes, more trials run; with
-    none that fits yet, one trial waits (its pending worker group is the autoscaler's demand).
-    The trial drivers need no CPU, so this limit, not Ray's scheduler, is what keeps TPE from
-    sampling every trial before any result is in."""
+    none that fits yet, one trial waits (its pending resource request is the autoscaler's
+    demand). Multi-worker trials' drivers need no CPU, so this limit, not Ray's scheduler, is
+    what keeps TPE from sampling every trial before any result is in."""
 
     def __init__(self, searcher: Searcher, resources: ResourcesConfig, start: int,
                  budget: TimeBudget | None = None) -> None:
@@ -109,21 +112,39 @@ class ClusterSizedLimiter(ConcurrencyLimiter):
 
 def trial_driver(config: dict[str, Any], static: dict[str, Any],
                  datasets: dict[str, dict[str, Any]]) -> None:
-    """One Tune trial: fit a TorchTrainer for the sampled plan on the prepared datasets of its
-    backbone's variant (training split sharded over the workers), forwarding its reports."""
-    from ray.tune.integration.ray_train import TuneReportCallback
+    """One Tune trial: fit the sampled plan on the prepared datasets of its backbone's
+    variant, here (one worker) or in a TorchTrainer (training split sharded over the
+    workers) whose reports are forwarded."""
+    from automl.trainer import fit_trial, in_process
 
-    from automl import failures
-    from automl.trainer import fit_plan
-
-    # This process only drives one trial: patching Ray Train's failure policy and setting
-    # RAY_ADDRESS here touch nothing else (export's refit, in the user's process, does not).
-    failures.install()
-    failures.pin_cluster_address()
     started = time.time()
-    fit_plan(make_plan(config, static), datasets[static["variant_of"][config["backbone"]]],
-             static, name=tune.get_context().get_trial_id(), storage_path=static["trials_dir"],
-             callbacks=[TuneReportCallback()], started=started)
+    callbacks = []
+    if not in_process(static):
+        from ray.tune.integration.ray_train import TuneReportCallback
+
+        # This process only drives one trial: patching Ray Train's failure policy and setting
+        # RAY_ADDRESS here touch nothing else (export's refit, in the user's process, does not).
+        failures.install()
+        failures.pin_cluster_address()
+        callbacks = [TuneReportCallback()]
+    variant = static["variant_of"][config["backbone"]]
+    if static.get("data_root") and static.get("feature_cache", True):
+        static = {**static, "features_dir": storage.join(static["data_root"], variant,
+                                                         FEATURES_DIR)}
+    fit_trial(make_plan(config, static), datasets[variant], static,
+              name=tune.get_context().get_trial_id(), storage_path=static["trials_dir"],
+              callbacks=callbacks, started=started)
+
+
+def trial_resources(static: dict[str, Any]) -> dict[str, float]:
+    """What Tune reserves for one trial: the worker's CPUs (and GPU) when the trial trains in
+    its own process, else the driver's token request (the worker group reserves the rest)."""
+    from automl.trainer import in_process
+
+    res = static["resources"]
+    if not in_process(static):
+        return DRIVER_RESOURCES
+    return {"CPU": float(res["cpus_per_worker"]), **({"GPU": 1.0} if res["use_gpu"] else {})}
 
 
 def run_trials(
@@ -150,23 +171,12 @@ def run_trials(
     searcher = OptunaSearch(
         space=space, metric=config.search.metric, mode="max",
         points_to_evaluate=first_points or None,
-        # Optuna's default is 10 random trials before TPE; small searches would never use TPE.
-        sampler=optuna.samplers.TPESampler(
-            seed=config.search.seed,
-            n_startup_trials=min(10, max(2, (config.search.max_trials or 12) // 3)),
-        ),
+        sampler=_sampler(config),
     )
-    scheduler = ASHAScheduler(
-        time_attr="training_iteration",
-        metric=config.search.metric,
-        mode="max",
-        max_t=config.train.epochs,
-        grace_period=config.search.grace_period,
-        reduction_factor=config.search.reduction_factor,
-    )
+    scheduler = _scheduler(config)
     trainable = tune.with_resources(
-        tune.with_parameters(trial_driver, static=static, datasets=datasets), DRIVER_RESOURCES
-    )
+        tune.with_parameters(trial_driver, static=static, datasets=datasets),
+        trial_resources(static))
     experiment = run.uri("tune")
     # Tune adds CSV, JSON and (when tensorboardX is installed) TensorBoard loggers unless
     # told not to: keep its result.json per trial, make TensorBoard opt-in.
@@ -202,17 +212,39 @@ def run_trials(
             verbose=0,
             callbacks=callbacks,
             stop=budget,
-            failure_config=tune.FailureConfig(max_failures=0),
+            # Restarts a trial whose process died (its node was lost, it was killed): it
+            # resumes from its checkpoint; one that failed by itself re-raises at once.
+            failure_config=tune.FailureConfig(max_failures=config.train.max_restarts),
         ),
     )
     return _fit(tuner, run)
+
+
+def _sampler(config: Config) -> optuna.samplers.BaseSampler:
+    if config.search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=config.search.seed)
+    # Optuna's default is 10 random trials before TPE; small searches would never use TPE.
+    return optuna.samplers.TPESampler(
+        seed=config.search.seed,
+        n_startup_trials=min(10, max(2, (config.search.max_trials or 12) // 3)))
+
+
+def _scheduler(config: Config) -> TrialScheduler:
+    if config.search.scheduler == "fifo":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        # Our epoch, not Tune's training_iteration: a trial Tune restarts (lost process)
+        # resumes mid-run but counts its iterations from 1 again.
+        time_attr="epoch", metric=config.search.metric, mode="max",
+        max_t=config.train.epochs, grace_period=config.search.grace_period,
+        reduction_factor=config.search.reduction_factor)
 
 
 def _fit(tuner: tune.Tuner, run: RunDir) -> list[TrialRecord]:
     """Run (or continue) the experiment; the records come from the run's history. Tune's own
     Ctrl-C handler stops it gracefully and saves its state; trials it left unfinished have no
     end event and show as `interrupted`."""
-    with ray_logs_to(run.local / LOG_DIR / "ray.log"):
+    with ray_logs_to(run.local / LOG_DIR / "ray.log"), failures.tune_retries_lost_trials_only():
         tuner.fit()
     return load_records(run.local, run.location)
 

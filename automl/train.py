@@ -28,7 +28,6 @@ from torch import nn
 from automl.backbones.groups import apply_unfreeze, count_params, param_groups
 from automl.checkpoints import (
     TrainState,
-    count_group_start,
     load_train_state,
     save_checkpoint,
     save_train_state,
@@ -40,6 +39,7 @@ from automl.measure import latency_ms, peak_memory_mb
 from automl.plan import TrialPlan
 from automl.prepared import EpochBatches
 from automl.tasks import Task, get_task
+from automl.worker import Worker
 
 FINITE_CHECK_STEPS = 50
 """Steps between checks that the training loss is finite (each check syncs with the GPU)."""
@@ -59,6 +59,7 @@ class TrialSetup:
     layer_groups: int
     trainable_params: int
     total_params: int
+    head_params: tuple[str, ...] = ()
 
 
 def seed_everything(seed: int) -> None:
@@ -80,7 +81,8 @@ def setup_trial(plan: TrialPlan) -> TrialSetup:
                           plan.layer_decay, plan.weight_decay)
     optimizer = torch.optim.AdamW(groups)
     trainable, _ = count_params(model)
-    return TrialSetup(model, optimizer, task, depth, len(layers.groups), trainable, total)
+    return TrialSetup(model, optimizer, task, depth, len(layers.groups), trainable, total,
+                      tuple(layers.head))
 
 
 def train_epoch(
@@ -215,78 +217,91 @@ def sum_over_ranks(totals: torch.Tensor, world: int) -> list[float]:
     return [float(v) for v in totals.tolist()]
 
 
-def _shard_batches(plan: TrialPlan, rank: int, steps: int | None) -> EpochBatches:
+def _shard_batches(worker: Worker, plan: TrialPlan, steps: int | None) -> EpochBatches:
     """This worker's training stream: its split of the dataset, reshuffled every pass."""
-    import ray.train
-
-    shard = ray.train.get_dataset_shard("train")
+    shard = worker.dataset("train")
 
     def one_pass(number: int) -> Iterator[pa.Table]:
         return iter(shard.iter_batches(
             batch_size=plan.batch_size, batch_format="pyarrow",
             local_shuffle_buffer_size=SHUFFLE_BATCHES * plan.batch_size,
-            local_shuffle_seed=plan.seed * 100_003 + number * 1_009 + rank))
+            local_shuffle_seed=plan.seed * 100_003 + number * 1_009 + worker.rank))
 
     return EpochBatches(one_pass, steps)
 
 
-def _val_batches(plan: TrialPlan, rank: int, world: int) -> Iterator[pa.Table]:
+def _val_batches(worker: Worker, plan: TrialPlan) -> Iterator[pa.Table]:
     """Every rank reads the whole validation set and evaluates every world-th batch, so the
     summed counts cover each example exactly once (splitting would drop rows to equalize)."""
-    import ray.train
-
-    stream = ray.train.get_dataset_shard("val").iter_batches(
+    stream = worker.dataset("val").iter_batches(
         batch_size=max(plan.batch_size, 64), batch_format="pyarrow")
-    return (b for i, b in enumerate(stream) if i % world == rank)
+    return (b for i, b in enumerate(stream) if i % worker.world == worker.rank)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train worker: fine-tune one plan, report and checkpoint every epoch; after a lost
-    worker or node, Ray restarts the group and this resumes from the latest checkpoint."""
-    import ray.train
-    import ray.train.torch
+    """Ray Train worker (a rank of a TorchTrainer): the trial loop through `ray.train`."""
+    from automl.worker import RayTrainWorker
 
+    train_loop(config, RayTrainWorker())
+
+
+def train_loop(config: dict[str, Any], worker: Worker) -> None:
+    """Fine-tune one plan, report and checkpoint every epoch; after a lost worker, node or
+    trial process this resumes from the latest checkpoint, exactly where it stopped."""
     t_trial_start = float(config["trial_start"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rank, world = worker.rank, worker.world
     torch.set_num_threads(max(1, int(config["threads"])))
     plan = TrialPlan.from_dict(config["plan"])
-    device = ray.train.torch.get_device()
+    device = worker.device()
 
     t0 = time.time()
     setup = setup_trial(plan)
-    train_batches = _shard_batches(plan, rank, config.get("steps_per_epoch"))
+    train_batches = _shard_batches(worker, plan, config.get("steps_per_epoch"))
     state = TrainState()
-    resumed = ray.train.get_checkpoint()
+    resumed = worker.latest_checkpoint()
     if resumed is not None:
         with resumed.as_directory() as directory:
             state = load_train_state(Path(directory), setup.model, setup.optimizer)
         train_batches.resume(state.stream)
-    setup.model = ray.train.torch.prepare_model(setup.model)
+    setup.model = worker.prepare_model(setup.model)
     timings = {
         **state.timings,
-        "ray_startup_s": t0 - t_trial_start,  # driver, controller, worker group, imports
+        "ray_startup_s": t0 - t_trial_start,  # trial process, worker group, imports
         "setup_s": time.time() - t0,  # weights, freezing, optimizer (and resume)
         "startup_s": time.time() - t_trial_start,
+        # Unix time of the first step: with the driver's start event, the whole startup
+        # including what happened before this function ran (Tune's trial process).
+        "first_step_at": state.timings.get("first_step_at", time.time()),
     }
-    starts_before = count_group_start(ctx.get_storage()) if rank == 0 else None
+    starts_before = worker.count_start() if rank == 0 else None
     state.restarts = max(state.restarts, starts_before or 0)
-    placement = {"worker_nodes": _worker_nodes(world), "restarts": state.restarts}
+    placement: dict[str, Any] = {"worker_nodes": _worker_nodes(world),
+                                 "restarts": state.restarts}
+    probe = _cached_probe(worker, setup, plan, config, device, state.epoch)
+    if probe is not None:
+        timings["features_s"] = probe.seconds
+        placement["feature_cache"] = probe.cache
     costs: dict[str, float] = {}
     deadline = config.get("deadline")
     checkpoint_s = 0.0
     for epoch in range(state.epoch + 1, plan.epochs + 1):
         t = epoch_start = time.time()
-        stats = train_epoch(setup, plan, epoch, device, train_batches.epoch())
+        on_features = probe is not None and (setup.unfreeze_depth == 0
+                                             or epoch <= plan.lp_ft_epochs)
+        if probe is not None and on_features:
+            stats = probe.train_epoch(epoch)
+        else:
+            stats = train_epoch(setup, plan, epoch, device, train_batches.epoch())
         _add(timings, "train_s", time.time() - t)
         _add(timings, "data_s", stats.data_s)
         t = time.time()
-        val = _val_batches(plan, rank, world)
+        val = _val_batches(worker, plan)
         first = None
         if rank == 0 and "latency_ms" not in costs:
             first = next(val, None)  # the latency sample: a batch evaluate reads anyway
             val = itertools.chain([first] if first is not None else [], val)
-        totals = evaluate(setup, plan, device, val)
+        totals = (probe.evaluate() if probe is not None and on_features
+                  else evaluate(setup, plan, device, val))
         # Another epoch like this one would end after the search's deadline: this is the last.
         late = (deadline is not None and epoch < plan.epochs
                 and time.time() + (time.time() - epoch_start + checkpoint_s) > deadline)
@@ -320,16 +335,34 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         state.stream, state.timings = train_batches.position(), timings
         t = time.time()
         with tempfile.TemporaryDirectory() as tmp:
-            checkpoint = None
             if rank == 0:
                 save_checkpoint(setup.model, plan, Path(tmp), **metrics)
                 save_train_state(Path(tmp), setup.optimizer, state)
-                checkpoint = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=checkpoint)
+            worker.report(metrics, Path(tmp) if rank == 0 else None)
         checkpoint_s = time.time() - t
         _add(timings, "checkpoint_s", checkpoint_s)
         if late_ranks:  # every rank agrees: the flag went through the all-reduce
             break
+
+
+def _cached_probe(worker: Worker, setup: TrialSetup, plan: TrialPlan, config: dict[str, Any],
+                  device: torch.device, done: int) -> Any:
+    """A `CachedProbe` when this trial's epochs (some, with LP-FT) train only the head of a
+    frozen backbone, on one rank, and read the whole training split at least once (a cache
+    of a split far larger than the trial reads would cost more than it saves)."""
+    from automl import probe
+
+    features_dir, steps = config.get("features_dir"), config.get("steps_per_epoch")
+    probing = plan.epochs if setup.unfreeze_depth == 0 else plan.lp_ft_epochs
+    seen = plan.epochs * steps * plan.batch_size if steps else None
+    if (features_dir is None or worker.world > 1 or probing <= done
+            or (seen is not None and seen < int(config.get("train_rows") or 0))):
+        return None
+    head = probe.probe_module(unwrap(setup.model), list(setup.head_params))
+    if head is None:
+        return None
+    return probe.CachedProbe(setup, plan, head, worker.dataset("train"), worker.dataset("val"),
+                             probe.cache_location(features_dir, plan), device, steps)
 
 
 def _latency(setup: TrialSetup, plan: TrialPlan, device: torch.device, batch: pa.Table

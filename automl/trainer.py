@@ -1,5 +1,11 @@
-"""One plan fitted by a Ray Train `TorchTrainer`: the search's trials and export's refit run
-the same worker loop, checkpoints, failure handling and data sharding through here."""
+"""One plan fitted: the search's trials and export's refit run the same training loop,
+checkpoints, failure handling and data sharding through here.
+
+Multi-worker plans (and export's refit) run in a Ray Train `TorchTrainer`; a single-worker
+trial runs the same loop in its Tune trial process (`fit_in_process`), skipping the worker
+group's ≈20 s start. A trial's training error is written next to its checkpoints, so a trial
+that Tune restarts after losing its process fails at once instead of repeating the error.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,63 @@ import threading
 import time
 from typing import Any
 
+from automl import failures, storage
 from automl.errors import TrialFailed, root_cause
 from automl.plan import TrialPlan
+
+FAILED_FILE = "failed.txt"
+"""In a trial's checkpoint directory: the error that ended it (re-raised on a restart)."""
+
+
+def fit_trial(plan: TrialPlan, datasets: dict[str, Any], static: dict[str, Any], name: str,
+              storage_path: str, callbacks: list[Any] | None = None,
+              started: float | None = None) -> None:
+    """One search trial: in this process when it has one worker (and Ray allows it), else in a
+    TorchTrainer whose reports `callbacks` forward to Tune."""
+    failed = storage.join(storage_path, name, FAILED_FILE)
+    if storage.exists(failed):
+        raise TrialFailed(storage.read_text(failed))
+    try:
+        if in_process(static):
+            fit_in_process(plan, datasets, static, name, storage_path, started=started)
+        else:
+            fit_plan(plan, datasets, static, name, storage_path, callbacks, started=started)
+    except TrialFailed as exc:
+        storage.write_text(failed, str(exc))
+        raise
+
+
+def in_process(static: dict[str, Any]) -> bool:
+    """True when a trial trains in its own Tune process: one worker per trial (and
+    `resources.single_worker_in_trial`, the default)."""
+    from automl.worker import in_process_supported
+
+    res = static["resources"]
+    return (int(res["workers_per_trial"]) == 1 and res.get("single_worker_in_trial", True)
+            and in_process_supported())
+
+
+def fit_in_process(plan: TrialPlan, datasets: dict[str, Any], static: dict[str, Any],
+                   name: str, storage_path: str, keep: str = "val_accuracy",
+                   started: float | None = None) -> None:
+    """Run the training loop here, reporting to Tune; after an error a retry would not
+    repeat (a storage hiccup, a lost object), resume from the latest checkpoint, up to
+    `max_restarts` times. A lost process is Tune's to restart (its FailureConfig)."""
+    import traceback
+
+    from automl.train import train_loop
+    from automl.worker import InProcessWorker
+
+    config, restarts = _loop_config(plan, static, started), int(static.get("max_restarts", 2))
+    for attempt in range(restarts + 1):
+        worker = InProcessWorker(datasets, storage_path, name, keep,
+                                 bool(static["resources"]["use_gpu"]))
+        try:
+            return train_loop(config, worker)
+        except Exception as exc:
+            if failures.is_deterministic_error(exc) or attempt == restarts:
+                raise TrialFailed(f"{root_cause(exc)}\n\nTraining error:\n"
+                                  f"{traceback.format_exc()}") from None
 
 
 def fit_plan(plan: TrialPlan, datasets: dict[str, Any], static: dict[str, Any], name: str,
@@ -26,10 +87,7 @@ def fit_plan(plan: TrialPlan, datasets: dict[str, Any], static: dict[str, Any], 
     res = static["resources"]
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"plan": plan.to_dict(), "trial_start": started or time.time(),
-                           "steps_per_epoch": static.get("steps_per_epoch"),
-                           "deadline": static.get("deadline"),
-                           "threads": max(1, int(res["cpus_per_worker"]))},
+        train_loop_config=_loop_config(plan, static, started),
         datasets=datasets,
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
         scaling_config=ray.train.ScalingConfig(
@@ -64,3 +122,13 @@ def fit_plan(plan: TrialPlan, datasets: dict[str, Any], static: dict[str, Any], 
         if on_main:
             signal.signal(signal.SIGINT, previous if previous is not None
                           else signal.default_int_handler)
+
+
+def _loop_config(plan: TrialPlan, static: dict[str, Any], started: float | None
+                 ) -> dict[str, Any]:
+    return {"plan": plan.to_dict(), "trial_start": started or time.time(),
+            "steps_per_epoch": static.get("steps_per_epoch"), "deadline": static.get("deadline"),
+            "threads": max(1, int(static["resources"]["cpus_per_worker"])),
+            # Set by the search only (`features_dir`): export's refit trains on other data.
+            "features_dir": static.get("features_dir"),
+            "train_rows": (static.get("data") or {}).get("train_rows")}

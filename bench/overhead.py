@@ -1,11 +1,15 @@
 """Search overhead vs a bare PyTorch loop, measured side by side in one run.
 (`bench/streaming.py` measures the data path: driver memory, preparation, streaming.)
 
-1. Runs a real search (`automl.run_search`, embedded local Ray) and takes its wall time.
-2. Re-runs exactly the same trials (same plans, same number of epochs each trial really ran,
-   whether ASHA stopped it or not) in a bare, sequential PyTorch loop in this process, using
-   all cores, with the same data preparation, and takes that wall time.
-3. Prints the ratio and where each trial's seconds went inside the search.
+1. Runs a real search (`automl.run_search`, embedded local Ray) twice: single-worker trials
+   trained in their Tune trial process (the default), then in a Ray Train worker group each
+   (`resources.single_worker_in_trial: false`). Backbone ranking is off in both, and the
+   prepared data is cached by the first, so the trial phases compare like for like.
+2. Re-runs exactly the trials of each (same plans, same number of epochs each trial really
+   ran, whether ASHA stopped it or not) in a bare, sequential PyTorch loop in this process,
+   using all cores, with the same data preparation, and takes that wall time.
+3. Prints, per search, where each trial's seconds went (trial start → first step measured
+   from Tune's start event), the trial phase's wall time and its ratio to the bare loop.
 
     python bench/overhead.py [SPACE.yaml] [--num-samples N]
 """
@@ -13,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import tempfile
@@ -25,6 +30,7 @@ import torch
 
 from automl import config as config_mod
 from automl.api import run_search
+from automl.history import load_records
 from automl.plan import make_plan
 from automl.prepare import preflight_backbones, scan_data
 from automl.prepared import local_batches, prepare_local
@@ -55,30 +61,56 @@ def bare_loop(space: Path, board: pd.DataFrame, static: dict[str, Any]) -> float
     return time.time() - start
 
 
+def trial_phase_s(run_dir: Path) -> float:
+    """Wall time from the first trial's start event to the last trial's end."""
+    records = load_records(run_dir, str(run_dir))
+    starts = [r.started_at for r in records if r.started_at is not None]
+    ends = [r.started_at + r.trial_time_s for r in records if r.started_at is not None]
+    return max(ends) - min(starts)
+
+
+def one_search(space: Path, num_samples: int | None, in_trial: bool) -> dict[str, Any]:
+    """Run the search with one executor for single-worker trials; its figures."""
+    cfg = config_mod.load(space)
+    cfg = dataclasses.replace(
+        cfg, search=dataclasses.replace(cfg.search, rank_backbones=False,
+                                        num_samples=num_samples or cfg.search.num_samples),
+        resources=dataclasses.replace(cfg.resources, single_worker_in_trial=in_trial))
+    run_dir = Path(tempfile.mkdtemp(prefix="automl-bench-"))
+    result = run_search(cfg, run_dir=run_dir, log=lambda _: None)
+    static = json.loads((run_dir / "static.json").read_text())
+    board = result.leaderboard
+    ran = board[board["epochs"] > 0]
+    name = "in the trial process" if in_trial else "Ray Train worker group"
+    print(f"\n== single-worker trials: {name} ==")
+    print(ran[["trial_id", "backbone", "unfreeze_depth", "epochs", "startup_s", "ray_startup_s",
+               "setup_s", "train_time_s", "eval_time_s", "trial_time_s"]].to_string(
+        index=False, float_format="%.1f"))
+    phase, bare = trial_phase_s(run_dir), bare_loop(space, board, static)
+    figures = {"name": name, "trials": len(board), "epochs": int(ran["epochs"].sum()),
+               "startup": ran["startup_s"].mean(), "before_setup": ran["ray_startup_s"].mean(),
+               "phase": phase, "bare": bare, "best": board["val_accuracy"].max()}
+    print(f"trials {figures['trials']} ({figures['epochs']} epochs), mean trial start → first "
+          f"step {figures['startup']:.1f}s (before model setup {figures['before_setup']:.1f}s)"
+          f", trial phase {phase:.1f}s, bare loop {bare:.1f}s, ratio {phase / bare:.2f}x, "
+          f"best {figures['best']:.4f}")
+    return figures
+
+
 def main() -> None:
-    """Run both and print the ratio."""
+    """Run both searches and the bare loops; print the ratios side by side."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("space", nargs="?", default="search_spaces/demo_vision.yaml")
     parser.add_argument("--num-samples", type=int)
     args = parser.parse_args()
     space = Path(args.space)
-    run_dir = Path(tempfile.mkdtemp(prefix="automl-bench-"))
-    result = run_search(space, run_dir=run_dir, num_samples=args.num_samples)
-    static = json.loads((run_dir / "static.json").read_text())
-    board = result.leaderboard
-    bare = bare_loop(space, board, static)
-
-    ran = board[board["epochs"] > 0]
-    print("\nWhere each trial's seconds went inside the search (per trial):")
-    print(ran[["trial_id", "backbone", "unfreeze_depth", "epochs", "ray_startup_s", "setup_s",
-               "train_time_s", "eval_time_s", "trial_time_s"]].to_string(
-        index=False, float_format="%.1f"))
-    print(f"\ntrials: {len(board)} ({int(ran['epochs'].sum())} epochs in all)")
-    print(f"mean startup (trial start → first step): {ran['startup_s'].mean():.1f}s, of which "
-          f"Ray (driver, controller, workers): {ran['ray_startup_s'].mean():.1f}s")
-    print(f"search wall time (Ray Tune + Train):     {result.wall_time_s:.1f}s")
-    print(f"bare PyTorch loop, same trials:          {bare:.1f}s")
-    print(f"ratio search / bare:                     {result.wall_time_s / bare:.2f}x")
+    rows = [one_search(space, args.num_samples, in_trial) for in_trial in (True, False)]
+    print("\nsingle-worker trials run      start→step  phase s  bare s  phase/bare")
+    for r in rows:
+        print(f"{r['name']:<28} {r['startup']:>9.1f}s {r['phase']:>8.1f} {r['bare']:>7.1f}"
+              f" {r['phase'] / r['bare']:>10.2f}x")
+    print(f"trial start → first step, Ray Train ÷ in trial: "
+          f"{rows[1]['startup'] / rows[0]['startup']:.1f}x")
 
 
 if __name__ == "__main__":

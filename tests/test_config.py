@@ -123,3 +123,15 @@ def test_negative_grad_clip_is_rejected(tmp_path: Path) -> None:
         config.load(path)
     ok = _write(tmp_path, "backbones: [test_resnet]\ntrain: {grad_clip: null}\n")
     assert config.load(ok).train.grad_clip is None
+
+
+def test_unknown_sampler_and_scheduler_are_named(tmp_path: Path) -> None:
+    path = _write(tmp_path, """
+task: image
+backbones: [{name: test_resnet, weights: scratch}]
+search: {sampler: grid, scheduler: hyperband}
+""")
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert "search.sampler: must be one of ['tpe', 'random']" in str(info.value)
+    assert "search.scheduler: must be one of ['asha', 'fifo']" in str(info.value)

@@ -32,12 +32,13 @@ def _config(images: Path, cache: Path) -> Config:
 
 
 def _train_workers() -> list[int]:
-    """PIDs of Ray Train worker processes on this machine (their title names the actor)."""
+    """PIDs of processes that train on this machine (their title names the actor): Ray Train
+    workers, or Tune trial processes, where single-worker trials train."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
             title = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
-            if title.startswith(b"ray::RayTrainWorker"):
+            if title.startswith((b"ray::RayTrainWorker", b"ray::ImplicitFunc")):
                 pids.append(int(entry.name))
         except OSError:
             continue

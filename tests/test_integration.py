@@ -88,7 +88,7 @@ def test_tiny_search_end_to_end(
     for trial_id, error in zip(errored["trial_id"], errored["error"], strict=True):
         assert f"{trial_id} errored: {error}" in out  # the root cause on the progress line
         log = (run / "logs" / f"{trial_id}.error.txt").read_text()
-        assert "in train_loop_per_worker" in log and error in log  # the worker's traceback
+        assert "in train_loop" in log and error in log, log  # the training loop's traceback
 
     # Every number on the board agrees with Tune's own per-epoch results.
     best_by_trial = {}
@@ -340,7 +340,7 @@ BUDGET_SPACE = """
 task: image
 data: {val_fraction: 0.25, image_size: 32}
 backbones: [{name: test_resnet, weights: scratch}]
-space: {unfreeze_fraction: 0.0, head_lr: 0.01, batch_size: 8}
+space: {unfreeze_fraction: 1.0, head_lr: 0.01, backbone_lr: 0.001, batch_size: 8}
 train: {epochs: 500, seed: 0}
 search: {seed: 0, grace_period: 500}
 resources: {workers_per_trial: 1, cpus_per_worker: 1, max_concurrent_trials: 1}

@@ -36,7 +36,7 @@ def _config(images: Path, cache: Path, epochs: int = 3, image_size: int = 64,
 
 @pytest.fixture
 def cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A head node with no CPU (trial drivers need none); tests add worker nodes."""
+    """A head node with no CPU (multi-worker trials' drivers need none); tests add worker nodes."""
     import ray
     from ray.cluster_utils import Cluster
 
@@ -72,18 +72,21 @@ def test_ddp_trial_across_two_nodes(cluster: Any, tmp_path: Path) -> None:
 
 
 def _nodes_running_train_workers() -> set[str]:
-    """Nodes that host a live Ray Train worker now (Ray's state API: no file syncing lag)."""
+    """Nodes that host a live training process now: a Ray Train worker, or a Tune trial that
+    trains in its own process (Ray's state API: no file syncing lag)."""
     from ray.util.state import list_actors
 
-    alive = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
-    return {actor.node_id for actor in alive}
+    return {actor.node_id for name in ("RayTrainWorker", "ImplicitFunc")
+            for actor in list_actors(filters=[("class_name", "=", name), ("state", "=", "ALIVE")])
+            if actor.node_id is not None}
 
 
 def test_search_survives_losing_a_worker_node(cluster: Any, tmp_path: Path) -> None:
-    """Three 1-worker trials, two at a time, on three 1-CPU worker nodes (the head holds only
-    the trial drivers). A node is removed while its trial runs: that trial restarts from its
-    checkpoint on another node, the trial started after the loss is placed on the nodes
-    left, and every trial is accounted for."""
+    """Three 1-worker trials, two at a time, on three 1-CPU worker nodes (the head has no
+    CPU; each trial trains in its Tune trial process on a worker node). A node is removed
+    while its trial runs: Tune restarts that trial on another node from its checkpoint, the
+    trial started after the loss is placed on the nodes left, and every trial is accounted
+    for."""
     import ray
 
     from tests.conftest import write_image_folder
@@ -104,7 +107,7 @@ def test_search_survives_losing_a_worker_node(cluster: Any, tmp_path: Path) -> N
     # All raylets share 127.0.0.1, so the driver attaches to one of them; that one stays.
     driver = ray._private.worker.global_worker.node._raylet_socket_name
     removable = [n for n in nodes if n._raylet_socket_name != driver]
-    # Remove a node once a trial has checkpointed and a Train worker runs there. Polling
+    # Remove a node once a trial has checkpointed and trains there. Polling
     # result files instead missed the window on a fast machine: Tune syncs them late.
     victim = None
     while search.is_alive() and victim is None and time.time() < started + 400:
@@ -112,7 +115,7 @@ def test_search_survives_losing_a_worker_node(cluster: Any, tmp_path: Path) -> N
             busy = _nodes_running_train_workers()
             victim = next((n for n in removable if n.node_id in busy), None)
         time.sleep(0.2)
-    assert victim is not None, "no Train worker ran on a removable node"
+    assert victim is not None, "no trial trained on a removable node"
     removed_at = time.time() - started
     cluster.remove_node(victim)
     search.join(timeout=600)

@@ -103,3 +103,22 @@ def test_own_errors_are_not_retried_lost_workers_are() -> None:
         assert policy.make_decision(storage) == FailureDecision.RETRY
     finally:
         data_parallel_trainer.create_failure_policy = original
+
+
+def test_sampler_and_scheduler_are_chosen_by_the_config() -> None:
+    """`search.sampler: random` + `search.scheduler: fifo` is a plain random search (the
+    benchmark's baseline); the default is TPE + ASHA counting our epochs."""
+    import dataclasses
+
+    import optuna
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    from automl.config import Config, SearchConfig
+
+    default = Config(task="image", backbones=(), space={})
+    assert isinstance(search._sampler(default), optuna.samplers.TPESampler)
+    asha = search._scheduler(default)
+    assert isinstance(asha, ASHAScheduler) and asha._time_attr == "epoch"
+    plain = dataclasses.replace(default, search=SearchConfig(sampler="random", scheduler="fifo"))
+    assert isinstance(search._sampler(plain), optuna.samplers.RandomSampler)
+    assert isinstance(search._scheduler(plain), FIFOScheduler)

@@ -1,0 +1,181 @@
+"""Linear probes on cached frozen features.
+
+A trial that unfreezes nothing runs its frozen backbone over the same examples every epoch.
+Here the backbone runs once per (backbone, weights, prepared data, preprocessing, pooling,
+augmentation), in eval mode, over the whole training split (each image also flipped when the
+plan flips images) and the validation split; the head's inputs are cached next to the
+prepared data, content-keyed, written under a temporary name and moved into place (two trials
+building the same file at once both succeed, neither reads half of it). Every epoch then
+trains the same head with the same optimizer, loss, batch size, shuffling and augmentation
+rate, on those features; checkpoints hold the whole model, so export does not change.
+
+Used by single-rank trials with nothing unfrozen and no LP-FT phase; anything else streams.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from automl import storage
+from automl.features import read_arrays, write_arrays
+from automl.plan import TrialPlan
+
+if TYPE_CHECKING:
+    from automl.train import EpochStats, TrialSetup
+
+CACHE_VERSION = 1
+EXTRACT_BATCH = 64
+
+
+def probe_module(model: nn.Module, head_params: list[str]) -> str | None:
+    """The smallest module holding every head parameter and nothing else (None: the head is
+    spread over the model, e.g. a ViT's `fc_norm` + `head`, and cannot be split off)."""
+    parts = [p.split(".")[:-1] for p in head_params]
+    prefix: list[str] = []
+    for level in zip(*parts, strict=False):
+        if len(set(level)) > 1:
+            break
+        prefix.append(level[0])
+    if not prefix:
+        return None
+    name = ".".join(prefix)
+    owned = {f"{name}.{n}" for n, _ in model.get_submodule(name).named_parameters()}
+    return name if owned == set(head_params) else None
+
+
+def cache_location(features_dir: str, plan: TrialPlan) -> str:
+    """Where the probe features of `plan`'s backbone on this prepared data live."""
+    key = {"version": CACHE_VERSION, "task": plan.task, "backbone": plan.backbone,
+           "weights": plan.weights, "preprocessing": plan.preprocessing,
+           "max_length": plan.max_length, "pooling": plan.pooling,
+           "flip": plan.hflip and plan.task == "image"}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    return storage.join(features_dir, f"probe-{digest[:24]}.npz")
+
+
+class CachedProbe:
+    """Head-only epochs over cached features, with the streaming loop's statistics."""
+
+    def __init__(self, setup: TrialSetup, plan: TrialPlan, head: str, train: Any, val: Any,
+                 location: str, device: torch.device, steps: int | None) -> None:
+        self.setup, self.plan, self.device, self.steps = setup, plan, device, steps
+        self.head = setup.model.get_submodule(head)
+        started = time.time()
+        self.cache = "hit" if storage.exists(location) else "built"
+        if self.cache == "hit":
+            arrays = read_arrays(location)
+        else:
+            arrays = _extract(setup, plan, self.head, train, val)
+            write_arrays(location, arrays)
+        self.seconds = time.time() - started
+        self.views = torch.from_numpy(arrays["train"])  # (views, examples, ...)
+        self.labels = torch.from_numpy(arrays["train_labels"])
+        self.val = torch.from_numpy(arrays["val"])
+        self.val_labels = torch.from_numpy(arrays["val_labels"])
+
+    def train_epoch(self, epoch: int) -> EpochStats:
+        """One epoch of the head: the same batch size, a fresh shuffle, a random view (flip)
+        per example when the plan augments."""
+        from automl.train import EpochStats
+
+        self.head.train()
+        generator = torch.Generator().manual_seed(self.plan.seed * 1000 + epoch)
+        order = self._order(epoch)
+        stats = EpochStats()
+        params = [p for p in self.head.parameters() if p.requires_grad]
+        for start in range(0, len(order), self.plan.batch_size):
+            index = order[start:start + self.plan.batch_size]
+            if len(index) < 2:
+                continue
+            view = torch.randint(len(self.views), (len(index),), generator=generator)
+            inputs = self.views[view, index].to(self.device)
+            labels = self.labels[index].to(self.device)
+            logits = self.head(inputs).float()
+            loss = F.cross_entropy(logits, labels)
+            self.setup.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.plan.grad_clip:
+                nn.utils.clip_grad_norm_(params, self.plan.grad_clip)
+            self.setup.optimizer.step()
+            stats.loss_sum += float(loss.detach()) * len(index)
+            stats.correct += float((logits.argmax(1) == labels).sum())
+            stats.examples += len(index)
+        if not np.isfinite(stats.loss_sum):
+            from automl.errors import TrialFailed
+
+            raise TrialFailed(f"training loss became {stats.loss_sum} in epoch {epoch}; "
+                              "lower head_lr")
+        return stats
+
+    @torch.inference_mode()
+    def evaluate(self) -> torch.Tensor:
+        """[correct, count, loss sum] over the whole validation split."""
+        self.head.eval()
+        totals = torch.zeros(3, dtype=torch.float64, device=self.device)
+        for start in range(0, len(self.val), 256):
+            logits = self.head(self.val[start:start + 256].to(self.device)).float()
+            labels = self.val_labels[start:start + 256].to(self.device)
+            totals[0] += (logits.argmax(1) == labels).sum()
+            totals[1] += len(labels)
+            totals[2] += F.cross_entropy(logits, labels, reduction="sum")
+        return totals
+
+    def _order(self, epoch: int) -> torch.Tensor:
+        """The examples of `epoch`: one shuffled pass, or with `steps` per epoch the next
+        steps × batch_size examples of a stream of shuffled passes (the same on a resume)."""
+        n = len(self.labels)
+        if not self.steps:
+            return torch.randperm(n, generator=torch.Generator().manual_seed(
+                self.plan.seed * 100_003 + epoch))
+        size = self.steps * self.plan.batch_size
+        first, last = (epoch - 1) * size, epoch * size
+        passes = [torch.randperm(n, generator=torch.Generator().manual_seed(
+            self.plan.seed * 100_003 + p)) for p in range(first // n, (last - 1) // n + 1)]
+        stream = torch.cat(passes)
+        offset = first - (first // n) * n
+        return stream[offset:offset + size]
+
+
+@torch.inference_mode()
+def _extract(setup: TrialSetup, plan: TrialPlan, head: nn.Module, train: Any, val: Any
+             ) -> dict[str, np.ndarray]:
+    """The head's inputs for every example of both splits, backbone in eval mode (for
+    training: one array per view, original and flipped)."""
+    model, task = setup.model, setup.task
+    was_training = model.training
+    model.eval()
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].cpu()))
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        for split, data in (("train", train), ("val", val)):
+            flip = split == "train" and plan.hflip and plan.task == "image"
+            views: list[list[torch.Tensor]] = [[] for _ in range(2 if flip else 1)]
+            labels = []
+            for batch in data.iter_batches(batch_size=EXTRACT_BATCH, batch_format="pyarrow"):
+                inputs, target = task.collate(_table(batch), plan, next(head.parameters()).device)
+                for number, view in enumerate(views):
+                    captured.clear()
+                    task.forward(model, inputs.flip(3) if number else inputs)
+                    view.append(captured[0].float())
+                labels.append(target.cpu())
+            stacked = [torch.cat(v) for v in views]
+            arrays[split] = (torch.stack(stacked) if split == "train" else stacked[0]).numpy()
+            arrays[f"{split}_labels"] = torch.cat(labels).numpy()
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return arrays
+
+
+def _table(batch: Any) -> pa.Table:
+    return batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])

@@ -1,0 +1,161 @@
+"""Where a trial's training loop runs: the one loop in `automl.train` talks to a `Worker`.
+
+- `RayTrainWorker`: a rank of a Ray Train `TorchTrainer` worker group (multi-worker trials:
+  DDP, sharded data, Ray Train's checkpoint manager and restarts).
+- `InProcessWorker`: the Tune trial's own process, for single-worker trials. Starting a worker
+  group (controller actor, placement group, worker process, imports, process group, data
+  split coordinator) costs ≈ 20 s here, more than many fine-tunes; this runs the same loop
+  where Tune already placed the trial. Checkpoints go through Ray Train's own storage context
+  and checkpoint manager (same directories, same `checkpoint_manager_snapshot.json`, same
+  retention), so export, tracking and resumption cannot tell the two apart.
+
+Both report the same metrics; `InProcessWorker` forwards them to Tune with the checkpoint
+path, exactly what Ray's `TuneReportCallback` adds for a `TorchTrainer`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from automl.checkpoints import count_group_start
+
+
+class Worker(Protocol):
+    """What the training loop needs from where it runs."""
+
+    rank: int
+    world: int
+
+    def device(self) -> torch.device: ...
+    def dataset(self, name: str) -> Any: ...
+    def latest_checkpoint(self) -> Any:
+        """The `ray.train.Checkpoint` to resume from, or None for a fresh start."""
+    def prepare_model(self, model: nn.Module) -> nn.Module: ...
+    def count_start(self) -> int | None: ...
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None: ...
+
+
+class RayTrainWorker:
+    """A Ray Train worker: everything goes through `ray.train`."""
+
+    def __init__(self) -> None:
+        import ray.train
+
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self._ctx = ctx
+
+    def device(self) -> torch.device:
+        import ray.train.torch
+
+        return ray.train.torch.get_device()
+
+    def dataset(self, name: str) -> Any:
+        import ray.train
+
+        return ray.train.get_dataset_shard(name)
+
+    def latest_checkpoint(self) -> Any:
+        import ray.train
+
+        return ray.train.get_checkpoint()
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        import ray.train.torch
+
+        return ray.train.torch.prepare_model(model)
+
+    def count_start(self) -> int | None:
+        return count_group_start(self._ctx.get_storage())
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        import ray.train
+
+        checkpoint = (ray.train.Checkpoint.from_directory(str(checkpoint_dir))
+                      if checkpoint_dir is not None else None)
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+class InProcessWorker:
+    """The single rank of a trial trained in the Tune trial's process."""
+
+    rank, world = 0, 1
+
+    def __init__(self, datasets: dict[str, Any], storage_path: str, name: str, keep: str,
+                 use_gpu: bool) -> None:
+        from ray.train import CheckpointConfig
+        from ray.train.v2._internal.execution.checkpoint.checkpoint_manager import (
+            CheckpointManager,
+        )
+        from ray.train.v2._internal.execution.storage import StorageContext
+
+        class _Manager(CheckpointManager):
+            def _notify(self) -> None:  # wakes asyncio waiters of the controller: none here
+                pass
+
+        self._datasets = datasets
+        self._use_gpu = use_gpu
+        self._storage = StorageContext(storage_path=storage_path, experiment_dir_name=name)
+        # The same retention as the TorchTrainer's RunConfig in `automl.trainer`.
+        self._manager = _Manager(CheckpointConfig(
+            num_to_keep=1, checkpoint_score_attribute=keep, checkpoint_score_order="max"),
+            self._storage)
+
+    def device(self) -> torch.device:
+        if self._use_gpu and torch.cuda.is_available():
+            import ray
+
+            # Ray sets CUDA_VISIBLE_DEVICES to this trial's GPU(s): the first is ours.
+            return torch.device("cuda", 0) if ray.get_gpu_ids() else torch.device("cuda")
+        return torch.device("cpu")
+
+    def dataset(self, name: str) -> Any:
+        return self._datasets[name]
+
+    def latest_checkpoint(self) -> Any:
+        latest = self._manager.latest_checkpoint_result
+        return latest.checkpoint if latest is not None else None
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        return model.to(self.device())
+
+    def count_start(self) -> int | None:
+        return count_group_start(self._storage)
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
+        from ray import tune
+        from ray.train import Checkpoint
+        from ray.train.v2._internal.execution.training_report import _TrainingReport
+
+        reported = dict(metrics)
+        if checkpoint_dir is not None:
+            persisted = self._storage.persist_current_checkpoint(
+                Checkpoint.from_directory(str(checkpoint_dir)),
+                self._storage.make_default_checkpoint_dir_name())
+            self._manager.register_checkpoint(
+                _TrainingReport(checkpoint=persisted, metrics=metrics, validation=False))
+            reported["checkpoint_path"] = persisted.path
+        tune.report(reported)
+
+
+def in_process_supported() -> bool:
+    """False when this Ray version moved the internals `InProcessWorker` builds on; trials
+    then run in a TorchTrainer as multi-worker ones do."""
+    try:
+        from ray.train.v2._internal.execution.checkpoint.checkpoint_manager import (
+            CheckpointManager,
+        )
+        from ray.train.v2._internal.execution.storage import StorageContext
+        from ray.train.v2._internal.execution.training_report import _TrainingReport
+    except ImportError:
+        return False
+    return all(hasattr(StorageContext, a) for a in (
+        "persist_current_checkpoint", "make_default_checkpoint_dir_name")) and all(
+        hasattr(CheckpointManager, a) for a in ("register_checkpoint", "_notify",
+                                                "latest_checkpoint_result")) and bool(
+        _TrainingReport)
+
