@@ -1,10 +1,11 @@
 """One plan fitted: the search's trials and export's refit run the same training loop,
 checkpoints, failure handling and data sharding through here.
 
-Multi-worker plans (and export's refit) run in a Ray Train `TorchTrainer`; a single-worker
-trial runs the same loop in its Tune trial process (`fit_in_process`), skipping the worker
-group's ≈20 s start. A trial's training error is written next to its checkpoints, so a trial
-that Tune restarts after losing its process fails at once instead of repeating the error.
+Multi-worker plans (and export's refit, whose data must not come to the user's process) run
+in a Ray Train `TorchTrainer`; a single-worker trial runs the same loop in its Tune trial
+process (`fit_in_process`), skipping the worker group's ≈20 s start. A trial's own error is
+also written next to its checkpoints: should Tune restart it anyway (`automl.failures`), it
+fails at once instead of training into the same error.
 """
 
 from __future__ import annotations
