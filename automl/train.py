@@ -1,8 +1,10 @@
-"""One trial's fine-tune: pure setup/epoch/eval helpers, and the Ray Train worker loop on top.
+"""One trial's fine-tune: pure setup/epoch/eval helpers, and the training loop on top.
 
 `setup_trial`, `train_epoch` and `evaluate` are plain PyTorch over any iterable of Arrow
 batches, so the benchmark's bare loop and the tests run exactly the code the search runs;
 in a trial the batches stream from this worker's shard of the prepared Ray Dataset.
+`train_loop` runs in a Ray Train worker or in the Tune trial's own process (`automl.worker`);
+frozen epochs may train on cached features instead (`automl.probe`).
 """
 
 from __future__ import annotations
