@@ -26,11 +26,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from automl import storage
+from automl.checkpoints import unwrap
 from automl.features import read_arrays, write_arrays
 from automl.plan import TrialPlan
 
 if TYPE_CHECKING:
     from automl.train import EpochStats, TrialSetup
+    from automl.worker import Worker
 
 CACHE_VERSION = 1
 EXTRACT_BATCH = 64
@@ -60,6 +62,24 @@ def cache_location(features_dir: str, plan: TrialPlan) -> str:
            "flip": plan.hflip and plan.task == "image"}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     return storage.join(features_dir, f"probe-{digest[:24]}.npz")
+
+
+def cached_probe(worker: Worker, setup: TrialSetup, plan: TrialPlan, config: dict[str, Any],
+                 device: torch.device, done: int) -> CachedProbe | None:
+    """A `CachedProbe` when this trial's epochs (some, with LP-FT) train only the head of a
+    frozen backbone, on one rank, and read the whole training split at least once (a cache
+    of a split far larger than the trial reads would cost more than it saves)."""
+    features_dir, steps = config.get("features_dir"), config.get("steps_per_epoch")
+    probing = plan.epochs if setup.unfreeze_depth == 0 else plan.lp_ft_epochs
+    seen = plan.epochs * steps * plan.batch_size if steps else None
+    if (features_dir is None or worker.world > 1 or probing <= done
+            or (seen is not None and seen < int(config.get("train_rows") or 0))):
+        return None
+    head = probe_module(unwrap(setup.model), list(setup.head_params))
+    if head is None:
+        return None
+    return CachedProbe(setup, plan, head, worker.dataset("train"), worker.dataset("val"),
+                       cache_location(features_dir, plan), device, steps)
 
 
 class CachedProbe:

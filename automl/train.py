@@ -40,6 +40,7 @@ from automl.history import OUT_OF_TIME
 from automl.measure import latency_ms, peak_memory_mb
 from automl.plan import TrialPlan
 from automl.prepared import EpochBatches
+from automl.probe import cached_probe
 from automl.tasks import Task, get_task
 from automl.worker import Worker
 
@@ -279,7 +280,7 @@ def train_loop(config: dict[str, Any], worker: Worker) -> None:
     state.restarts = max(state.restarts, starts_before or 0)
     placement: dict[str, Any] = {"worker_nodes": _worker_nodes(world),
                                  "restarts": state.restarts}
-    probe = _cached_probe(worker, setup, plan, config, device, state.epoch)
+    probe = cached_probe(worker, setup, plan, config, device, state.epoch)
     if probe is not None:
         timings["features_s"] = probe.seconds
         placement["feature_cache"] = probe.cache
@@ -345,26 +346,6 @@ def train_loop(config: dict[str, Any], worker: Worker) -> None:
         _add(timings, "checkpoint_s", checkpoint_s)
         if late_ranks:  # every rank agrees: the flag went through the all-reduce
             break
-
-
-def _cached_probe(worker: Worker, setup: TrialSetup, plan: TrialPlan, config: dict[str, Any],
-                  device: torch.device, done: int) -> Any:
-    """A `CachedProbe` when this trial's epochs (some, with LP-FT) train only the head of a
-    frozen backbone, on one rank, and read the whole training split at least once (a cache
-    of a split far larger than the trial reads would cost more than it saves)."""
-    from automl import probe
-
-    features_dir, steps = config.get("features_dir"), config.get("steps_per_epoch")
-    probing = plan.epochs if setup.unfreeze_depth == 0 else plan.lp_ft_epochs
-    seen = plan.epochs * steps * plan.batch_size if steps else None
-    if (features_dir is None or worker.world > 1 or probing <= done
-            or (seen is not None and seen < int(config.get("train_rows") or 0))):
-        return None
-    head = probe.probe_module(unwrap(setup.model), list(setup.head_params))
-    if head is None:
-        return None
-    return probe.CachedProbe(setup, plan, head, worker.dataset("train"), worker.dataset("val"),
-                             probe.cache_location(features_dir, plan), device, steps)
 
 
 def _latency(setup: TrialSetup, plan: TrialPlan, device: torch.device, batch: pa.Table
