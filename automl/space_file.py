@@ -94,8 +94,10 @@ def describe(cfg: Config) -> list[str]:
         f"train: {train.epochs} epoch(s){steps} max, {train.precision} on {device}, "
         f"{cfg.resources.workers_per_trial} worker(s) × {cfg.resources.cpus_per_worker:g} "
         f"CPU{size}",
-        f"search: TPE + ASHA (grace {search.grace_period}, keep 1/{search.reduction_factor}), "
-        f"{stop}",
+        f"search: {'TPE' if search.sampler == 'tpe' else 'random'} + "
+        + (f"ASHA (grace {search.grace_period}, keep 1/{search.reduction_factor})"
+           if search.scheduler == "asha" else "FIFO (every trial runs all its epochs)")
+        + f", {stop}",
     ]
 
 
