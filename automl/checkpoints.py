@@ -46,6 +46,15 @@ def unwrap(model: nn.Module) -> nn.Module:
     return inner
 
 
+def retention(keep: str) -> Any:
+    """Ray Train's CheckpointConfig for a trial or refit: the best checkpoint by `keep`, plus
+    the latest (Ray never deletes the latest): export reads the best, a restart the latest."""
+    import ray.train
+
+    return ray.train.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=keep,
+                                      checkpoint_score_order="max")
+
+
 def save_checkpoint(model: nn.Module, plan: TrialPlan, directory: Path, **metrics: Any) -> None:
     """Weights as safetensors (no pickle) plus the plan that rebuilds them."""
     from safetensors.torch import save_file

@@ -9,7 +9,8 @@ building the same file at once both succeed, neither reads half of it). Every ep
 trains the same head with the same optimizer, loss, batch size, shuffling and augmentation
 rate, on those features; checkpoints hold the whole model, so export does not change.
 
-Used by single-rank trials with nothing unfrozen and no LP-FT phase; anything else streams.
+Used by single-rank trials for their epochs that train only the head (all of them with
+nothing unfrozen, LP-FT's first `lp_ft_epochs` otherwise); anything else streams.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -70,7 +70,7 @@ def cached_probe(worker: Worker, setup: TrialSetup, plan: TrialPlan, config: dic
     frozen backbone, on one rank, and read the whole training split at least once (a cache
     of a split far larger than the trial reads would cost more than it saves)."""
     features_dir, steps = config.get("features_dir"), config.get("steps_per_epoch")
-    probing = plan.epochs if setup.unfreeze_depth == 0 else plan.lp_ft_epochs
+    probing = probe_epochs(setup, plan)
     seen = plan.epochs * steps * plan.batch_size if steps else None
     if (features_dir is None or worker.world > 1 or probing <= done
             or (seen is not None and seen < int(config.get("train_rows") or 0))):
@@ -80,6 +80,11 @@ def cached_probe(worker: Worker, setup: TrialSetup, plan: TrialPlan, config: dic
         return None
     return CachedProbe(setup, plan, head, worker.dataset("train"), worker.dataset("val"),
                        cache_location(features_dir, plan), device, steps)
+
+
+def probe_epochs(setup: TrialSetup, plan: TrialPlan) -> int:
+    """The epochs 1..n of a trial that train only the head."""
+    return plan.epochs if setup.unfreeze_depth == 0 else plan.lp_ft_epochs
 
 
 class CachedProbe:
@@ -97,6 +102,8 @@ class CachedProbe:
             arrays = _extract(setup, plan, self.head, train, val)
             write_arrays(location, arrays)
         self.seconds = time.time() - started
+        self.epochs = probe_epochs(setup, plan)
+        """Epochs 1..epochs train on the cache; later ones (LP-FT) stream."""
         self.views = torch.from_numpy(arrays["train"])  # (views, examples, ...)
         self.labels = torch.from_numpy(arrays["train_labels"])
         self.val = torch.from_numpy(arrays["val"])
@@ -105,13 +112,16 @@ class CachedProbe:
     def train_epoch(self, epoch: int) -> EpochStats:
         """One epoch of the head: the same batch size, a fresh shuffle, a random view (flip)
         per example when the plan augments."""
-        from automl.train import EpochStats
+        from automl.train import EpochStats, check_finite
 
         self.head.train()
         generator = torch.Generator().manual_seed(self.plan.seed * 1000 + epoch)
         order = self._order(epoch)
         stats = EpochStats()
         params = [p for p in self.head.parameters() if p.requires_grad]
+        # Summed on the device, read once per epoch (as `train_epoch`): no per-step host sync.
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.float64, device=self.device)
         for start in range(0, len(order), self.plan.batch_size):
             index = order[start:start + self.plan.batch_size]
             if len(index) < 2:
@@ -126,14 +136,11 @@ class CachedProbe:
             if self.plan.grad_clip:
                 nn.utils.clip_grad_norm_(params, self.plan.grad_clip)
             self.setup.optimizer.step()
-            stats.loss_sum += float(loss.detach()) * len(index)
-            stats.correct += float((logits.argmax(1) == labels).sum())
+            loss_sum += loss.detach() * len(index)
+            correct += (logits.detach().argmax(1) == labels).sum()
             stats.examples += len(index)
-        if not np.isfinite(stats.loss_sum):
-            from automl.errors import TrialFailed
-
-            raise TrialFailed(f"training loss became {stats.loss_sum} in epoch {epoch}; "
-                              "lower head_lr")
+        stats.loss_sum = check_finite(loss_sum, epoch, None)
+        stats.correct = float(correct)
         return stats
 
     @torch.inference_mode()
@@ -182,7 +189,7 @@ def _extract(setup: TrialSetup, plan: TrialPlan, head: nn.Module, train: Any, va
             views: list[list[torch.Tensor]] = [[] for _ in range(2 if flip else 1)]
             labels = []
             for batch in data.iter_batches(batch_size=EXTRACT_BATCH, batch_format="pyarrow"):
-                inputs, target = task.collate(_table(batch), plan, next(head.parameters()).device)
+                inputs, target = task.collate(batch, plan, next(head.parameters()).device)
                 for number, view in enumerate(views):
                     captured.clear()
                     task.forward(model, inputs.flip(3) if number else inputs)
@@ -196,6 +203,3 @@ def _extract(setup: TrialSetup, plan: TrialPlan, head: nn.Module, train: Any, va
         model.train(was_training)
     return arrays
 
-
-def _table(batch: Any) -> pa.Table:
-    return batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])

@@ -126,9 +126,9 @@ def train_epoch(
         correct += (logits.detach().argmax(1) == labels).sum()
         stats.examples += len(labels)
         if step % FINITE_CHECK_STEPS == 0:
-            _check_finite(loss_sum, epoch, step)
+            check_finite(loss_sum, epoch, step)
         waited = time.perf_counter()
-    stats.loss_sum = _check_finite(loss_sum, epoch, None)
+    stats.loss_sum = check_finite(loss_sum, epoch, None)
     stats.correct = float(correct)
     return stats
 
@@ -140,7 +140,7 @@ def _autocast(plan: TrialPlan, device: torch.device) -> AbstractContextManager[A
     return contextlib.nullcontext()
 
 
-def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int | None) -> float:
+def check_finite(loss_sum: torch.Tensor, epoch: int, step: int | None) -> float:
     value = float(loss_sum)
     if not math.isfinite(value):
         where = f"epoch {epoch}" + (f" step {step}" if step is not None else "")
@@ -289,8 +289,7 @@ def train_loop(config: dict[str, Any], worker: Worker) -> None:
     checkpoint_s = 0.0
     for epoch in range(state.epoch + 1, plan.epochs + 1):
         t = epoch_start = time.time()
-        on_features = probe is not None and (setup.unfreeze_depth == 0
-                                             or epoch <= plan.lp_ft_epochs)
+        on_features = probe is not None and epoch <= probe.epochs
         if probe is not None and on_features:
             stats = probe.train_epoch(epoch)
         else:

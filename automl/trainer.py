@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from automl import failures, storage
+from automl.checkpoints import retention
 from automl.errors import TrialFailed, root_cause
 from automl.plan import TrialPlan
 
@@ -100,11 +101,7 @@ def fit_plan(plan: TrialPlan, datasets: dict[str, Any], static: dict[str, Any], 
             name=name,
             storage_path=storage_path,
             callbacks=callbacks,
-            # The best by `keep`, plus the latest (Ray never deletes the latest): export
-            # reads the best, a restart resumes from the latest.
-            checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute=keep,
-                checkpoint_score_order="max"),
+            checkpoint_config=retention(keep),
             failure_config=ray.train.FailureConfig(max_failures=static.get("max_restarts", 2)),
         ),
     )

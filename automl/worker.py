@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from automl.checkpoints import count_group_start
+from automl.checkpoints import count_group_start, retention
 
 
 class Worker(Protocol):
@@ -87,7 +87,6 @@ class InProcessWorker:
 
     def __init__(self, datasets: dict[str, Any], storage_path: str, name: str, keep: str,
                  use_gpu: bool) -> None:
-        from ray.train import CheckpointConfig
         from ray.train.v2._internal.execution.checkpoint.checkpoint_manager import (
             CheckpointManager,
         )
@@ -100,10 +99,7 @@ class InProcessWorker:
         self._datasets = datasets
         self._use_gpu = use_gpu
         self._storage = StorageContext(storage_path=storage_path, experiment_dir_name=name)
-        # The same retention as the TorchTrainer's RunConfig in `automl.trainer`.
-        self._manager = _Manager(CheckpointConfig(
-            num_to_keep=1, checkpoint_score_attribute=keep, checkpoint_score_order="max"),
-            self._storage)
+        self._manager = _Manager(retention(keep), self._storage)
 
     def device(self) -> torch.device:
         if self._use_gpu and torch.cuda.is_available():
