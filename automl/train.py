@@ -141,6 +141,8 @@ def _autocast(plan: TrialPlan, device: torch.device) -> AbstractContextManager[A
 
 
 def check_finite(loss_sum: torch.Tensor, epoch: int, step: int | None) -> float:
+    """`loss_sum` as a float (one host sync); TrialFailed naming the epoch (and step) and
+    what to change when it is NaN or infinite. Shared by streamed and cached-feature epochs."""
     value = float(loss_sum)
     if not math.isfinite(value):
         where = f"epoch {epoch}" + (f" step {step}" if step is not None else "")

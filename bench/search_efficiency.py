@@ -132,6 +132,8 @@ def main() -> None:
         bound = "" if theirs_all else "≥ "
         print(f"mean seconds to target: automl {ours:.0f}, random+FIFO {bound}{theirs:.0f}; "
               f"random+FIFO ÷ automl: {bound}{theirs / ours:.1f}x")
+    else:
+        print("no ratio: automl did not reach the target in every run (see the runs above)")
 
 
 if __name__ == "__main__":
