@@ -30,6 +30,9 @@ CHECKPOINT_PATH = "checkpoint_path"
 OUT_OF_TIME = "out_of_time"
 """Result key a trial sets on the last epoch it ran because another would pass the search's
 time budget (`automl.budget`)."""
+DRIVER_LOST = "driver_lost"
+"""End-event `cut` of a trial whose driver died before Tune's experiment snapshot included
+it: a resumed search cannot continue it (it shows as `interrupted`, its epochs kept)."""
 HEARTBEAT_S = 10.0
 """How often a running driver refreshes `state.json`."""
 STALE_S = 6 * HEARTBEAT_S
@@ -115,7 +118,7 @@ class TrialRecord:
     --refit`): epochs, examples, seconds, export location."""
     cut: str | None = None
     """Why a trial that ended had to stop before its last epoch, other than the scheduler
-    (`time_budget`: the search's time budget was spent)."""
+    (`time_budget`: the search's time budget was spent; `driver_lost`, see DRIVER_LOST)."""
 
 
 def trial_records(events: list[dict[str, Any]], location: str) -> list[TrialRecord]:

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from automl.errors import AutomlError
-from automl.history import CHECKPOINT_PATH, OUT_OF_TIME, TrialRecord
+from automl.history import CHECKPOINT_PATH, DRIVER_LOST, OUT_OF_TIME, TrialRecord
 from automl.plan import make_plan
 from automl.tasks import get_task
 
@@ -97,6 +97,8 @@ def _row(record: TrialRecord, static: dict[str, Any], running: bool) -> dict[str
         status = "errored"
     elif not record.ended:
         status = "running" if running else "interrupted"
+    elif record.cut == DRIVER_LOST:
+        status = "interrupted"
     elif epochs >= plan.epochs:
         status = "finished"
     else:

@@ -44,6 +44,9 @@ DRIVER_RESOURCES: dict[str, float] = {"CPU": 0.0, "memory": 256.0 * 1024**2,
                                       "node:__internal_head__": 0.001}
 LIMIT_REFRESH_S = 2.0
 """How often the concurrency limit re-reads the cluster's resources."""
+EXPERIMENT_SNAPSHOT_S = 2.0
+"""How often Tune saves the experiment state `--resume` restores (unless
+TUNE_GLOBAL_CHECKPOINT_S is set)."""
 
 
 def trials_that_fit(res: ResourcesConfig, cluster: dict[str, float]) -> int:
@@ -181,6 +184,10 @@ def run_trials(
     # Tune adds CSV, JSON and (when tensorboardX is installed) TensorBoard loggers unless
     # told not to: keep its result.json per trial, make TensorBoard opt-in.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    # Tune snapshots the experiment (which trials exist) at most every 10 s by default; a
+    # driver killed in between loses the trials started since, and --resume cannot continue
+    # them. A snapshot costs milliseconds at our trial counts.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(EXPERIMENT_SNAPSHOT_S))
     if resume and tune.Tuner.can_restore(experiment):
         # Finished and errored trials stay as they are; unfinished ones re-run their trial
         # driver, whose TorchTrainer (same name and storage) resumes from its checkpoint.

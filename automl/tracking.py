@@ -15,10 +15,13 @@ from automl.budget import TimeBudget
 from automl.errors import AutomlError, root_cause
 from automl.history import (
     CHECKPOINT_PATH,
+    DRIVER_LOST,
     HEARTBEAT_S,
     HISTORY_FILE,
     STATE_FILE,
     event,
+    read_events,
+    trial_records,
     write_state,
 )
 from automl.progress import error_text
@@ -77,6 +80,7 @@ class HistoryWriter(Callback):
             self.upload()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._close_forgotten({t.trial_id for t in trials})
         # Tune stops the trials still running when the budget is spent without calling
         # on_trial_complete: they ended, with their completed epochs, because time ran out.
         if self.budget is not None and self.budget.expired:
@@ -87,6 +91,16 @@ class HistoryWriter(Callback):
                 self._append(event("end", trial_id, error=None, cut="time_budget"))
             self._open.clear()
         self.upload()
+
+    def _close_forgotten(self, known: set[str]) -> None:
+        # A driver killed before Tune's next experiment snapshot (every few seconds) leaves
+        # a started trial Tune does not know when resumed: it can never continue, so it ends
+        # here as lost instead of keeping the run "interrupted" forever.
+        if not self.path.is_file():
+            return
+        for record in trial_records(read_events(self.path), self.run.location):
+            if not record.ended and record.trial_id not in known:
+                self._append(event("end", record.trial_id, error=None, cut=DRIVER_LOST))
 
     def upload(self) -> None:
         """Copy the history and state to a remote run's location (no-op when local)."""

@@ -70,3 +70,26 @@ def test_root_cause_unwraps_the_driver_reraise() -> None:
     nan = RuntimeError("x\nautoml.errors.TrialFailed: TrialFailed: training loss became nan")
     assert root_cause(nan) == "TrialFailed: training loss became nan"
 
+
+
+def test_trial_tune_forgot_ends_as_interrupted(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A driver killed before Tune's snapshot included a started trial: the resumed search's
+    end closes that record (it can never continue) and leaves the trials Tune knows alone."""
+    from types import SimpleNamespace
+
+    from automl.history import HISTORY_FILE, event, load_records
+    from automl.run_dir import RunDir
+    from automl.tracking import HistoryWriter
+
+    run = RunDir.at(tmp_path, "--run-dir")
+    lines = [event("start", t, params={"backbone": "m:package", **PARAMS}) for t in "abc"]
+    lines += [event("result", "b", metrics={"epoch": 1, "val_accuracy": 0.5}),
+              event("end", "a", error=None)]
+    (tmp_path / HISTORY_FILE).write_text("\n".join(lines) + "\n")
+    known = [SimpleNamespace(trial_id=t) for t in "ac"]
+    HistoryWriter(run).on_experiment_end(known)
+    records = {r.trial_id: r for r in load_records(tmp_path, str(tmp_path))}
+    assert records["b"].ended and records["b"].cut == "driver_lost"
+    assert not records["c"].ended  # Tune knows it: still resumable
+    board = build_leaderboard(list(records.values()), STATIC).set_index("trial_id")
+    assert board.loc["b", "status"] == "interrupted" and board.loc["b", "epochs"] == 1
