@@ -154,3 +154,55 @@ def largest(spec: Any) -> Any:
     if isinstance(spec, CategoricalDistribution):
         return max(spec.choices)  # type: ignore[type-var]
     return spec
+
+
+SEED_UNFREEZE = 0.25
+"""The unfreeze fraction of the seed recipe when the space gives a range: the top groups."""
+
+
+def seed_recipe(space: dict[str, Any]) -> dict[str, Any]:
+    """A conservative transfer recipe inside the searched space, for the first trials of the
+    best-ranked backbones, so that each is first seen trained sensibly rather than with
+    whatever the sampler's random start draws: the top layer groups unfrozen (the smallest
+    non-zero `unfreeze_fraction` choice, or 0.25 within a range) and every other searched
+    knob at the middle of its range (geometric middle when log-scaled) or its middle choice.
+    Fixed values are left to the space."""
+    recipe: dict[str, Any] = {}
+    for name, dist in space.items():
+        if not isinstance(dist, BaseDistribution):
+            continue
+        if name == "unfreeze_fraction":
+            recipe[name] = _partial_unfreeze(dist)
+        elif isinstance(dist, (FloatDistribution, IntDistribution)):
+            recipe[name] = _middle(dist)
+        else:
+            assert isinstance(dist, CategoricalDistribution)
+            recipe[name] = _middle_choice(name, list(dist.choices))
+    if recipe.get("unfreeze_fraction", 1.0) == 0.0:
+        for name in _BACKBONE_ONLY:
+            recipe.pop(name, None)
+    return recipe
+
+
+def _partial_unfreeze(dist: BaseDistribution) -> Any:
+    if isinstance(dist, CategoricalDistribution):
+        partial = sorted(c for c in dist.choices if c > 0)  # type: ignore[operator,type-var]
+        return partial[0] if partial else min(dist.choices)  # type: ignore[type-var]
+    assert isinstance(dist, FloatDistribution)
+    return min(dist.high, max(dist.low, SEED_UNFREEZE))
+
+
+def _middle(dist: FloatDistribution | IntDistribution) -> float | int:
+    low, high = float(dist.low), float(dist.high)
+    mid = math.sqrt(low * high) if dist.log else (low + high) / 2
+    if dist.step is not None:  # onto the grid Optuna samples from
+        mid = low + round((mid - low) / dist.step) * dist.step
+    return round(mid) if isinstance(dist, IntDistribution) else min(high, max(low, mid))
+
+
+def _middle_choice(name: str, choices: list[Any]) -> Any:
+    default = PARAM_RULES[name].default if name in PARAM_RULES else None
+    if all(isinstance(c, (int, float)) for c in choices):
+        ordered = sorted(choices)
+        return ordered[(len(ordered) - 1) // 2]
+    return default if default in choices else choices[0]
