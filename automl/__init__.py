@@ -1,7 +1,7 @@
 """automl: transfer-learning AutoML on Ray (Tune + Optuna TPE + ASHA over TorchTrainer trials).
 
-The public API is imported lazily: Ray Train workers import `automl.train` and should not pay
-for pandas, Optuna and Ray Tune, which only the driver needs.
+The public API is imported lazily: Ray Train workers import `automl.trial_loop` and should
+not pay for pandas, Optuna and Ray Tune, which only the driver needs.
 """
 
 from __future__ import annotations

@@ -17,22 +17,22 @@ from typing import TYPE_CHECKING, Any
 from automl import paths, storage
 from automl.errors import AutomlError, SearchFailed, SearchInterrupted
 from automl.run_dir import CONFIG_FILE, RunDir
-
-STATIC_FILE = "static.json"
-"""What every trial shares (classes, backbones, preprocessing, resources): plans from params."""
-CONFIG_JSON = "config.json"
-"""The search's config as JSON, for people and the report (`config.pkl` is for --resume)."""
-REPORT_FILE = "report.html"
+from automl.runs import (
+    CONFIG_JSON,
+    STATIC_FILE,
+    compare,
+    export,
+    leaderboard,
+    report,
+    write_report,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
 
     import pandas as pd
 
     from automl.budget import TimeBudget
     from automl.config import Config
-    from automl.history import TrialRecord
-    from automl.leaderboard import Constraints
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     complete = all(r.ended for r in records) and (wanted is None or len(records) >= wanted)
     write_state(out.local, "finished" if complete else "interrupted")
     try:
-        _write_report(out, board, records, None)
+        write_report(out, board, records, None)
     except Exception as exc:  # the report must never cost the search its results
         log(f"warning: the HTML report could not be built ({exc}); the board is saved, "
             f"retry with: automl report {out}")
@@ -306,108 +306,6 @@ def validate(space: str | Path) -> Config:
     from automl import config as config_mod
 
     return config_mod.load(space)
-
-
-def leaderboard(run_dir: str | Path, constraints: Constraints | None = None) -> pd.DataFrame:
-    """The ranked leaderboard of a search (local path or storage URI), rebuilt from its
-    history: works on finished, interrupted, still-running and remote runs. `constraints`
-    (max params / latency) decide which trials are eligible for selection."""
-    return _load_run(run_dir, constraints)[1]
-
-
-def report(run_dir: str | Path, out: str | Path | None = None,
-           constraints: Constraints | None = None) -> str:
-    """Write the run's self-contained HTML report (default `RUN/report.html`); returns
-    where it went. Works on finished, interrupted, running and remote runs."""
-    run, board, records = _load_run(run_dir, constraints)
-    return _write_report(run, board, records, constraints, out)
-
-
-def compare(run_dirs: list[str | Path] | list[str], out: str | Path | None = None) -> str:
-    """The selected configurations of several runs side by side (text); with `out`, also an
-    HTML page with their best-so-far curves."""
-    from automl.report import compare_runs, compare_table
-
-    if len(run_dirs) < 2:
-        raise AutomlError("compare needs at least two run dirs")
-    loaded = {str(r): _load_run(r, None) for r in run_dirs}
-    boards = {name: board for name, (_, board, _) in loaded.items()}
-    text = compare_table(boards).to_string(float_format=lambda v: f"{v:.4g}")
-    if out:
-        target = paths.local_path(out, "--out")
-        target.write_text(compare_runs(boards, {n: r for n, (_, _, r) in loaded.items()}))
-        text += f"\n\ncomparison written to {target}"
-    return text
-
-
-def _load_run(run_dir: str | Path, constraints: Constraints | None
-              ) -> tuple[RunDir, pd.DataFrame, list[TrialRecord]]:
-    from automl.board_format import LEADERBOARD_CSV, read_leaderboard
-    from automl.history import HISTORY_FILE, STATE_FILE, driver_active, load_records
-    from automl.leaderboard import Constraints, build_leaderboard, rank
-
-    run = RunDir.at(run_dir, "run dir")
-    run.fetch(HISTORY_FILE, STATE_FILE, STATIC_FILE, CONFIG_JSON, LEADERBOARD_CSV)
-    history, static = run.local / HISTORY_FILE, run.local / STATIC_FILE
-    if not history.is_file() or not static.is_file():  # a run from before trials.jsonl
-        return run, rank(read_leaderboard(run.local), constraints or Constraints()), []
-    records = load_records(run.local, run.location)
-    board = build_leaderboard(records, json.loads(static.read_text()), constraints,
-                              running=driver_active(run.local))
-    return run, board, records
-
-
-def _write_report(run: RunDir, board: pd.DataFrame, records: list[TrialRecord],
-                  constraints: Constraints | None, out: str | Path | None = None) -> str:
-    from automl.history import STATE_FILE
-    from automl.report import build_report
-
-    config_file, state_file = run.local / CONFIG_JSON, run.local / STATE_FILE
-    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    state = json.loads(state_file.read_text()).get("state") if state_file.is_file() else "?"
-    page = build_report(board, records, config, f"automl report — {run}", str(state),
-                        constraints)
-    if out is None:
-        (run.local / REPORT_FILE).write_text(page)
-        if run.remote:
-            storage.upload(run.local / REPORT_FILE, run.uri(REPORT_FILE))
-        return run.uri(REPORT_FILE)
-    target = paths.resolve(out, "--out")
-    if paths.is_remote(target):
-        storage.write_text(target, page)
-    else:
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        Path(target).write_text(page)
-    return target
-
-
-def export(run_dir: str | Path, out: str | Path | None = None, trial_id: str | None = None,
-           constraints: Constraints | None = None, formats: Sequence[str] | str | None = None,
-           refit: bool = False, address: str | None = None, log: Any = print) -> str:
-    """Export the best eligible (or the named) trial of a search to `out` (a folder or
-    storage URI; default `RUN/export`, `RUN/export-<trial>` or `RUN/export-refit`) in
-    `formats` (default all: safetensors, torchscript, onnx, and hf for text), each checked
-    against PyTorch on the run's validation examples. `refit`: first retrain the trial's
-    configuration on train + validation for the epochs it needed (on Ray, `address`)."""
-    from automl.export import ALL_FORMATS, parse_formats
-    from automl.export.from_run import export_trial
-    from automl.leaderboard import best_trial
-
-    wanted = parse_formats(formats) if formats else ALL_FORMATS
-    run, board, _ = _load_run(run_dir, constraints)
-    row = best_trial(board, trial_id)
-    static_file = run.local / STATIC_FILE
-    static = json.loads(static_file.read_text()) if static_file.is_file() else {}
-    name = "export-refit" if refit else f"export-{trial_id}" if trial_id else "export"
-    target = paths.resolve(out, "--out") if out else run.uri(name)
-    exported = export_trial(run, row, board, static, target, wanted, refit, address, log)
-    if refit:  # the board's `refit` column comes from the history the refit appended to
-        from automl.board_format import LEADERBOARD_CSV, LEADERBOARD_PARQUET, write_leaderboard
-
-        write_leaderboard(_load_run(run_dir, constraints)[1], run.local)
-        for name in (LEADERBOARD_CSV, LEADERBOARD_PARQUET) if run.remote else ():
-            storage.upload(run.local / name, run.uri(name))
-    return exported
 
 
 __all__ = ["SearchResult", "compare", "export", "leaderboard", "report", "resume_search",

@@ -60,7 +60,7 @@ def fit_in_process(plan: TrialPlan, datasets: dict[str, Any], static: dict[str, 
     `max_restarts` times. A lost process is Tune's to restart (its FailureConfig)."""
     import traceback
 
-    from automl.train import train_loop
+    from automl.trial_loop import train_loop
     from automl.worker import InProcessWorker
 
     config, restarts = _loop_config(plan, static, started), int(static.get("max_restarts", 2))
@@ -84,7 +84,7 @@ def fit_plan(plan: TrialPlan, datasets: dict[str, Any], static: dict[str, Any], 
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from automl.train import train_loop_per_worker
+    from automl.trial_loop import train_loop_per_worker
 
     res = static["resources"]
     trainer = TorchTrainer(

@@ -1,4 +1,4 @@
-"""Where a trial's training loop runs: the one loop in `automl.train` talks to a `Worker`.
+"""Where a trial's training loop runs: the one loop in `automl.trial_loop` talks to a `Worker`.
 
 - `RayTrainWorker`: a rank of a Ray Train `TorchTrainer` worker group (multi-worker trials:
   DDP, sharded data, Ray Train's checkpoint manager and restarts).

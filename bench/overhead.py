@@ -30,10 +30,11 @@ import torch
 
 from automl import config as config_mod
 from automl.api import run_search
+from automl.batches import local_batches
 from automl.history import load_records
 from automl.plan import make_plan
 from automl.prepare import preflight_backbones, scan_data
-from automl.prepared import local_batches, prepare_local
+from automl.prepared import prepare_local
 from automl.tasks import get_task
 from automl.train import evaluate, setup_trial, train_epoch
 

@@ -122,8 +122,10 @@ import ray, torch
 from automl.config import load
 from automl.plan import make_plan, static_block
 from automl.prepare import preflight_backbones, prepare_data, scan_data
-from automl.prepared import EpochBatches, load_datasets, local_batches, read_split
-from automl.train import SHUFFLE_BATCHES, setup_trial, train_epoch
+from automl.batches import EpochBatches, local_batches
+from automl.prepared import load_datasets, read_split
+from automl.train import setup_trial, train_epoch
+from automl.trial_loop import SHUFFLE_BATCHES
 ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
 torch.set_num_threads(1)  # as a 1-CPU trial worker
 cfg = load("search_spaces/demo_vision.yaml")

@@ -8,9 +8,10 @@ from typing import Any
 import pyarrow as pa
 import torch
 
+from automl.batches import local_batches
 from automl.config import DataConfig
 from automl.plan import TrialPlan
-from automl.prepared import local_batches, prepare_local
+from automl.prepared import prepare_local
 from automl.tasks import get_task
 from automl.train import TrialSetup, evaluate, train_epoch
 

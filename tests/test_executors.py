@@ -92,7 +92,7 @@ def _plan() -> TrialPlan:
 
 def test_transient_errors_resume_own_errors_fail_and_stay_failed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import automl.train
+    import automl.trial_loop
 
     calls: list[str] = []
 
@@ -101,7 +101,7 @@ def test_transient_errors_resume_own_errors_fail_and_stay_failed(
         if len(calls) == 1:
             raise OSError("storage timed out")
 
-    monkeypatch.setattr(automl.train, "train_loop", flaky)
+    monkeypatch.setattr(automl.trial_loop, "train_loop", flaky)
     trainer.fit_trial(_plan(), {}, _static(tmp_path), "flaky", str(tmp_path))
     assert calls == ["run", "run"]  # retried once, then finished
 
@@ -109,7 +109,7 @@ def test_transient_errors_resume_own_errors_fail_and_stay_failed(
         calls.append("broken")
         raise ValueError("lr overflow")
 
-    monkeypatch.setattr(automl.train, "train_loop", broken)
+    monkeypatch.setattr(automl.trial_loop, "train_loop", broken)
     with pytest.raises(TrialFailed, match="ValueError: lr overflow"):
         trainer.fit_trial(_plan(), {}, _static(tmp_path), "broken", str(tmp_path))
     assert calls.count("broken") == 1  # not retried
@@ -122,7 +122,7 @@ def test_transient_errors_resume_own_errors_fail_and_stay_failed(
         calls.append("always")
         raise OSError("storage down")
 
-    monkeypatch.setattr(automl.train, "train_loop", always)
+    monkeypatch.setattr(automl.trial_loop, "train_loop", always)
     with pytest.raises(TrialFailed, match="storage down"):
         trainer.fit_trial(_plan(), {}, _static(tmp_path, restarts=1), "down", str(tmp_path))
     assert calls.count("always") == 2  # max_restarts: 1

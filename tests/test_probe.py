@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from automl import probe
-from automl.prepared import local_batches
+from automl.batches import local_batches
 from automl.train import evaluate, setup_trial
 from tests.helpers import CPU, build_model, tiny_plan, tiny_tables
 

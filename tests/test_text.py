@@ -14,12 +14,13 @@ import torch
 
 from automl.backbones import apply_unfreeze, count_params
 from automl.backbones.hf_backbone import check_text_backbone, load_tokenizer
+from automl.batches import local_batches
 from automl.checkpoints import save_checkpoint
 from automl.config import Config, from_dict
 from automl.errors import BackboneError, DataError
 from automl.export import ExportContext, export_checkpoint, predict
 from automl.plan import TrialPlan
-from automl.prepared import local_batches, prepare_local
+from automl.prepared import prepare_local
 from automl.tasks import get_task
 from automl.train import setup_trial, train_epoch
 from tests.conftest import write_tiny_bert

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from automl.batches import EpochBatches, local_batches
 from automl.errors import TrialFailed
-from automl.prepared import EpochBatches, local_batches
 from automl.train import setup_trial, train_epoch
 from tests.helpers import CPU, fit, tiny_plan, tiny_tables
 
