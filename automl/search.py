@@ -18,12 +18,11 @@ import optuna
 import ray
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from automl import failures, storage
-from automl.asha import SeededASHA
 from automl.budget import TimeBudget
 from automl.config import Config, ResourcesConfig
 from automl.errors import AutomlError
@@ -177,7 +176,7 @@ def run_trials(
         points_to_evaluate=first_points or None,
         sampler=_sampler(config),
     )
-    scheduler = _scheduler(config, first_points or [])
+    scheduler = _scheduler(config)
     trainable = tune.with_resources(
         tune.with_parameters(trial_driver, static=static, datasets=datasets),
         trial_resources(static))
@@ -237,11 +236,10 @@ def _sampler(config: Config) -> optuna.samplers.BaseSampler:
         n_startup_trials=min(10, max(2, (config.search.max_trials or 12) // 3)))
 
 
-def _scheduler(config: Config, seeds: list[dict[str, Any]]) -> TrialScheduler:
+def _scheduler(config: Config) -> TrialScheduler:
     if config.search.scheduler == "fifo":
         return FIFOScheduler()
-    return SeededASHA(
-        seeds,
+    return ASHAScheduler(
         # Our epoch, not Tune's training_iteration: a trial Tune restarts (lost process)
         # resumes mid-run but counts its iterations from 1 again.
         time_attr="epoch", metric=config.search.metric, mode="max",

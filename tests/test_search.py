@@ -117,35 +117,8 @@ def test_sampler_and_scheduler_are_chosen_by_the_config() -> None:
 
     default = Config(task="image", backbones=(), space={})
     assert isinstance(search._sampler(default), optuna.samplers.TPESampler)
-    asha = search._scheduler(default, [])
+    asha = search._scheduler(default)
     assert isinstance(asha, ASHAScheduler) and asha._time_attr == "epoch"
     plain = dataclasses.replace(default, search=SearchConfig(sampler="random", scheduler="fifo"))
     assert isinstance(search._sampler(plain), optuna.samplers.RandomSampler)
-    assert isinstance(search._scheduler(plain, []), FIFOScheduler)
-
-
-def test_asha_lets_the_seeded_trials_finish() -> None:
-    """Ray's ASHA stops the second trial at a rung when it is below the first; a seeded
-    trial (a tied backbone with the seed recipe) runs on, a later one is stopped, and the
-    seeded trial's own end at max_t stays an ordinary stop."""
-    from types import SimpleNamespace
-
-    from ray.tune.schedulers import TrialScheduler
-
-    from automl.asha import SeededASHA
-
-    asha = SeededASHA([{"backbone": "b", "head_lr": 0.01}], time_attr="epoch",
-                      metric="val_accuracy", mode="max", max_t=3, grace_period=1,
-                      reduction_factor=2)
-    trials = {name: SimpleNamespace(trial_id=name, config={"backbone": name, "head_lr": 0.01})
-              for name in "abc"}
-    for trial in trials.values():
-        asha.on_trial_add(None, trial)
-    def result(name: str, epoch: int, acc: float) -> str:
-        return asha.on_trial_result(None, trials[name], {"epoch": epoch, "val_accuracy": acc})
-    assert result("a", 1, 0.8) == TrialScheduler.CONTINUE
-    assert result("b", 1, 0.5) == TrialScheduler.CONTINUE  # seeded: not judged on one epoch
-    assert result("c", 1, 0.5) == TrialScheduler.STOP
-    assert result("b", 3, 0.9) == TrialScheduler.STOP  # its last epoch
-    assert asha.is_seed({"backbone": "b", "head_lr": 0.01, "batch_size": 32})
-    assert not asha.is_seed({"backbone": "b", "head_lr": 0.02})
+    assert isinstance(search._scheduler(plain), FIFOScheduler)
