@@ -5,7 +5,6 @@ k. After the search, `transferability.ranking_quality` says how well it predicte
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from typing import Any
 
@@ -50,8 +49,7 @@ def rank_backbones(cfg: Config, static: dict[str, Any], datasets: dict[str, dict
             log(f"  ranking: {label} left unscored: {root_cause(exc)}")
             continue
         scores[label] = {**features.score(found), "seconds": found["seconds"],
-                         "cached": found["cached"], "examples": len(found["train"]),
-                         "val_examples": len(found["val"])}
+                         "cached": found["cached"], "examples": len(found["train"])}
     ranked = dict(sorted(scores.items(), key=lambda kv: -kv[1]["knn_accuracy"]))
     if ranked:
         log(_summary(ranked, time.time() - started))
@@ -84,20 +82,7 @@ def prune(cfg: Config, ranked: dict[str, dict[str, Any]], log: Any) -> Config:
 
 def seed_points(ranked: dict[str, dict[str, Any]], cfg: Config, count: int
                 ) -> list[dict[str, Any]]:
-    """The first trials (Tune's points_to_evaluate), each a best-ranked backbone still in
-    the search trained with `spaces.seed_recipe`: every backbone whose k-NN accuracy is
-    within one standard error of the best one's (the ranking cannot tell those apart), and
-    at least the `count` best (one per trial slot)."""
-    from automl.features import RANK_VAL_ROWS
-    from automl.spaces import seed_recipe
-
+    """The first trials (Tune's points_to_evaluate): one per best-ranked backbone still in
+    the search; TPE samples their other knobs."""
     searched = {b.label for b in cfg.backbones}
-    labels = [label for label in ranked if label in searched]
-    if not labels:
-        return []
-    best = ranked[labels[0]]
-    p, n = best["knn_accuracy"], best.get("val_examples") or RANK_VAL_ROWS
-    tied = [label for label in labels
-            if ranked[label]["knn_accuracy"] >= p - math.sqrt(p * (1 - p) / n)]
-    recipe = seed_recipe(cfg.space)
-    return [{"backbone": label, **recipe} for label in labels[:max(count, len(tied))]]
+    return [{"backbone": label} for label in ranked if label in searched][:count]

@@ -13,9 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from automl import config
 from automl.cli import main
-from automl.spaces import seed_recipe
 
 pytestmark = pytest.mark.integration
 
@@ -406,9 +404,6 @@ def test_zero_config_image_search_writes_a_space_that_re_runs(
     ranked = json.loads((run / "static.json").read_text())["transferability"]
     assert "Backbone ranking in" in out and "0 of 2 from the feature cache" in out
     assert _first_params(run)["backbone"] == next(iter(ranked))
-    recipe = seed_recipe(config.load(run / "space.yaml").space)  # trained sensibly first
-    assert recipe["unfreeze_fraction"] > 0
-    assert {k: _first_params(run)[k] for k in recipe} == pytest.approx(recipe)
     assert board["knn_accuracy"].notna().all() and board["logme"].notna().all()
     assert "Backbone ranking before the search" in (run / "report.html").read_text()
 
