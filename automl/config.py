@@ -17,7 +17,6 @@ import yaml
 from automl import paths, spaces
 from automl.backbones.registry import check_backbone
 from automl.config_schema import (
-    DEFAULT_NUM_SAMPLES,
     SAMPLERS,
     SCHEDULERS,
     BackboneChoice,
@@ -273,6 +272,6 @@ def _suggest(word: str, options: Any) -> str:
     return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(options)}"
 
 
-__all__ = ["DEFAULT_NUM_SAMPLES", "SAMPLERS", "SCHEDULERS", "BackboneChoice", "Config",
+__all__ = ["SAMPLERS", "SCHEDULERS", "BackboneChoice", "Config",
            "ConfigError", "DataConfig", "PresetConfig", "ResourcesConfig",
            "SearchConfig", "TrackingConfig", "TrainConfig", "from_dict", "load"]

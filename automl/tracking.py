@@ -20,8 +20,7 @@ from automl.history import (
     HISTORY_FILE,
     STATE_FILE,
     event,
-    read_events,
-    trial_records,
+    load_records,
     write_state,
 )
 from automl.progress import error_text
@@ -98,7 +97,7 @@ class HistoryWriter(Callback):
         # here as lost instead of keeping the run "interrupted" forever.
         if not self.path.is_file():
             return
-        for record in trial_records(read_events(self.path), self.run.location):
+        for record in load_records(self.run.local, self.run.location):
             if not record.ended and record.trial_id not in known:
                 self._append(event("end", record.trial_id, error=None, cut=DRIVER_LOST))
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from automl.board_format import format_table
@@ -71,8 +73,7 @@ def test_root_cause_unwraps_the_driver_reraise() -> None:
     assert root_cause(nan) == "TrialFailed: training loss became nan"
 
 
-
-def test_trial_tune_forgot_ends_as_interrupted(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_trial_tune_forgot_ends_as_interrupted(tmp_path: Path) -> None:
     """A driver killed before Tune's snapshot included a started trial: the resumed search's
     end closes that record (it can never continue) and leaves the trials Tune knows alone."""
     from types import SimpleNamespace
