@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import pickle
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from automl import paths, storage
 from automl.errors import AutomlError, SearchFailed, SearchInterrupted
-from automl.run_dir import CONFIG_FILE, RunDir
+from automl.ownership import (
+    RUN_MARKER,
+    check_new_run_dir,
+    check_resumable,
+    mark_run,
+    write_atomic,
+)
+from automl.run_dir import RunDir
+from automl.run_lock import RunLock
 from automl.runs import (
     CONFIG_JSON,
     STATIC_FILE,
@@ -32,6 +40,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from automl.budget import TimeBudget
+    from automl.catalog import Catalog
     from automl.config import Config
 
 
@@ -116,25 +125,50 @@ def resume_search(run_dir: str | Path, address: str | None = None, log: Any = pr
     """Finish a search whose driver stopped (killed, Ctrl-C, lost head node): finished trials
     are kept, unfinished ones continue from their latest checkpoints, the TPE searcher keeps
     its history (Tune's experiment restore)."""
-    out = RunDir.at(run_dir, "--resume")
+    from automl import config as config_mod
     from automl.history import HISTORY_FILE
+    from automl.space_file import SPACE_FILE
 
-    out.fetch(CONFIG_FILE, HISTORY_FILE)
-    saved = out.local / CONFIG_FILE
+    out = RunDir.at(run_dir, "--resume")
+    check_resumable(out.location)  # before anything of the run dir is read
+    out.fetch(RUN_MARKER, SPACE_FILE, HISTORY_FILE, CONFIG_JSON)
+    saved = out.local / SPACE_FILE
     if not saved.is_file():
-        raise AutomlError(f"--resume {run_dir}: no {CONFIG_FILE} there; pass the run dir of "
-                          "a search started by this version of automl")
-    with saved.open("rb") as f:
-        cfg = pickle.load(f)  # written by _search below: the run dir is the user's own
+        raise AutomlError(f"--resume {run_dir}: no {SPACE_FILE} there (the search stopped "
+                          "before it started); start a new search with --run-dir NEW_DIR")
+    cfg = config_mod.load(saved)  # the resolved space the search wrote: YAML, never a pickle
     return _search(cfg, out, address, log, resume=True)
 
 
 def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: bool
             ) -> SearchResult:
+    """Check the data and backbones, claim the run dir (new: missing or empty; resume:
+    automl's, checked by the caller), and run the search holding the run dir's lock."""
+    from automl.catalog import TRAIN
+    from automl.prepare import preflight_backbones, scan_data
+
+    if not resume:
+        check_new_run_dir(out.location)
+    started = time.time()
+    catalog = scan_data(cfg)
+    if cfg.preset is not None:
+        cfg = _fit_preset(cfg, catalog.count(TRAIN), address, log)
+    preprocessing = preflight_backbones(cfg)
+    storage.check_writable(out.location, "run dir")
+    out.local.mkdir(parents=True, exist_ok=True)
+    with RunLock(out.location):
+        if not resume:
+            mark_run(out.local, out.location)
+        return _locked(cfg, out, address, log, resume, started, catalog, preprocessing)
+
+
+def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: bool,
+            started: float, catalog: Catalog, preprocessing: dict[str, dict[str, Any]]
+            ) -> SearchResult:
+    """The search proper, while this process holds the run dir's lock."""
     from automl import ray_session, search
     from automl.board_format import write_leaderboard
     from automl.budget import TimeBudget
-    from automl.catalog import TRAIN
     from automl.history import write_state
     from automl.leaderboard import (
         LOG_DIR,
@@ -144,17 +178,11 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
         outcome,
     )
     from automl.plan import static_block
-    from automl.prepare import cache_root, preflight_backbones, prepare_data, scan_data
+    from automl.prepare import cache_root, prepare_data
     from automl.prepared import load_datasets
     from automl.ranking import prune, rank_backbones, seed_points
     from automl.space_file import SPACE_FILE, describe, write_space
 
-    started = time.time()
-    catalog = scan_data(cfg)
-    if cfg.preset is not None:
-        cfg = _fit_preset(cfg, catalog.count(TRAIN), address, log)
-    preprocessing = preflight_backbones(cfg)
-    storage.check_writable(out.location, "run dir")
     cluster = ray_session.init_ray(address)
     can_grow = not ray_session.is_embedded(address)
     concurrency = search.plan_concurrency(cfg.resources, cluster, can_grow)
@@ -164,23 +192,24 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
             f"{res.cpus_per_worker:g} CPU{' + 1 GPU' if res.use_gpu else ''}); the first "
             "trial waits for the autoscaler to add one (Ctrl-C to stop)")
     ray_session.warn_if_not_shared(out.location, address, log)
-    out.local.mkdir(parents=True, exist_ok=True)
     if not resume:
         write_space(cfg, out.local / SPACE_FILE, f"The search space of run {out}, resolved "
                     f"({time.strftime('%Y-%m-%d %H:%M')}).\nRe-run it with: automl search "
                     f"{out.uri(SPACE_FILE)}")
     log(f"space (re-run: automl search {out.uri(SPACE_FILE)}):\n  "
         + "\n  ".join(describe(cfg)))
-    with (out.local / CONFIG_FILE).open("wb") as f:
-        pickle.dump(cfg, f)
-    (out.local / CONFIG_JSON).write_text(
-        json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
-    out.sync()  # the config first: a search whose driver dies can be resumed from anywhere
+    if not resume:  # the first run's config.json stays what the report shows
+        write_atomic(out.local / CONFIG_JSON,
+                     json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
+    out.sync()  # the space first: a search whose driver dies can be resumed from anywhere
     with ray_session.ray_logs_to(out.local / LOG_DIR / "ray.log"):
         prepared = prepare_data(cfg, catalog, preprocessing, out.location)
         datasets = load_datasets(prepared)
     log(prepared.summary(catalog.source, catalog.dropped))
-    budget = None if resume or cfg.search.budget_s is None else TimeBudget(
+    # A restored Tune experiment keeps the budget it started with; a search resumed before
+    # Tune started (killed while preparing or ranking) starts its budget now.
+    restoring = resume and search.can_restore(out)
+    budget = None if restoring or cfg.search.budget_s is None else TimeBudget(
         cfg.search.budget_s, spent=time.time() - started)
     log(f"Ray: {cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs → "
         f"{concurrency} trial(s) at a time{' (more as nodes join)' if can_grow else ''}; "
@@ -194,7 +223,7 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     ranked = rank_backbones(cfg, static, datasets, log)
     static["transferability"] = ranked
     cfg = prune(cfg, ranked, log)
-    (out.local / STATIC_FILE).write_text(json.dumps(static, indent=2))
+    write_atomic(out.local / STATIC_FILE, json.dumps(static, indent=2))
     try:
         records = search.run_trials(cfg, static, datasets, out, concurrency, resume, budget,
                                     seed_points(ranked, cfg, concurrency))
@@ -205,10 +234,16 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
         out.sync()  # logs and history, also when interrupted
     board = build_leaderboard(records, static)
     write_leaderboard(board, out.local)
-    # With a time budget the search ends when it is spent: every trial ended is complete.
+    # The search's stopping rule was met when every trial it sampled ended and it sampled
+    # them all, or its time budget ended it (spent, or too little left for another trial).
     wanted = cfg.search.max_trials
-    complete = all(r.ended for r in records) and (wanted is None or len(records) >= wanted)
+    budget_ended = (budget is not None and budget.ended_search()) or any(
+        r.cut == "time_budget" for r in records)
+    complete = all(r.ended for r in records) and (
+        wanted is None or len(records) >= wanted or budget_ended)
     write_state(out.local, "finished" if complete else "interrupted")
+    if complete and wanted is not None and len(records) < wanted:
+        log(f"the time budget ended the search after {len(records)} of {wanted} trials")
     try:
         write_report(out, board, records, None)
     except Exception as exc:  # the report must never cost the search its results
@@ -226,7 +261,7 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
         export_dir = _export_best(out, board, static, log)
     wall = time.time() - started
     out.sync()
-    (out.local / "summary.json").write_text(json.dumps({
+    write_atomic(out.local / "summary.json", json.dumps({
         "wall_time_s": wall, "concurrency": concurrency, "trials": len(board),
         "status_counts": board["status"].value_counts().to_dict(),
         "best_val_accuracy": _float(board["val_accuracy"].max()),
@@ -279,7 +314,9 @@ def _float(value: Any) -> float | None:
 def _default_run_dir(cfg: Config, root: str | None) -> RunDir:
     name = Path(cfg.source).stem if cfg.source.endswith((".yaml", ".yml")) else "search"
     base = paths.resolve(root or "runs", "--storage")
-    return RunDir.at(storage.join(base, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
+    # Seconds alone collide (two zero-config searches started together): add a random tag.
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    return RunDir.at(storage.join(base, f"{name}-{stamp}"))
 
 
 def _export_best(run: RunDir, board: pd.DataFrame, static: dict[str, Any], log: Any) -> str:

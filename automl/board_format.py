@@ -13,6 +13,7 @@ import pandas as pd
 
 from automl.errors import AutomlError
 from automl.leaderboard import COLUMNS
+from automl.ownership import write_atomic
 
 LEADERBOARD_CSV = "leaderboard.csv"
 LEADERBOARD_PARQUET = "leaderboard.parquet"
@@ -26,8 +27,10 @@ SHOWN = ["rank", "trial_id", "status", "backbone", "pretrained", "unfreeze_depth
 def write_leaderboard(board: pd.DataFrame, run_dir: Path) -> Path:
     """Write leaderboard.csv and leaderboard.parquet into the run dir; return the CSV path."""
     path = run_dir / LEADERBOARD_CSV
-    board.to_csv(path, index=False)
-    board.to_parquet(run_dir / LEADERBOARD_PARQUET, index=False)
+    write_atomic(path, board.to_csv(index=False))
+    parquet = io.BytesIO()
+    board.to_parquet(parquet, index=False)
+    write_atomic(run_dir / LEADERBOARD_PARQUET, parquet.getvalue())
     return path
 
 

@@ -25,6 +25,8 @@ class TimeBudget(Stopper):
         self.left_s = seconds - spent
         self.grace = min(60.0, max(10.0, 0.05 * seconds))
         self._last: float | None = time.monotonic()
+        self.sampling_stopped = False
+        """Set when the search sampled no more trials because too little time was left."""
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
         return False
@@ -47,6 +49,11 @@ class TimeBudget(Stopper):
     def deadline(self) -> float:
         """The wall-clock time (`time.time()`) at which the budget is spent, for the trials."""
         return time.time() + self.left()
+
+    def ended_search(self) -> bool:
+        """True when the budget is what ended the search: spent, or too short for another
+        trial's first result."""
+        return self.sampling_stopped or self.expired
 
     @property
     def expired(self) -> bool:

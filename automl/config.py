@@ -33,7 +33,19 @@ from automl.tasks import TASKS
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-3` and `1.0e12` as floats (YAML 1.2), not strings."""
+    """SafeLoader that also reads `1e-3` and `1.0e12` as floats (YAML 1.2), not strings,
+    and refuses a key given twice in one mapping (YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping (first on line "
+                    f"{seen[key] + 1}); keep one", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -173,6 +185,9 @@ def _check_values(sections: dict[str, Any], problems: list[str]) -> None:
     rules = [
         ("data.val_fraction", 0.0 < data.val_fraction < 1.0, "must be between 0 and 1"),
         ("data.image_size", data.image_size is None or data.image_size >= 16, "must be >= 16"),
+        ("data.seed", data.seed >= 0, "must be >= 0"),
+        ("train.seed", train.seed >= 0, "must be >= 0"),
+        ("search.seed", search.seed >= 0, "must be >= 0"),
         ("data.max_per_class", data.max_per_class is None or data.max_per_class >= 2,
          "must be >= 2"),
         ("train.epochs", train.epochs >= 1, "must be >= 1"),

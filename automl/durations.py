@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -28,6 +29,9 @@ def parse_duration(value: Any) -> float:
                                  f"got {value!r}") from None
         else:
             seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if not math.isfinite(seconds):
+        raise ValueError(f"must be a finite duration like 30m or 2h (leave it out for no "
+                         f"budget), got {value!r}")
     if seconds <= 0:
         raise ValueError(f"must be a positive duration, got {value!r}")
     return seconds

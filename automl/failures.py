@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from automl import ray_internals
 from automl.errors import AutomlError, TrialFailed
 
 DETERMINISTIC = (TrialFailed, AutomlError)
@@ -45,32 +46,26 @@ def is_deterministic_error(error: BaseException) -> bool:
 
 def _system_errors() -> tuple[type[BaseException], ...]:
     from ray.exceptions import RayError
-    from ray.train.v2._internal.exceptions import RayTrainError
 
-    return (RayError, RayTrainError, *TRANSIENT)
+    train_error = ray_internals.ray_train_error()
+    return (RayError, *([train_error] if train_error else []), *TRANSIENT)
 
 
 def install() -> bool:
     """Use the no-retry-for-deterministic-errors policy for TorchTrainers built in this
     process; False when this Ray version has no such factory to replace."""
-    try:
-        from ray.train.v2._internal.execution.failure_handling import (
-            DefaultFailurePolicy,
-            FailureDecision,
-        )
-        from ray.train.v2.api import data_parallel_trainer
-    except ImportError:
+    found = ray_internals.failure_policy()
+    if found is None:
         return False
-    if not hasattr(data_parallel_trainer, "create_failure_policy"):
-        return False
+    DefaultFailurePolicy, FailureDecision, data_parallel_trainer = found
 
-    class NoRetryOnOwnErrors(DefaultFailurePolicy):
+    class NoRetryOnOwnErrors(DefaultFailurePolicy):  # type: ignore[misc,valid-type]
         def make_decision(self, training_failed_error: Any) -> Any:
             if is_deterministic(training_failed_error):
                 return FailureDecision.RAISE
             return super().make_decision(training_failed_error)
 
-    data_parallel_trainer.create_failure_policy = NoRetryOnOwnErrors  # type: ignore[assignment]
+    data_parallel_trainer.create_failure_policy = NoRetryOnOwnErrors  # type: ignore[attr-defined]
     return True
 
 
@@ -89,12 +84,8 @@ def pin_cluster_address() -> None:
 
     import ray
 
-    try:
-        from ray.train.v2._internal import constants
-    except ImportError:
-        return
-    propagated = getattr(constants, "ENV_VARS_TO_PROPAGATE", None)
-    if not isinstance(propagated, set):
+    propagated = ray_internals.train_env_vars_to_propagate()
+    if propagated is None:
         return
     os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
     propagated.add("RAY_ADDRESS")
@@ -126,23 +117,19 @@ def tune_retries_lost_trials_only() -> Iterator[None]:
     Tune retries every failure alike and has no hook for this (2.60), so its controller's
     failure handler is wrapped for the duration of the search only. If Ray moves it, every
     failure is retried, and the failed trial's `failed.txt` makes each retry fail at once."""
-    try:
-        from ray.tune.execution.tune_controller import TuneController
-    except ImportError:
+    TuneController = ray_internals.tune_controller()
+    if TuneController is None:
         yield
         return
-    original = getattr(TuneController, "_process_trial_failure", None)
-    if original is None:
-        yield
-        return
+    original = TuneController._process_trial_failure
 
     def process_trial_failure(self: Any, trial: Any, exception: Any) -> Any:
         if not lost_process(exception):
             trial.max_failures = 0
         return original(self, trial, exception)
 
-    TuneController._process_trial_failure = process_trial_failure  # type: ignore[method-assign]
+    TuneController._process_trial_failure = process_trial_failure
     try:
         yield
     finally:
-        TuneController._process_trial_failure = original  # type: ignore[method-assign]
+        TuneController._process_trial_failure = original

@@ -9,16 +9,18 @@ temporary name then moved, so concurrent searches on the same data never read ha
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from automl import storage
+from automl import paths, storage
 
 RANK_TRAIN_ROWS = 1_000
 """Training examples whose features the ranking uses (the head of the shuffled split)."""
@@ -32,8 +34,36 @@ def feature_location(data_root: str, variant: str, plan_dict: dict[str, Any],
     content fingerprint is part of `data_root`)."""
     key = {k: plan_dict[k] for k in ("backbone", "weights", "preprocessing", "max_length",
                                      "pooling")}
+    key["weights_content"] = weights_fingerprint(str(plan_dict["weights"]))
     digest = hashlib.sha256(json.dumps([key, rows], sort_keys=True).encode()).hexdigest()
     return storage.join(data_root, variant, FEATURES_DIR, f"{digest[:24]}.npz")
+
+
+def weights_fingerprint(weights: str) -> str | None:
+    """SHA-256 of a `file:` weights file (or of every file of a model folder): a file
+    replaced under the same name gets new cached features. None for other sources."""
+    if not weights.startswith("file:"):
+        return None
+    path = weights.removeprefix("file:")
+    if paths.is_remote(path):
+        return _content_digest(str(storage.cached_copy(path)), 0, 0)
+    found = Path(path)
+    files = sorted(p for p in found.rglob("*") if p.is_file()) if found.is_dir() else [found]
+    digest = hashlib.sha256()
+    for file in files:
+        info = file.stat()
+        digest.update(_content_digest(str(file), info.st_size, info.st_mtime_ns).encode())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=64)
+def _content_digest(path: str, size: int, mtime_ns: int) -> str:
+    """A file's SHA-256, computed once per (path, size, mtime) in this process."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def extract(plan_dict: dict[str, Any], train: Any, val: Any, location: str

@@ -20,6 +20,7 @@ from typing import Any
 
 from automl import storage
 from automl.errors import AutomlError
+from automl.ownership import write_atomic
 
 HISTORY_FILE = "trials.jsonl"
 STATE_FILE = "state.json"
@@ -59,35 +60,59 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def read_events(path: Path) -> list[dict[str, Any]]:
-    """The events of a history file; a truncated last line (driver killed mid-write) is
-    skipped, any other unreadable line is an error naming the file and line."""
+@dataclass(frozen=True)
+class HistoryFile:
+    """The readable events of a history file, and the lines that were not."""
+
+    events: list[dict[str, Any]]
+    torn: tuple[int, ...]
+    """Line numbers that are not a whole event (a write cut off by a kill or a full disk):
+    skipped, so one bad line never costs the run its board."""
+
+
+def read_history(path: Path) -> HistoryFile:
+    """The events of a history file; every unreadable line (anywhere) is skipped and
+    counted."""
     if not path.is_file():
         raise AutomlError(f"no {HISTORY_FILE} in {str(path.parent)!r}; pass the run dir of a "
                           "search (automl search --run-dir RUN)")
-    lines = path.read_text(errors="replace").splitlines()
-    events = []
-    for number, line in enumerate(lines, 1):
+    events, torn = [], []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
         except json.JSONDecodeError:
-            if number == len(lines):
-                continue
-            raise AutomlError(f"{path}:{number} is not a history line (JSON expected); the "
-                              "file was edited or is corrupt") from None
+            torn.append(number)
+            continue
         if isinstance(item, dict) and "event" in item and "trial_id" in item:
             events.append(item)
-    return events
+        else:
+            torn.append(number)
+    return HistoryFile(events, tuple(torn))
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """The readable events of a history file (see `read_history`)."""
+    return read_history(path).events
+
+
+def append_event(path: Path, line: str) -> None:
+    """Append one event line. A line cut off earlier (no newline at the end of the file) is
+    closed first, so the new event never lands on a torn line."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab+") as f:
+        f.seek(0, 2)
+        if f.tell():
+            f.seek(-1, 2)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write(line.encode("utf-8") + b"\n")
 
 
 def write_state(run_local: Path, state: str) -> None:
     """Record the driver's state of the run: `running` (heartbeat), `finished`, `interrupted`."""
-    run_local.mkdir(parents=True, exist_ok=True)
-    tmp = run_local / f".{STATE_FILE}.tmp"
-    tmp.write_text(json.dumps({"state": state, "heartbeat": time.time()}))
-    tmp.replace(run_local / STATE_FILE)
+    write_atomic(run_local / STATE_FILE, json.dumps({"state": state, "heartbeat": time.time()}))
 
 
 def driver_active(run_local: Path) -> bool:
@@ -140,7 +165,8 @@ def trial_records(events: list[dict[str, Any]], location: str) -> list[TrialReco
         elif kind == "result":
             metrics = {**(item.get("metrics") or {}), LOGGED_AT: item.get("time")}
             if isinstance(path := metrics.get(CHECKPOINT_PATH), str):
-                metrics[CHECKPOINT_PATH] = storage.to_location(path, location)
+                metrics[CHECKPOINT_PATH] = checkpoint_location(path, location,
+                                                               str(item["trial_id"]))
             trial["epochs"][metrics.get("epoch", len(trial["epochs"]) + 1)] = metrics
         elif kind == "end":
             trial["ended"], trial["error"], trial["cut"] = True, item.get("error"), item.get("cut")
@@ -154,6 +180,17 @@ def trial_records(events: list[dict[str, Any]], location: str) -> list[TrialReco
                                    float(spent), trial["ended"], trial["start"],
                                    trial["refit"], trial["cut"]))
     return records
+
+
+def checkpoint_location(path: str, location: str, trial_id: str) -> str:
+    """Where a reported checkpoint is now: Ray reports absolute paths, but a run dir may
+    have been moved or copied since, so a path under `trials/<trial>/` is taken relative
+    to the run's current `location`."""
+    marker = f"trials/{trial_id}/"
+    at = path.find("/" + marker)
+    if path.startswith(marker) or at >= 0:
+        return storage.join(location, path[at + 1:] if at >= 0 else path)
+    return storage.to_location(path, location)
 
 
 def _epoch_key(epoch: Any) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
 from automl.errors import AutomlError
@@ -62,3 +62,13 @@ def local_path(location: str | Path, what: str = "path") -> Path:
                           "system path (copy the data locally, or mount the bucket)")
     return Path(resolved)
 
+
+
+def safe_relative(rel: str) -> str:
+    """`rel` as a relative path that stays inside its root (no `..`, not absolute): object
+    keys and manifest entries are data, never a way out of the folder they are written to."""
+    text = rel.replace("\\", "/")
+    parts = [p for p in PurePosixPath(text).parts if p != "."]
+    if not parts or text.startswith("/") or ".." in parts:
+        raise AutomlError(f"refusing path {rel!r}: it would leave its folder")
+    return "/".join(parts)

@@ -16,16 +16,21 @@ file listings, labels and counts.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import secrets
+import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from automl import storage
+from automl import paths, storage
 from automl.catalog import SPLIT_NAMES, Catalog, fingerprint
 from automl.errors import DataError
 from automl.tasks import Task, get_task
@@ -131,14 +136,51 @@ def first_rows(folder: str, rows: int) -> pa.Table | None:
 
 
 def _cached(directory: str) -> PreparedVariant | None:
+    """The prepared variant in `directory` when its manifest and shards check out (every
+    listed shard present with its size, row counts adding up, the manifest's own checksum);
+    else None, with a one-line notice when something was there, and it is prepared again."""
     path = storage.join(directory, MANIFEST)
     if not storage.is_file(path):
         return None
-    raw = json.loads(storage.read_text(path))
+    try:
+        raw = json.loads(storage.read_text(path))
+        problem = _verify(directory, raw)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        problem = f"unreadable manifest ({type(exc).__name__})"
+    if problem:
+        print(f"note: prepared data in {directory} is damaged ({problem}); preparing it again",
+              file=sys.stderr)
+        return None
     values = {f.name: raw[f.name] for f in fields(PreparedVariant) if f.name in raw}
     values["columns"], values["skipped_examples"] = (tuple(values["columns"]),
                                                      tuple(values["skipped_examples"]))
     return PreparedVariant(**{**values, "directory": str(directory), "cached": True})
+
+
+def _verify(directory: str, manifest: dict[str, Any]) -> str | None:
+    """What is wrong with a prepared variant on disk, or None."""
+    shards = manifest.get("shards")
+    if not isinstance(shards, dict):
+        return "no shard list (made by an older automl)"
+    if manifest.get("checksum") != _checksum(shards):
+        return "manifest checksum mismatch"
+    for split, expected_rows in (("train", manifest["train_rows"]),
+                                 ("val", manifest["val_rows"])):
+        listed = {s["file"]: s for s in shards.get(split, [])}
+        fs, folder = storage.filesystem(storage.join(directory, split))
+        infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+        found = {i.base_name: i.size for i in infos if i.base_name.endswith(".parquet")}
+        if set(found) != set(listed):
+            return f"{split}: {len(found)} shard file(s), the manifest lists {len(listed)}"
+        if any(found[name] != shard["bytes"] for name, shard in listed.items()):
+            return f"{split}: a shard's size differs from the manifest"
+        if sum(s["rows"] for s in listed.values()) != expected_rows:
+            return f"{split}: shard rows do not add up to {expected_rows}"
+    return None
+
+
+def _checksum(shards: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(shards, sort_keys=True).encode()).hexdigest()
 
 
 def _write_source(task: Task, catalog: Catalog, data: DataConfig, directory: str) -> str:
@@ -146,7 +188,7 @@ def _write_source(task: Task, catalog: Catalog, data: DataConfig, directory: str
     done = storage.join(directory, "DONE")
     if storage.is_file(done):
         return directory
-    storage.remove(directory)
+    final, directory = directory, _staging_name(directory)
     parts = {name: 0 for name in SPLIT_NAMES.values()}
     for name in SPLIT_NAMES.values():
         storage.make_dirs(storage.join(directory, name))
@@ -159,8 +201,16 @@ def _write_source(task: Task, catalog: Catalog, data: DataConfig, directory: str
                 _write_table(table, storage.join(directory, name,
                                                  f"part-{parts[name]:06d}.parquet"))
                 parts[name] += 1
-    storage.write_text(done, json.dumps(parts))
-    return directory
+    storage.write_text(storage.join(directory, "DONE"), json.dumps(parts))
+    if directory == final:
+        return final
+    if storage.exists(final) and not storage.is_file(done):
+        storage.remove(final)  # an unfinished source of automl's own cache
+    try:
+        os.rename(directory, final)
+    except OSError:  # another search wrote the same source first
+        storage.remove(directory)
+    return final
 
 
 def _write_table(table: pa.Table, location: str) -> None:
@@ -181,6 +231,8 @@ class _PartResult:
     label_counts: list[int]
     skipped: list[str]
     columns: list[str]
+    bytes: int = 0
+    """Size of the shard file written (0: no readable row, no file)."""
 
 
 def _prepare_part(part: str | pa.Table, task: str, variant: dict[str, Any], out: str,
@@ -188,13 +240,16 @@ def _prepare_part(part: str | pa.Table, task: str, variant: dict[str, Any], out:
     """One Ray task: a source part (a Parquet file, or a shuffled block) → one shard file."""
     source = _read_table(part) if isinstance(part, str) else part
     prepared = get_task(task).prepare_batch(source, variant)
+    size = 0
     if prepared.num_rows:
         _write_table(prepared, out)
+        fs, path = storage.filesystem(out)
+        size = int(fs.get_file_info(path).size or 0)
     kept = set(prepared.column("key").to_pylist())
     skipped = [k for k in source.column("key").to_pylist() if k not in kept]
     counts = np.bincount(prepared.column("label").to_numpy(), minlength=num_classes)
     columns = [c for c in prepared.column_names if c not in ("key", "label")]
-    return _PartResult(prepared.num_rows, counts.tolist(), skipped, columns)
+    return _PartResult(prepared.num_rows, counts.tolist(), skipped, columns, size)
 
 
 def _source_parts(task: Task, folder: str, seed: int) -> list[Any]:
@@ -220,14 +275,16 @@ def _run_job(task: Task, catalog: Catalog, source: str, variant: dict[str, Any],
     import ray
 
     started = time.time()
-    storage.remove(directory)  # an unfinished earlier attempt (no manifest)
+    # Written under a name of this process's own, then renamed into place: a second search
+    # preparing the same data at once never sees (or deletes) half of it.
+    staging = _staging_name(directory)
     prepare_part = ray.remote(num_cpus=1)(_prepare_part)
     pending: dict[str, list[Any]] = {}
     for name in SPLIT_NAMES.values():
-        storage.make_dirs(storage.join(directory, name))
+        storage.make_dirs(storage.join(staging, name))
         pending[name] = [
             prepare_part.remote(part, task.name, variant,
-                                storage.join(directory, name, f"{i:06d}.parquet"),
+                                storage.join(staging, name, f"{i:06d}.parquet"),
                                 len(catalog.classes))
             for i, part in enumerate(_source_parts(task, storage.join(source, name), seed))]
     results: dict[str, list[_PartResult]] = {name: ray.get(refs) for name, refs in pending.items()}
@@ -241,9 +298,40 @@ def _run_job(task: Task, catalog: Catalog, source: str, variant: dict[str, Any],
         train_rows=int(counts["train"].sum()), val_rows=int(counts["val"].sum()),
         skipped=len(skipped), skipped_examples=tuple(skipped[:5]),
         seconds=round(time.time() - started, 3))
-    manifest = {**asdict(prepared), "variant": variant, "source": catalog.source}
+    shards = {name: [{"file": f"{i:06d}.parquet", "rows": r.rows, "bytes": r.bytes}
+                     for i, r in enumerate(parts) if r.rows] for name, parts in results.items()}
+    manifest = {**asdict(prepared), "variant": variant, "source": catalog.source,
+                "shards": shards, "checksum": _checksum(shards)}
     del manifest["directory"], manifest["cached"]
-    storage.write_text(storage.join(directory, MANIFEST), json.dumps(manifest, indent=2))
+    storage.write_text(storage.join(staging, MANIFEST), json.dumps(manifest, indent=2))
+    return _publish(staging, directory, prepared)
+
+
+def _staging_name(directory: str) -> str:
+    """Where this process writes a cache folder before it is renamed into place. Object
+    stores cannot rename folders: there it is written in place (an unfinished earlier
+    attempt removed first; two searches at once both write the same content)."""
+    if paths.is_remote(directory):
+        storage.remove(directory)
+        return directory
+    return f"{directory}.staging-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def _publish(staging: str, directory: str, prepared: PreparedVariant) -> PreparedVariant:
+    """Move a finished staging folder into place; if another search finished the same
+    variant first, use theirs and drop ours."""
+    if staging == directory:
+        return prepared
+    if storage.exists(directory) and _cached(directory) is None:
+        storage.remove(directory)  # a damaged variant of automl's own cache
+    try:
+        os.rename(staging, directory)
+    except OSError:
+        found = _cached(directory)
+        storage.remove(staging)
+        if found is None:
+            raise
+        return found
     return prepared
 
 

@@ -13,6 +13,7 @@ from automl.budget import TimeBudget
 from automl.durations import format_duration
 from automl.errors import root_cause
 from automl.history import OUT_OF_TIME
+from automl.run_dir import restored_run
 
 
 class ProgressPrinter(Callback):
@@ -29,6 +30,11 @@ class ProgressPrinter(Callback):
         self.finished = self.stopped = self.errored = self.cut = 0
         self.running: set[str] = set()
         self.started: dict[str, float] = {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if (run := restored_run()) is not None:  # a moved run dir keeps its logs in it
+            self.log_dir = run.local / self.log_dir.name
 
     def _say(self, text: str) -> None:
         elapsed = int(time.time() - self.start)

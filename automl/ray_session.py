@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from typing import Any
 
 import ray
 
-from automl import paths
+from automl import paths, ray_internals, storage
 from automl.errors import AutomlError, root_cause
 
 # Train V2 polls its workers every 2 s by default; trials are short, so poll faster.
@@ -37,8 +38,7 @@ def init_ray(address: str | None = None) -> dict[str, float]:
         for key, value in {**_DRIVER_ENV, **_RAY_ENV}.items():
             os.environ.setdefault(key, value)
         if address is None:
-            # Ray 2.60 turns token auth on by default; the embedded cluster binds to localhost.
-            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            use_own_token()
         else:
             _probe_address(address)
         _route_raylet_messages()
@@ -57,6 +57,39 @@ def init_ray(address: str | None = None) -> dict[str, float]:
             raise AutomlError(f"--address {address}: cannot connect to Ray: "
                               f"{root_cause(exc)}") from None
     return {k: float(v) for k, v in ray.cluster_resources().items()}
+
+
+TOKEN_FILE = storage.CACHE_ROOT / "ray_auth_token"
+"""The embedded Ray's token: readable by this user only, never inside a run dir."""
+
+
+def use_own_token() -> None:
+    """Token authentication for the embedded Ray: Ray 2.60 binds its GCS and raylet to every
+    interface (no bind option), so without a token anyone who reaches a port — on the
+    network, or another user of this machine — could run code as this user. Ray's processes
+    inherit these variables; a token the user configured (RAY_AUTH_TOKEN or
+    RAY_AUTH_TOKEN_PATH) is used as it is."""
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
+        os.environ["RAY_AUTH_TOKEN_PATH"] = str(_private_token())
+    ray_internals.reload_auth_settings()
+
+
+def _private_token() -> Path:
+    """This user's token file for the embedded Ray (made on first use, mode 0600)."""
+    if not TOKEN_FILE.is_file():
+        TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(TOKEN_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another search made it just now
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+    if TOKEN_FILE.stat().st_mode & 0o077:
+        raise AutomlError(f"{TOKEN_FILE}: Ray's token file is readable by other users; "
+                          f"make it private (chmod 600 {TOKEN_FILE}) or delete it")
+    return TOKEN_FILE
 
 
 def is_embedded(address: str | None) -> bool:
@@ -111,8 +144,9 @@ _raylet_log: list[Path] = []
 
 
 def _route_raylet_messages() -> None:
-    from ray._private import worker
-
+    worker = ray_internals.driver_print_module()
+    if worker is None:
+        return
     original = getattr(worker, "print_to_stdstream", None)
     if original is None or getattr(original, "_automl", False):
         return
@@ -128,7 +162,7 @@ def _route_raylet_messages() -> None:
         original({**data, "lines": lines}, ignore_prefix)
 
     route._automl = True  # type: ignore[attr-defined]
-    worker.print_to_stdstream = route
+    worker.print_to_stdstream = route  # type: ignore[attr-defined]
 
 
 @contextmanager

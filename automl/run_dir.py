@@ -8,13 +8,14 @@ same folder and `sync()` does nothing.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from automl import paths, storage
 
-CONFIG_FILE = "config.pkl"
-"""The validated config of a search, for `--resume`."""
+_restoring: list[RunDir] = []
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,20 @@ class RunDir:
 
     def __str__(self) -> str:
         return self.location
+
+
+@contextlib.contextmanager
+def restoring_into(run: RunDir) -> Iterator[None]:
+    """Tune unpickles the callbacks an experiment was started with, paths and all, and a run
+    dir may have been moved or copied since: callbacks unpickled inside this block take
+    `run` (see `restored_run`)."""
+    _restoring.append(run)
+    try:
+        yield
+    finally:
+        _restoring.remove(run)
+
+
+def restored_run() -> RunDir | None:
+    """The run a callback being unpickled now belongs to (None outside a restore)."""
+    return _restoring[-1] if _restoring else None

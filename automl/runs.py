@@ -6,11 +6,13 @@ history (`trials.jsonl`) and shared facts (`static.json`), so none of it needs R
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automl import paths, storage
 from automl.errors import AutomlError
+from automl.ownership import check_export_target, write_atomic
 from automl.run_dir import RunDir
 
 STATIC_FILE = "static.json"
@@ -55,7 +57,7 @@ def compare(run_dirs: list[str | Path] | list[str], out: str | Path | None = Non
     text = compare_table(boards).to_string(float_format=lambda v: f"{v:.4g}")
     if out:
         target = paths.local_path(out, "--out")
-        target.write_text(compare_runs(boards, {n: r for n, (_, _, r) in loaded.items()}))
+        write_atomic(target, compare_runs(boards, {n: r for n, (_, _, r) in loaded.items()}))
         text += f"\n\ncomparison written to {target}"
     return text
 
@@ -64,7 +66,13 @@ def load_run(run_dir: str | Path, constraints: Constraints | None
              ) -> tuple[RunDir, pd.DataFrame, list[TrialRecord]]:
     """A run dir (fetched when remote), its ranked board and its trial records."""
     from automl.board_format import LEADERBOARD_CSV, read_leaderboard
-    from automl.history import HISTORY_FILE, STATE_FILE, driver_active, load_records
+    from automl.history import (
+        HISTORY_FILE,
+        STATE_FILE,
+        driver_active,
+        read_history,
+        trial_records,
+    )
     from automl.leaderboard import Constraints, build_leaderboard, rank
 
     run = RunDir.at(run_dir, "run dir")
@@ -72,7 +80,12 @@ def load_run(run_dir: str | Path, constraints: Constraints | None
     history, static = run.local / HISTORY_FILE, run.local / STATIC_FILE
     if not history.is_file() or not static.is_file():  # a run from before trials.jsonl
         return run, rank(read_leaderboard(run.local), constraints or Constraints()), []
-    records = load_records(run.local, run.location)
+    read = read_history(history)
+    if read.torn:
+        lines = ", ".join(map(str, read.torn[:5]))
+        print(f"note: {run.uri(HISTORY_FILE)}: {len(read.torn)} torn line(s) skipped "
+              f"(line {lines}); the board shows every whole event", file=sys.stderr)
+    records = trial_records(read.events, run.location)
     board = build_leaderboard(records, json.loads(static.read_text()), constraints,
                               running=driver_active(run.local))
     return run, board, records
@@ -90,7 +103,7 @@ def write_report(run: RunDir, board: pd.DataFrame, records: list[TrialRecord],
     page = build_report(board, records, config, f"automl report — {run}", str(state),
                         constraints)
     if out is None:
-        (run.local / REPORT_FILE).write_text(page)
+        write_atomic(run.local / REPORT_FILE, page)
         if run.remote:
             storage.upload(run.local / REPORT_FILE, run.uri(REPORT_FILE))
         return run.uri(REPORT_FILE)
@@ -98,8 +111,7 @@ def write_report(run: RunDir, board: pd.DataFrame, records: list[TrialRecord],
     if paths.is_remote(target):
         storage.write_text(target, page)
     else:
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        Path(target).write_text(page)
+        write_atomic(Path(target), page)
     return target
 
 
@@ -116,12 +128,14 @@ def export(run_dir: str | Path, out: str | Path | None = None, trial_id: str | N
     from automl.leaderboard import best_trial
 
     wanted = parse_formats(formats) if formats else ALL_FORMATS
+    name = "export-refit" if refit else f"export-{trial_id}" if trial_id else "export"
+    run = RunDir.at(run_dir, "run dir")
+    target = paths.resolve(out, "--out") if out else run.uri(name)
+    check_export_target(target)  # before any work: never over a run dir or a user's files
     run, board, _ = load_run(run_dir, constraints)
     row = best_trial(board, trial_id)
     static_file = run.local / STATIC_FILE
     static = json.loads(static_file.read_text()) if static_file.is_file() else {}
-    name = "export-refit" if refit else f"export-{trial_id}" if trial_id else "export"
-    target = paths.resolve(out, "--out") if out else run.uri(name)
     exported = export_trial(run, row, board, static, target, wanted, refit, address, log)
     if refit:  # the board's `refit` column comes from the history the refit appended to
         from automl.board_format import LEADERBOARD_CSV, LEADERBOARD_PARQUET, write_leaderboard

@@ -31,8 +31,9 @@ from automl.history import TrialRecord, load_records
 from automl.leaderboard import LOG_DIR
 from automl.plan import make_plan
 from automl.progress import ProgressPrinter
+from automl.ray_internals import HEAD_NODE_RESOURCE
 from automl.ray_session import ray_logs_to
-from automl.run_dir import RunDir
+from automl.run_dir import RunDir, restoring_into
 from automl.spaces import sample_trial
 from automl.tracking import HistoryWriter, tracking_callbacks
 
@@ -41,7 +42,7 @@ from automl.tracking import HistoryWriter, tracking_callbacks
 # workers. It runs on the head node, so losing a worker node costs its trials a restart of
 # their worker groups (Ray Train's FailureConfig, from the latest checkpoint), never the trial.
 DRIVER_RESOURCES: dict[str, float] = {"CPU": 0.0, "memory": 256.0 * 1024**2,
-                                      "node:__internal_head__": 0.001}
+                                      HEAD_NODE_RESOURCE: 0.001}
 LIMIT_REFRESH_S = 2.0
 """How often the concurrency limit re-reads the cluster's resources."""
 EXPERIMENT_SNAPSHOT_S = 2.0
@@ -105,6 +106,7 @@ class ClusterSizedLimiter(ConcurrencyLimiter):
         # take CPUs from the running ones: the search samples no more.
         if (self.budget is not None and self.first_epoch_s is not None
                 and self.budget.left() < self.first_epoch_s):
+            self.budget.sampling_stopped = True
             return Searcher.FINISHED  # type: ignore[return-value] # Ray's hint omits it
         if time.monotonic() - self._checked > LIMIT_REFRESH_S:
             self._checked = time.monotonic()
@@ -150,6 +152,11 @@ def trial_resources(static: dict[str, Any]) -> dict[str, float]:
     return {"CPU": float(res["cpus_per_worker"]), **({"GPU": 1.0} if res["use_gpu"] else {})}
 
 
+def can_restore(run: RunDir) -> bool:
+    """True when the run has a Tune experiment to continue (`--resume` after Tune started)."""
+    return bool(tune.Tuner.can_restore(run.uri("tune")))
+
+
 def run_trials(
     config: Config, static: dict[str, Any], datasets: dict[str, dict[str, Any]], run: RunDir,
     concurrency: int, resume: bool = False, budget: TimeBudget | None = None,
@@ -188,11 +195,12 @@ def run_trials(
     # driver killed in between loses the trials started since, and --resume cannot continue
     # them. A snapshot costs milliseconds at our trial counts.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(EXPERIMENT_SNAPSHOT_S))
-    if resume and tune.Tuner.can_restore(experiment):
+    if resume and can_restore(run):
         # Finished and errored trials stay as they are; unfinished ones re-run their trial
         # driver, whose TorchTrainer (same name and storage) resumes from its checkpoint.
-        tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True,
-                                   resume_errored=False, restart_errored=False)
+        with restoring_into(run):  # its callbacks write to the run's current location
+            tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True,
+                                       resume_errored=False, restart_errored=False)
         return _fit(tuner, run)
     # A restored experiment brings the callbacks it was started with (Tune pickles them).
     callbacks = [

@@ -17,6 +17,7 @@ from optuna.distributions import (
 
 from automl.config import Config
 from automl.durations import format_duration
+from automl.ownership import write_atomic
 
 SPACE_FILE = "space.yaml"
 _SECTIONS = ("data", "train", "search", "resources", "tracking")
@@ -67,7 +68,7 @@ def write_space(cfg: Config, path: Path, header: str) -> Path:
     """Write `cfg` as a search space YAML that reproduces it, under a comment header."""
     comment = "".join(f"# {line}\n" for line in header.splitlines())
     text = yaml.dump(to_raw(cfg), Dumper=_Dumper, sort_keys=False, width=100)
-    path.write_text(comment + text)
+    write_atomic(path, comment + text)
     return path
 
 

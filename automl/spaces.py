@@ -52,7 +52,8 @@ PARAM_RULES: dict[str, ParamRule] = {
         1.0, float, 0.0, 1.0, True, "LR multiplier per group going down from the top"
     ),
     "weight_decay": ParamRule(0.0, float, 0.0, None, doc="AdamW weight decay"),
-    "batch_size": ParamRule(32, int, 1.0, None, doc="per-worker batch size"),
+    "batch_size": ParamRule(32, int, 2.0, None, doc="per-worker batch size (>= 2: "
+                            "training drops a last batch of one, BatchNorm needs two)"),
     "lp_ft_epochs": ParamRule(
         0, int, 0.0, None, doc="LP-FT: first epochs train the head only, then unfreeze"
     ),

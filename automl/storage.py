@@ -147,11 +147,19 @@ def list_files(location: str, suffix: str = "") -> list[str]:
 
 
 def remove(location: str) -> None:
-    """Delete a folder and everything under it (missing is fine)."""
+    """Delete a folder and everything under it (missing is fine). Only for folders automl
+    made itself (its caches' staging and unfinished parts): never a user-given location."""
     fs, path = filesystem(location)
     if fs.get_file_info(path).type == pafs.FileType.Directory:
         fs.delete_dir(path)
     elif fs.get_file_info(path).type == pafs.FileType.File:
+        fs.delete_file(path)
+
+
+def remove_file(location: str) -> None:
+    """Delete one file (missing is fine); never a folder."""
+    fs, path = filesystem(location)
+    if fs.get_file_info(path).type == pafs.FileType.File:
         fs.delete_file(path)
 
 
@@ -181,8 +189,9 @@ def download(location: str, local: Path) -> Path:
         files = [(path, local)]
     else:
         found = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-        files = [(f.path, local / f.path[len(path):].lstrip("/")) for f in found
-                 if f.type == pafs.FileType.File]
+        # A key with `..` in it (a crafted bucket) must not write outside `local`.
+        files = [(f.path, local / paths.safe_relative(f.path[len(path):].lstrip("/")))
+                 for f in found if f.type == pafs.FileType.File]
     for source, target in files:
         target.parent.mkdir(parents=True, exist_ok=True)
         pafs.copy_files(source, str(target), source_filesystem=fs,

@@ -19,12 +19,13 @@ from automl.history import (
     HEARTBEAT_S,
     HISTORY_FILE,
     STATE_FILE,
+    append_event,
     event,
     load_records,
     write_state,
 )
 from automl.progress import error_text
-from automl.run_dir import RunDir
+from automl.run_dir import RunDir, restored_run
 
 UPLOAD_EVERY_S = 30.0
 """A remote run's history is uploaded this often while the search runs (and at the end)."""
@@ -43,10 +44,13 @@ class HistoryWriter(Callback):
         self._open: set[str] = set()
         self._epochs: dict[str, int] = {}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if (run := restored_run()) is not None:
+            self.run, self.path = run, run.local / HISTORY_FILE
+
     def _append(self, line: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
-            f.write(line + "\n")
+        append_event(self.path, line)
 
     def setup(self, stop: Any = None, num_samples: Any = None,
               total_num_samples: Any = None, **info: Any) -> None:

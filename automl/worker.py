@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from automl import ray_internals
 from automl.checkpoints import count_group_start, retention
 
 
@@ -87,12 +88,9 @@ class InProcessWorker:
 
     def __init__(self, datasets: dict[str, Any], storage_path: str, name: str, keep: str,
                  use_gpu: bool) -> None:
-        from ray.train.v2._internal.execution.checkpoint.checkpoint_manager import (
-            CheckpointManager,
-        )
-        from ray.train.v2._internal.execution.storage import StorageContext
+        StorageContext = ray_internals.storage_context()
 
-        class _Manager(CheckpointManager):
+        class _Manager(ray_internals.checkpoint_manager()):  # type: ignore[misc]
             def _notify(self) -> None:  # wakes asyncio waiters of the controller: none here
                 pass
 
@@ -125,33 +123,20 @@ class InProcessWorker:
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         from ray import tune
         from ray.train import Checkpoint
-        from ray.train.v2._internal.execution.training_report import _TrainingReport
 
         reported = dict(metrics)
         if checkpoint_dir is not None:
             persisted = self._storage.persist_current_checkpoint(
                 Checkpoint.from_directory(str(checkpoint_dir)),
                 self._storage.make_default_checkpoint_dir_name())
-            self._manager.register_checkpoint(
-                _TrainingReport(checkpoint=persisted, metrics=metrics, validation=False))
+            self._manager.register_checkpoint(ray_internals.training_report()(
+                checkpoint=persisted, metrics=metrics, validation=False))
             reported["checkpoint_path"] = persisted.path
         tune.report(reported)
 
 
 def in_process_supported() -> bool:
-    """False when this Ray version moved the internals `InProcessWorker` builds on; trials
-    then run in a TorchTrainer as multi-worker ones do."""
-    try:
-        from ray.train.v2._internal.execution.checkpoint.checkpoint_manager import (
-            CheckpointManager,
-        )
-        from ray.train.v2._internal.execution.storage import StorageContext
-        from ray.train.v2._internal.execution.training_report import _TrainingReport
-    except ImportError:
-        return False
-    return all(hasattr(StorageContext, a) for a in (
-        "persist_current_checkpoint", "make_default_checkpoint_dir_name")) and all(
-        hasattr(CheckpointManager, a) for a in ("register_checkpoint", "_notify",
-                                                "latest_checkpoint_result")) and bool(
-        _TrainingReport)
-
+    """False when this Ray version moved or reshaped the internals `InProcessWorker` calls
+    (checked by signature, `ray_internals`); trials then run in a TorchTrainer as
+    multi-worker ones do."""
+    return ray_internals.in_process_supported()

@@ -12,7 +12,14 @@ import pytest
 
 from automl.board_format import render, select_rows, to_markdown
 from automl.errors import AutomlError
-from automl.history import TrialRecord, event, load_records, read_events, trial_records
+from automl.history import (
+    TrialRecord,
+    event,
+    load_records,
+    read_events,
+    read_history,
+    trial_records,
+)
 from automl.leaderboard import COLUMNS, Constraints, best_trial, build_leaderboard
 from automl.report import build_report, compare_runs, compare_table
 from tests.test_leaderboard import PARAMS, STATIC
@@ -111,9 +118,11 @@ def test_history_file_round_trip_resume_and_truncated_line(tmp_path: Path) -> No
     assert [h["val_accuracy"] for h in t1.history] == [0.5, 0.7] and t1.ended
     assert t1.history[0]["checkpoint_path"] == "s3://bucket/run/trials/t1/ck0"
     assert t1.trial_time_s == 42 and not t2.ended and t2.history == []
-    (tmp_path / "trials.jsonl").write_text("garbage\n" + lines[0] + "\n")
-    with pytest.raises(AutomlError, match=r"trials.jsonl:1 is not a history line"):
-        read_events(tmp_path / "trials.jsonl")
+    # A line torn anywhere (not only the last) is skipped and counted.
+    (tmp_path / "trials.jsonl").write_text("garbage\n" + lines[0] + '\n{"ev\n' + lines[6] + "\n")
+    read = read_history(tmp_path / "trials.jsonl")
+    assert read.torn == (1, 3) and [e["trial_id"] for e in read.events] == ["t1", "t2"]
+    assert read_events(tmp_path / "trials.jsonl") == read.events
     with pytest.raises(AutomlError, match=r"no trials\.jsonl"):
         read_events(tmp_path / "missing" / "trials.jsonl")
     assert trial_records([], "x") == []

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from automl import paths, storage
 from automl.errors import AutomlError, TrialFailed
-from automl.export.writer import CHECK_ROWS, MANIFEST_FILE, ExportContext, export_checkpoint
+from automl.export.writer import CHECK_ROWS, ExportContext, export_checkpoint
+from automl.ownership import check_export_target, remove_files
 from automl.plan import TrialPlan
 from automl.tasks import get_task
 
@@ -53,14 +54,12 @@ def _write(checkpoint: Path, out: str, formats: Sequence[str], context: ExportCo
     target = paths.resolve(out, "--out")
     if not paths.is_remote(target):
         return str(export_checkpoint(checkpoint, target, formats, context, log))
+    check_export_target(target)
     with tempfile.TemporaryDirectory(prefix="automl-export-") as tmp:
-        export_checkpoint(checkpoint, Path(tmp), formats, context, log)
-        if storage.list_files(target) and not storage.is_file(
-                storage.join(target, MANIFEST_FILE)):
-            raise AutomlError(f"{target} holds files and is not an automl export; choose a "
-                              "new or empty location (--out)")
-        storage.remove(target)  # an earlier export there is replaced whole
-        storage.upload(Path(tmp), target)
+        staged = Path(tmp) / "export"
+        export_checkpoint(checkpoint, staged, formats, context, log)
+        remove_files(target, check_export_target(target))  # only the earlier export's files
+        storage.upload(staged, target)
     return target
 
 
@@ -123,10 +122,9 @@ def _refit(run: RunDir, row: pd.Series, static: dict[str, Any], plan: TrialPlan,
 
 def _record_refit(run: RunDir, trial_id: str, info: dict[str, Any]) -> None:
     """Append a `refit` event to the run's history: the board shows it on the trial's row."""
-    from automl.history import HISTORY_FILE, event
+    from automl.history import HISTORY_FILE, append_event, event
 
     run.fetch(HISTORY_FILE)
-    with (run.local / HISTORY_FILE).open("a") as f:
-        f.write(event("refit", trial_id, **info) + "\n")
+    append_event(run.local / HISTORY_FILE, event("refit", trial_id, **info))
     if run.remote:
         storage.upload(run.local / HISTORY_FILE, run.uri(HISTORY_FILE))

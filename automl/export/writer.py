@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,7 @@ from automl.checkpoints import STATE_FILE
 from automl.errors import AutomlError
 from automl.export.card import model_card
 from automl.export.formats import TOLERANCE, ExportedFormat, check, export_format
+from automl.ownership import check_export_target, remove_files
 from automl.paths import local_path
 from automl.plan import PLAN_FILE, WEIGHTS_FILE, TrialPlan
 from automl.tasks import Task, get_task
@@ -78,25 +80,28 @@ def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path,
     Every format is checked on real validation inputs when `context.examples` has them.
 
     The export is written to a staging folder and moved into place only when every format
-    passed its check: `out_dir` never holds half an export."""
+    passed its check: `out_dir` never holds half an export. `out_dir` must be new, empty
+    or an earlier automl export (`ownership.check_export_target`), checked before any work."""
     src, out = local_path(checkpoint_dir, "checkpoint"), local_path(out_dir, "export dir")
     if not (src / PLAN_FILE).is_file() or not (src / WEIGHTS_FILE).is_file():
         raise AutomlError(f"{str(src)!r} is not a trial checkpoint (no {PLAN_FILE}/{WEIGHTS_FILE})")
-    if out.exists() and any(out.iterdir()) and not (out / MANIFEST_FILE).is_file() \
-            and not (out / CONFIG_FILE).is_file():
-        raise AutomlError(f"{out} exists and is not an automl export; choose a new or empty "
-                          "folder (--out)")
+    check_export_target(str(out))
     wanted = parse_formats(formats)
-    staging = out.with_name(f".{out.name}.staging-{os.getpid()}")
-    _remove(staging)
-    staging.mkdir(parents=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging-"))
     try:
         _write(src, staging, wanted, context or ExportContext(), log)
-    except BaseException:
-        _remove(staging)
-        raise
-    _remove(out)
-    staging.rename(out)
+        if out.exists():
+            # Checked again right before: only the files of the earlier export go.
+            owned = check_export_target(str(out))
+            replaced = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+            out.rename(replaced)
+            staging.rename(out)
+            remove_files(str(replaced), owned)
+        else:
+            staging.rename(out)
+    finally:
+        if staging.exists():  # a failed export: the folder automl made for it goes
+            shutil.rmtree(staging)
     return out
 
 
@@ -171,13 +176,6 @@ def _applicable(formats: tuple[str, ...], task: Task, explicit: bool) -> tuple[s
                               "as safetensors, torchscript and onnx")
         formats = tuple(f for f in formats if f != "hf")
     return formats
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
 
 
 def _copy_extras(src: Path, out: Path) -> None:

@@ -19,6 +19,7 @@ from automl.catalog import Catalog, fingerprint, split_array, stratified_split
 from automl.tasks.base import to_device
 from automl.tasks.image_files import (
     UNREADABLE,
+    file_stats,
     list_images,
     load_image,
     read_manifest,
@@ -59,7 +60,7 @@ class ImageClassification:
         if sources.is_table(data.path):
             locations, names, dropped = read_manifest(data.path, data.path_column,
                                                       data.label_column)
-            stats: Any = sources.file_info(data.path).mtime_ns
+            stats: Any = (sources.file_info(data.path).mtime_ns, file_stats(locations))
             classes = sorted(set(names))
         else:
             locations, names, classes, stats = scan_folder(data.path)

@@ -8,6 +8,8 @@ backbone's interpolation, then center-crop; normalization happens per batch on t
 from __future__ import annotations
 
 import io
+import os
+import stat
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -79,11 +81,39 @@ def read_manifest(location: str, path_column: str, label_column: str
             absolute = paths.is_uri(item) or item.startswith("/")
             locations.append(item if absolute else storage.join(folder, item))
             names.append(str(label))
+            problem = regular_file_problem(locations[-1])
+            if problem:
+                raise DataError(f"{location}: row {len(locations) + dropped}: {problem}; "
+                                "a manifest names image files")
     if not locations:
         raise DataError(f"{location}: no rows with both a {path_column!r} and a "
                         f"{label_column!r} value")
     _check_classes(location, sorted(set(names)))
     return locations, names, dropped
+
+
+def file_stats(locations: list[str]) -> list[tuple[int, int]]:
+    """(size, mtime in ns) of every file, (-1, 0) when missing: what a manifest's cache key
+    covers, so an image replaced under the same name is prepared again."""
+    out: list[tuple[int, int]] = []
+    remote: dict[str, list[int]] = {}
+    for i, location in enumerate(locations):
+        if paths.is_remote(location):
+            remote.setdefault(location.split("/", 3)[2], []).append(i)
+            out.append((-1, 0))
+            continue
+        try:
+            found = os.stat(location)
+            out.append((found.st_size, found.st_mtime_ns))
+        except OSError:
+            out.append((-1, 0))
+    for rows in remote.values():  # one listing call per bucket
+        fs, _ = storage.filesystem(locations[rows[0]])
+        infos = fs.get_file_info([storage.filesystem(locations[i])[1] for i in rows])
+        for i, info in zip(rows, infos, strict=True):
+            if info.type == pafs.FileType.File:
+                out[i] = (int(info.size or 0), int(info.mtime_ns or 0))
+    return out
 
 
 def _check_classes(where: str, classes: list[str]) -> None:
@@ -93,25 +123,61 @@ def _check_classes(where: str, classes: list[str]) -> None:
 
 
 def resize_crop(img: Image.Image, size: int, interpolation: str, crop_pct: float) -> np.ndarray:
-    """Resize the short side to size/crop_pct and center-crop to size (timm's eval transform)."""
+    """Resize the short side to size/crop_pct and center-crop to size (timm's eval transform).
+
+    Only the crop's box of the source is resampled, straight to `size` × `size`: memory is
+    bounded by the output, also for a 1 × 20000 strip (resizing it whole first would make a
+    gigapixel image of a 100-byte PNG)."""
     scale = int(size / crop_pct)
     w, h = img.size
     if w < h:
         new = (scale, max(scale, round(h * scale / w)))
     else:
         new = (max(scale, round(w * scale / h)), scale)
-    img = img.resize(new, _RESAMPLE.get(interpolation, Image.Resampling.BILINEAR))
     left, top = (new[0] - size) // 2, (new[1] - size) // 2
-    return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    sx, sy = w / new[0], h / new[1]
+    box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+    resample = _RESAMPLE.get(interpolation, Image.Resampling.BILINEAR)
+    return np.asarray(img.resize((size, size), resample, box=box), dtype=np.uint8)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """RGB, with 16-bit (and 32-bit integer) grayscale scaled to 8 bits: Pillow's own
+    conversion clips every value above 255, which turns a 16-bit image white."""
+    if img.mode.startswith("I;16") or img.mode == "I":
+        wide = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or wide.max(initial=0) > 255 else 255.0
+        gray = np.clip(np.round(wide * (255.0 / top)), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    return img.convert("RGB")
+
+
+def regular_file_problem(location: str) -> str | None:
+    """Why a local path cannot be read as an image file (a FIFO would block the reader
+    forever, a device never ends), or None."""
+    if paths.is_remote(location):
+        return None
+    try:
+        mode = os.stat(location).st_mode
+    except OSError:
+        return None  # missing: skipped and counted as unreadable at preparation
+    if stat.S_ISREG(mode):
+        return None
+    kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
+        "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
+    return f"{location} is {kind}, not an image file"
 
 
 def load_image(location: str | Path, size: int, interpolation: str, crop_pct: float
                ) -> np.ndarray:
     """Decode one image (local path or URI) to RGB, resize and center-crop it."""
+    problem = regular_file_problem(str(location))
+    if problem:
+        raise ValueError(problem)  # one of UNREADABLE: skipped and counted like a bad image
     with sources.open_input(str(location)) as raw:
         data = raw.read()
     with Image.open(io.BytesIO(data)) as source:
-        return resize_crop(source.convert("RGB"), size, interpolation, crop_pct)
+        return resize_crop(to_rgb(source), size, interpolation, crop_pct)
 
 
 def list_images(inputs: list[str]) -> list[str]:

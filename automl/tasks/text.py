@@ -221,6 +221,9 @@ class TextClassification:
             if sources.is_table(item) and Path(item).is_file():
                 for frame in sources.iter_table(item, [column]):
                     texts += frame[column].astype("string").fillna("").tolist()
+            elif sources.is_table(item) and not any(c.isspace() for c in item):
+                raise DataError(f"input {item!r}: no such file (a table of texts to "
+                                "classify); check the path, or pass the texts themselves")
             else:
                 texts.append(item)
         return texts
