@@ -10,8 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from automl import paths
 from automl.board_format import FORMATS
 from automl.errors import AutomlError, SearchFailed, SearchInterrupted
+from automl.ownership import check_file_target, write_atomic
 
 if TYPE_CHECKING:
     from automl.leaderboard import Constraints
@@ -163,6 +165,9 @@ def _print_search_end(result: object) -> None:
 def _run(args: argparse.Namespace) -> int:
     from automl import api
 
+    if getattr(args, "out", None) and args.command != "export":  # export checks its folder
+        check_file_target(paths.resolve(args.out, "--out"))
+
     if args.command == "validate":
         cfg = api.validate(args.space)
         budget = (f", time budget {cfg.search.time_budget}"
@@ -223,7 +228,7 @@ def _predict(args: argparse.Namespace) -> None:
             row[f"label_{i}"], row[f"probability_{i}"] = label, round(prob, 6)
         rows.append(row)
     if args.out:
-        pd.DataFrame(rows).to_csv(args.out, index=False)
+        write_atomic(Path(args.out), pd.DataFrame(rows).to_csv(index=False))
         print(f"{len(rows)} prediction(s) written to {args.out}")
         return
     for row in rows:
@@ -240,10 +245,7 @@ def _leaderboard(args: argparse.Namespace) -> None:
     text = render(board, args.format)
     if args.out:
         target = Path(args.out)
-        if isinstance(text, bytes):
-            target.write_bytes(text)
-        else:
-            target.write_text(text + "\n")
+        write_atomic(target, text if isinstance(text, bytes) else text + "\n")
         print(f"{len(board)} trial(s) written to {target}")
     else:
         print(text)

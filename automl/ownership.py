@@ -129,6 +129,20 @@ def check_export_target(target: str) -> list[str]:
     return [*owned, EXPORT_MANIFEST]
 
 
+def check_file_target(target: str, what: str = "--out") -> None:
+    """A single output file (board, report, predictions): not a folder, in a folder that
+    exists (a typo in a path is an error, not a new tree of folders)."""
+    if paths.is_remote(target):
+        return
+    path = Path(target)
+    if path.is_dir():
+        raise AutomlError(f"{what} {target} is a folder; give a file name (e.g. "
+                          f"{path / 'out.csv'})")
+    if not path.parent.is_dir():
+        raise AutomlError(f"{what} {target}: its folder {path.parent} does not exist; create "
+                          "it first or choose another path")
+
+
 def remove_files(root: str, files: list[str]) -> None:
     """Delete these files (relative to `root`, as an export manifest names them) and the
     folders they leave empty; nothing else under `root` is touched."""

@@ -16,30 +16,31 @@ file listings, labels and counts.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import secrets
-import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from automl import paths, storage
+from automl import storage
 from automl.catalog import SPLIT_NAMES, Catalog, fingerprint
 from automl.errors import DataError
+from automl.prepared_cache import (
+    MANIFEST,
+    checksum,
+    publish,
+    staging_name,
+    verified_manifest,
+)
 from automl.tasks import Task, get_task
 
 if TYPE_CHECKING:
     from automl.config import DataConfig
 
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 ROWS_PER_PART = 250
 """Source rows per Parquet part: each part is one preparation task and one shard."""
 
@@ -136,20 +137,10 @@ def first_rows(folder: str, rows: int) -> pa.Table | None:
 
 
 def _cached(directory: str) -> PreparedVariant | None:
-    """The prepared variant in `directory` when its manifest and shards check out (every
-    listed shard present with its size, row counts adding up, the manifest's own checksum);
-    else None, with a one-line notice when something was there, and it is prepared again."""
-    path = storage.join(directory, MANIFEST)
-    if not storage.is_file(path):
-        return None
-    try:
-        raw = json.loads(storage.read_text(path))
-        problem = _verify(directory, raw)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        problem = f"unreadable manifest ({type(exc).__name__})"
-    if problem:
-        print(f"note: prepared data in {directory} is damaged ({problem}); preparing it again",
-              file=sys.stderr)
+    """The prepared variant in `directory` when its manifest and shards check out
+    (`prepared_cache.verified_manifest`), else None: it is prepared again."""
+    raw = verified_manifest(directory)
+    if raw is None:
         return None
     values = {f.name: raw[f.name] for f in fields(PreparedVariant) if f.name in raw}
     values["columns"], values["skipped_examples"] = (tuple(values["columns"]),
@@ -157,38 +148,12 @@ def _cached(directory: str) -> PreparedVariant | None:
     return PreparedVariant(**{**values, "directory": str(directory), "cached": True})
 
 
-def _verify(directory: str, manifest: dict[str, Any]) -> str | None:
-    """What is wrong with a prepared variant on disk, or None."""
-    shards = manifest.get("shards")
-    if not isinstance(shards, dict):
-        return "no shard list (made by an older automl)"
-    if manifest.get("checksum") != _checksum(shards):
-        return "manifest checksum mismatch"
-    for split, expected_rows in (("train", manifest["train_rows"]),
-                                 ("val", manifest["val_rows"])):
-        listed = {s["file"]: s for s in shards.get(split, [])}
-        fs, folder = storage.filesystem(storage.join(directory, split))
-        infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
-        found = {i.base_name: i.size for i in infos if i.base_name.endswith(".parquet")}
-        if set(found) != set(listed):
-            return f"{split}: {len(found)} shard file(s), the manifest lists {len(listed)}"
-        if any(found[name] != shard["bytes"] for name, shard in listed.items()):
-            return f"{split}: a shard's size differs from the manifest"
-        if sum(s["rows"] for s in listed.values()) != expected_rows:
-            return f"{split}: shard rows do not add up to {expected_rows}"
-    return None
-
-
-def _checksum(shards: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(shards, sort_keys=True).encode()).hexdigest()
-
-
 def _write_source(task: Task, catalog: Catalog, data: DataConfig, directory: str) -> str:
     """Stream the catalog's rows into small Parquet parts per split (skipped if done)."""
     done = storage.join(directory, "DONE")
     if storage.is_file(done):
         return directory
-    final, directory = directory, _staging_name(directory)
+    final, directory = directory, staging_name(directory)
     parts = {name: 0 for name in SPLIT_NAMES.values()}
     for name in SPLIT_NAMES.values():
         storage.make_dirs(storage.join(directory, name))
@@ -204,12 +169,7 @@ def _write_source(task: Task, catalog: Catalog, data: DataConfig, directory: str
     storage.write_text(storage.join(directory, "DONE"), json.dumps(parts))
     if directory == final:
         return final
-    if storage.exists(final) and not storage.is_file(done):
-        storage.remove(final)  # an unfinished source of automl's own cache
-    try:
-        os.rename(directory, final)
-    except OSError:  # another search wrote the same source first
-        storage.remove(directory)
+    publish(directory, final)  # or another search wrote the same source first
     return final
 
 
@@ -277,7 +237,7 @@ def _run_job(task: Task, catalog: Catalog, source: str, variant: dict[str, Any],
     started = time.time()
     # Written under a name of this process's own, then renamed into place: a second search
     # preparing the same data at once never sees (or deletes) half of it.
-    staging = _staging_name(directory)
+    staging = staging_name(directory)
     prepare_part = ray.remote(num_cpus=1)(_prepare_part)
     pending: dict[str, list[Any]] = {}
     for name in SPLIT_NAMES.values():
@@ -301,38 +261,15 @@ def _run_job(task: Task, catalog: Catalog, source: str, variant: dict[str, Any],
     shards = {name: [{"file": f"{i:06d}.parquet", "rows": r.rows, "bytes": r.bytes}
                      for i, r in enumerate(parts) if r.rows] for name, parts in results.items()}
     manifest = {**asdict(prepared), "variant": variant, "source": catalog.source,
-                "shards": shards, "checksum": _checksum(shards)}
+                "shards": shards, "checksum": checksum(shards)}
     del manifest["directory"], manifest["cached"]
     storage.write_text(storage.join(staging, MANIFEST), json.dumps(manifest, indent=2))
-    return _publish(staging, directory, prepared)
-
-
-def _staging_name(directory: str) -> str:
-    """Where this process writes a cache folder before it is renamed into place. Object
-    stores cannot rename folders: there it is written in place (an unfinished earlier
-    attempt removed first; two searches at once both write the same content)."""
-    if paths.is_remote(directory):
-        storage.remove(directory)
-        return directory
-    return f"{directory}.staging-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-def _publish(staging: str, directory: str, prepared: PreparedVariant) -> PreparedVariant:
-    """Move a finished staging folder into place; if another search finished the same
-    variant first, use theirs and drop ours."""
-    if staging == directory:
+    if publish(staging, directory):
         return prepared
-    if storage.exists(directory) and _cached(directory) is None:
-        storage.remove(directory)  # a damaged variant of automl's own cache
-    try:
-        os.rename(staging, directory)
-    except OSError:
-        found = _cached(directory)
-        storage.remove(staging)
-        if found is None:
-            raise
-        return found
-    return prepared
+    found = _cached(directory)  # another search finished the same variant first
+    if found is None:
+        raise DataError(f"prepared data {directory}: could not be moved into place")
+    return found
 
 
 def _check_usable(catalog: Catalog, counts: dict[str, np.ndarray], skipped: int) -> None:

@@ -37,10 +37,18 @@ def init_ray(address: str | None = None) -> dict[str, float]:
     if not ray.is_initialized():
         for key, value in {**_DRIVER_ENV, **_RAY_ENV}.items():
             os.environ.setdefault(key, value)
+        if address is None and os.environ.get("RAY_ADDRESS"):
+            # A driver started by `ray job submit` (Ray sets RAY_ADDRESS for it) runs on the
+            # job's cluster, as Ray's docs have it; a second, embedded Ray inside the job
+            # could not find the job's working_dir package.
+            address = "auto"
         if address is None:
             use_own_token()
         else:
             _probe_address(address)
+        # Ray reads its auth settings once, at import: see them as they are now (an earlier
+        # embedded Ray of this process turned token mode on; this cluster may not use it).
+        ray_internals.reload_auth_settings()
         _route_raylet_messages()
         try:
             ray.init(
@@ -72,7 +80,6 @@ def use_own_token() -> None:
     os.environ["RAY_AUTH_MODE"] = "token"
     if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
         os.environ["RAY_AUTH_TOKEN_PATH"] = str(_private_token())
-    ray_internals.reload_auth_settings()
 
 
 def _private_token() -> Path:

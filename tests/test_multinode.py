@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -134,3 +135,60 @@ def test_search_survives_losing_a_worker_node(cluster: Any, tmp_path: Path) -> N
     print(f"node removed at {removed_at:.0f} s; search {result.wall_time_s:.0f} s; "
           f"restarted trial {moved['trial_time_s']:.0f} s vs "
           f"{board.drop(index=trial)['trial_time_s'].mean():.0f} s for the others")
+
+
+def test_a_submitted_job_searches_on_the_jobs_cluster(image_folder: Path, tmp_path: Path
+                                                       ) -> None:
+    """`ray job submit --working-dir . -- automl search SPACE --storage DIR` on a real
+    `ray start` head (loopback, own ports and temp dir), without `--address auto`: the
+    driver finds the job's cluster (it used to start a second Ray and fail in preparation)."""
+    import os
+    import secrets
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    repo, venv_bin = Path(__file__).parents[1], Path(sys.executable).parent
+    ray_cli = str(venv_bin / "ray")
+    temp = Path(f"/tmp/automl-job-{secrets.token_hex(3)}")  # short: Ray's socket paths
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "RAY_ADDRESS"))}
+    env.update({"RAY_AUTH_MODE": "disabled", "PATH": f"{venv_bin}:{env.get('PATH', '')}"})
+    dashboard = free_port()
+    space = tmp_path / "space.yaml"
+    space.write_text(f"data: {{path: {image_folder}, val_fraction: 0.25, image_size: 32}}\n"
+                     "backbones: [{name: test_resnet, weights: scratch}]\n"
+                     "space: {unfreeze_fraction: 1.0, batch_size: 8}\n"
+                     "train: {epochs: 1}\nsearch: {num_samples: 1, grace_period: 1}\n")
+    subprocess.run([ray_cli, "start", "--head", "--port", str(free_port()), "--num-cpus", "2",
+                    "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+                    "--dashboard-agent-listen-port", str(free_port()), "--temp-dir", str(temp),
+                    "--disable-usage-stats"], env=env, check=True, capture_output=True,
+                   timeout=120)
+    try:
+        job = subprocess.run(
+            [ray_cli, "job", "submit", "--address", f"http://127.0.0.1:{dashboard}",
+             "--working-dir", str(repo), "--", "automl", "search", str(space), "--storage",
+             str(tmp_path / "runs")], env=env, capture_output=True, text=True, timeout=480)
+        log = job.stdout[-4000:] + job.stderr[-2000:]
+        assert job.returncode == 0, log
+        assert "RuntimeEnvSetupError" not in log and "succeeded" in log, log
+        (run,) = (tmp_path / "runs").glob("space-*")
+        board = pd.read_csv(run / "leaderboard.csv")
+        assert board["status"].tolist() == ["finished"]
+        assert (run / "export" / "model.safetensors").is_file()
+    finally:
+        # Stop this cluster by its own processes (never `ray stop`: it stops every Ray here).
+        found = subprocess.run(["pgrep", "-f", str(temp)], capture_output=True, text=True)
+        for pid in map(int, found.stdout.split()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from automl import ownership, paths, prepared, storage
+from automl import ownership, paths, prepared, prepared_cache, storage
 from automl.cli import main
 from automl.errors import AutomlError, DataError
 from automl.history import append_event, checkpoint_location, event, read_history
@@ -192,7 +193,7 @@ def _fake_variant(directory: Path) -> None:
                           "bytes": (directory / split / "000000.parquet").stat().st_size}]
     manifest = {"key": directory.name, "columns": ["label"], "train_rows": 2, "val_rows": 2,
                 "skipped": 0, "skipped_examples": [], "seconds": 1.0, "shards": shards,
-                "checksum": prepared._checksum(shards)}
+                "checksum": prepared_cache.checksum(shards)}
     (directory / prepared.MANIFEST).write_text(json.dumps(manifest))
 
 
@@ -213,6 +214,30 @@ def test_a_damaged_prepared_cache_is_rebuilt_not_used(tmp_path: Path,
         damage(tmp_path / name)
         assert prepared._cached(str(tmp_path / name)) is None, name
         assert "preparing it again" in capfd.readouterr().err
+
+
+def test_two_searches_preparing_the_same_data_both_get_it(tmp_path: Path) -> None:
+    """Each writes under its own staging name; the first rename wins, the second finds a
+    whole variant in place and reuses it (its own copy goes)."""
+    final = tmp_path / "variant"
+    ours, theirs = (prepared_cache.staging_name(str(final)) for _ in range(2))
+    assert ours != theirs
+    for staging in (ours, theirs):
+        _fake_variant(Path(staging))
+    assert prepared_cache.publish(theirs, str(final))
+    assert not prepared_cache.publish(ours, str(final))
+    assert prepared._cached(str(final)) is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["variant"]
+
+
+def test_single_file_outputs_need_an_existing_folder(tmp_path: Path,
+                                                     capfd: pytest.CaptureFixture[str]) -> None:
+    run = _run_dir(tmp_path / "run")
+    for out, message in ((tmp_path / "nope" / "board.csv", "does not exist; create it"),
+                         (tmp_path, "is a folder; give a file name")):
+        assert main(["leaderboard", str(run), "--out", str(out)]) == 2
+        err = capfd.readouterr().err
+        assert message in err and "Traceback" not in err
 
 
 def test_a_changed_weights_file_gets_new_cached_features(tmp_path: Path) -> None:
@@ -348,4 +373,62 @@ def test_a_remote_prefix_with_sub_prefixes_is_not_an_export(s3_server: str) -> N
     with pytest.raises(AutomlError, match="is not an automl export"):
         ownership.check_export_target(f"{s3_server}/shared/team")
     assert storage.read_text(f"{s3_server}/shared/team/b/c/model.bin") == "y"
+    # A crafted key with `..` in it never lands outside the folder a download writes to.
+    import boto3
 
+    boto3.client("s3").put_object(Bucket="bkt", Key="crafted/a/../../../escaped.txt", Body=b"z")
+    fs, path = storage.filesystem(f"{s3_server}/crafted")
+    keys = [i.path for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))]
+    assert any(".." in k for k in keys), keys  # the store keeps the key as written
+    with pytest.raises(AutomlError, match="would leave its folder"):
+        storage.download(f"{s3_server}/crafted", Path("/tmp") / "automl-crafted" / "x")
+    assert not Path("/tmp/escaped.txt").exists()
+
+
+
+TINY = """
+task: image
+data: {val_fraction: 0.25, image_size: 32}
+backbones: [{name: test_resnet, weights: scratch}]
+space: {unfreeze_fraction: 1.0, head_lr: 0.01, backbone_lr: 0.001, batch_size: 8}
+train: {epochs: 1, seed: 0}
+search: {num_samples: 1, seed: 0, grace_period: 1}
+resources: {workers_per_trial: 1, cpus_per_worker: 1, max_concurrent_trials: 1}
+"""
+
+
+@pytest.mark.integration
+def test_a_moved_run_dir_is_read_exported_and_resumed_where_it_is(
+        image_folder: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Tune's experiment state holds the old absolute paths: `Tuner.restore` from the new
+    place must still work, and nothing may be written back to the old place."""
+    import shutil
+
+    import ray
+
+    space = tmp_path / "tiny.yaml"
+    space.write_text(TINY)
+    first, moved = tmp_path / "first", tmp_path / "elsewhere" / "moved"
+    try:
+        assert main(["search", str(space), "--data", str(image_folder), "--run-dir",
+                     str(first)]) == 0
+        # The same run dir again: a second search is refused (resume it instead).
+        assert main(["search", str(space), "--data", str(image_folder), "--run-dir",
+                     str(first)]) == 2
+        assert "already holds a search" in capfd.readouterr().err
+        moved.parent.mkdir()
+        shutil.move(str(first), str(moved))
+        assert main(["leaderboard", str(moved)]) == 0
+        assert main(["report", str(moved)]) == 0
+        assert main(["export", str(moved), "--out", str(tmp_path / "exp"),
+                     "--format", "safetensors"]) == 0
+        assert (tmp_path / "exp" / "model.safetensors").is_file()
+        lines = (moved / "trials.jsonl").read_text().count("\n")
+        assert main(["search", "--resume", str(moved)]) == 0
+        out = capfd.readouterr().out
+        assert "finished" in out
+        assert not first.exists(), sorted(p.name for p in first.rglob("*"))
+        assert (moved / "trials.jsonl").read_text().count("\n") >= lines
+        assert json.loads((moved / "state.json").read_text())["state"] == "finished"
+    finally:
+        ray.shutdown()

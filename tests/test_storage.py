@@ -147,8 +147,8 @@ def test_search_export_predict_resume_on_s3(
     assert run.startswith(f"{s3_server}/runs/space-")
     assert list(work.iterdir()) == [work / "space.yaml"]  # nothing of the run is local
 
-    for kept in ("config.pkl", "leaderboard.csv", "summary.json", "logs/ray.log",
-                 "trials.jsonl", "state.json", "report.html",
+    for kept in (".automl-run.json", "space.yaml", "leaderboard.csv", "summary.json",
+                 "logs/ray.log", "trials.jsonl", "state.json", "report.html",
                  "export/model.safetensors", "export/config.json"):
         assert storage.is_file(storage.join(run, kept)), kept
     prepared = [f for f in storage.list_files(storage.join(s3_server, "runs", "prepared-data"))]
