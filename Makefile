@@ -4,8 +4,11 @@
 setup:
 	@bash scripts/setup.sh
 
+# A search never reuses a run dir: a second `make demo` runs beside the first.
 demo: setup
-	.venv/bin/automl search search_spaces/demo_vision.yaml --run-dir runs/demo_vision
+	@run=runs/demo_vision; [ ! -e $$run ] || run=$$run-$$(date +%Y%m%d-%H%M%S); \
+	echo ".venv/bin/automl search search_spaces/demo_vision.yaml --run-dir $$run"; \
+	.venv/bin/automl search search_spaces/demo_vision.yaml --run-dir $$run
 
 lint: setup
 	.venv/bin/ruff check automl tests bench
@@ -24,4 +27,6 @@ bench: setup
 	.venv/bin/python bench/overhead.py
 
 demo-text: setup
-	.venv/bin/automl search search_spaces/demo_text.yaml --run-dir runs/demo_text
+	@run=runs/demo_text; [ ! -e $$run ] || run=$$run-$$(date +%Y%m%d-%H%M%S); \
+	echo ".venv/bin/automl search search_spaces/demo_text.yaml --run-dir $$run"; \
+	.venv/bin/automl search search_spaces/demo_text.yaml --run-dir $$run
