@@ -31,6 +31,7 @@ from automl.errors import DataError
 from automl.prepared_cache import (
     MANIFEST,
     checksum,
+    discarded_on_error,
     publish,
     staging_name,
     verified_manifest,
@@ -154,6 +155,13 @@ def _write_source(task: Task, catalog: Catalog, data: DataConfig, directory: str
     if storage.is_file(done):
         return directory
     final, directory = directory, staging_name(directory)
+    with discarded_on_error(directory, final):
+        _write_parts(task, catalog, data, directory)
+    publish(directory, final)  # or another search wrote the same source first
+    return final
+
+
+def _write_parts(task: Task, catalog: Catalog, data: DataConfig, directory: str) -> None:
     parts = {name: 0 for name in SPLIT_NAMES.values()}
     for name in SPLIT_NAMES.values():
         storage.make_dirs(storage.join(directory, name))
@@ -167,10 +175,6 @@ def _write_source(task: Task, catalog: Catalog, data: DataConfig, directory: str
                                                  f"part-{parts[name]:06d}.parquet"))
                 parts[name] += 1
     storage.write_text(storage.join(directory, "DONE"), json.dumps(parts))
-    if directory == final:
-        return final
-    publish(directory, final)  # or another search wrote the same source first
-    return final
 
 
 def _write_table(table: pa.Table, location: str) -> None:
@@ -232,12 +236,27 @@ def _run_job(task: Task, catalog: Catalog, source: str, variant: dict[str, Any],
     Plain tasks, not a Ray Data pipeline: each part is independent, and Ray Data's executor
     (driver loop, stats and autoscaling actors) cost ≈ 35 % of 2 CPUs here (bench/streaming.py
     measured 1.2× from 1 to 2 CPUs with it, 1.9× with tasks)."""
-    import ray
-
     started = time.time()
     # Written under a name of this process's own, then renamed into place: a second search
     # preparing the same data at once never sees (or deletes) half of it.
     staging = staging_name(directory)
+    with discarded_on_error(staging, directory):
+        prepared = _prepare_into(task, catalog, source, variant, staging, directory, seed,
+                                 started)
+    if publish(staging, directory):
+        return prepared
+    found = _cached(directory)  # another search finished the same variant first
+    if found is None:
+        raise DataError(f"prepared data {directory}: could not be moved into place")
+    return found
+
+
+def _prepare_into(task: Task, catalog: Catalog, source: str, variant: dict[str, Any],
+                  staging: str, directory: str, seed: int, started: float) -> PreparedVariant:
+    """One Ray task per source part writes its shard into `staging`, then the manifest
+    (counts, and every shard with its rows and size) is written last."""
+    import ray
+
     prepare_part = ray.remote(num_cpus=1)(_prepare_part)
     pending: dict[str, list[Any]] = {}
     for name in SPLIT_NAMES.values():
@@ -247,7 +266,8 @@ def _run_job(task: Task, catalog: Catalog, source: str, variant: dict[str, Any],
                                 storage.join(staging, name, f"{i:06d}.parquet"),
                                 len(catalog.classes))
             for i, part in enumerate(_source_parts(task, storage.join(source, name), seed))]
-    results: dict[str, list[_PartResult]] = {name: ray.get(refs) for name, refs in pending.items()}
+    results: dict[str, list[_PartResult]] = {name: ray.get(refs)
+                                             for name, refs in pending.items()}
     counts = {name: np.array([r.label_counts for r in parts], np.int64).reshape(
         -1, len(catalog.classes)).sum(axis=0) for name, parts in results.items()}
     skipped = sorted(k for parts in results.values() for r in parts for k in r.skipped)
@@ -264,12 +284,7 @@ def _run_job(task: Task, catalog: Catalog, source: str, variant: dict[str, Any],
                 "shards": shards, "checksum": checksum(shards)}
     del manifest["directory"], manifest["cached"]
     storage.write_text(storage.join(staging, MANIFEST), json.dumps(manifest, indent=2))
-    if publish(staging, directory):
-        return prepared
-    found = _cached(directory)  # another search finished the same variant first
-    if found is None:
-        raise DataError(f"prepared data {directory}: could not be moved into place")
-    return found
+    return prepared
 
 
 def _check_usable(catalog: Catalog, counts: dict[str, np.ndarray], skipped: int) -> None:

@@ -8,11 +8,13 @@ cut off or edited, makes the variant damaged: it is prepared again, with a one-l
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import secrets
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow.fs as pafs
@@ -75,6 +77,17 @@ def staging_name(directory: str) -> str:
         storage.remove(directory)
         return directory
     return f"{directory}.staging-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+@contextlib.contextmanager
+def discarded_on_error(staging: str, directory: str) -> Iterator[None]:
+    """A staging folder whose writer failed is removed, never left in the cache."""
+    try:
+        yield
+    except BaseException:
+        if staging != directory:
+            storage.remove(staging)
+        raise
 
 
 def publish(staging: str, directory: str) -> bool:

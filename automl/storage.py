@@ -30,6 +30,10 @@ CACHE_ROOT = Path(os.environ.get("AUTOML_CACHE", "~/.cache/automl")).expanduser(
 """Local copies of remote files (weights, downloaded exports) and of remote runs' driver files."""
 
 
+WRITE_CHECK = ".automl-write-check"
+"""The empty file `check_writable` writes and deletes."""
+
+
 def join(location: str, *parts: str) -> str:
     """`location/part/...` for paths and URIs alike (query options stay at the end)."""
     base, query = _split_query(location)
@@ -67,7 +71,7 @@ def filesystem(location: str) -> tuple[pafs.FileSystem, str]:
 def check_writable(location: str, what: str) -> None:
     """Write and delete a marker file, so a missing bucket, wrong credentials or a read-only
     folder fail before Ray starts, with a hint, instead of at the first checkpoint."""
-    marker = join(location, ".automl-write-check")
+    marker = join(location, WRITE_CHECK)
     try:
         write_bytes(marker, b"")
         remove(marker)

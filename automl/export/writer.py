@@ -30,14 +30,14 @@ from automl.checkpoints import STATE_FILE
 from automl.errors import AutomlError
 from automl.export.card import model_card
 from automl.export.formats import TOLERANCE, ExportedFormat, check, export_format
-from automl.ownership import check_export_target, remove_files
+from automl.ownership import EXPORT_MANIFEST, check_export_target, remove_files
 from automl.paths import local_path
 from automl.plan import PLAN_FILE, WEIGHTS_FILE, TrialPlan
 from automl.tasks import Task, get_task
 
 EXPORT_FORMAT = "automl-export/2"
 CONFIG_FILE = "config.json"
-MANIFEST_FILE = "manifest.json"
+MANIFEST_FILE = EXPORT_MANIFEST
 CARD_FILE = "README.md"
 ALL_FORMATS = ("safetensors", "torchscript", "onnx", "hf")
 CHECK_ROWS = 16
