@@ -121,7 +121,7 @@ def write_arrays(location: str, arrays: dict[str, np.ndarray]) -> None:
 
 def read_arrays(location: str) -> dict[str, np.ndarray]:
     """The arrays of an .npz written by `write_arrays`."""
-    return dict(np.load(io.BytesIO(storage.read_bytes(location))))
+    return dict(np.load(io.BytesIO(storage.read_bytes(location)), allow_pickle=False))
 
 
 def _head_module(head_params: list[str]) -> str:

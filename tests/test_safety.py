@@ -240,6 +240,22 @@ def test_single_file_outputs_need_an_existing_folder(tmp_path: Path,
         assert message in err and "Traceback" not in err
 
 
+def test_an_image_manifests_cache_key_covers_the_images_it_names(image_folder: Path) -> None:
+    from automl.config import DataConfig
+    from automl.tasks import get_task
+
+    rows = [f"{p.relative_to(image_folder)},{p.parent.name}"
+            for p in sorted(image_folder.rglob("*.png"))]
+    manifest = image_folder / "manifest.csv"
+    manifest.write_text("path,label\n" + "\n".join(rows) + "\n")
+    data = DataConfig(path=str(manifest))
+    before = get_task("image").scan(data).fingerprint
+    first = image_folder / rows[0].split(",")[0]
+    Image.new("RGB", (32, 32), (255, 255, 255)).save(first)  # same name, new pixels
+    os.utime(manifest, ns=(manifest.stat().st_atime_ns, manifest.stat().st_mtime_ns))
+    assert get_task("image").scan(data).fingerprint != before
+
+
 def test_a_changed_weights_file_gets_new_cached_features(tmp_path: Path) -> None:
     from automl.features import feature_location
 
