@@ -89,6 +89,7 @@ def test_export_keeps_a_users_files(tmp_path: Path, checkpoint: Path) -> None:
     _export(checkpoint, out)
     assert json.loads((out / "manifest.json").read_text())["created"] != first
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export")]  # no leftovers
+    assert out.stat().st_mode & 0o755 == 0o755  # readable like any folder the user makes
 
 
 def test_export_target_must_be_a_folder_in_an_existing_folder(tmp_path: Path,

@@ -13,8 +13,8 @@ import datetime
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -87,7 +87,10 @@ def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path,
         raise AutomlError(f"{str(src)!r} is not a trial checkpoint (no {PLAN_FILE}/{WEIGHTS_FILE})")
     check_export_target(str(out))
     wanted = parse_formats(formats)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.staging-"))
+    # A name of this process's own, made here (mkdir refuses an existing one); not mkdtemp,
+    # whose 0700 mode the export would keep.
+    staging = out.with_name(f".{out.name}.staging-{os.getpid()}-{secrets.token_hex(3)}")
+    staging.mkdir()
     try:
         _write(src, staging, wanted, context or ExportContext(), log)
         if out.exists():
