@@ -77,9 +77,11 @@ def _nodes_running_train_workers() -> set[str]:
     trains in its own process (Ray's state API: no file syncing lag)."""
     from ray.util.state import list_actors
 
-    return {actor.node_id for name in ("RayTrainWorker", "ImplicitFunc")
-            for actor in list_actors(filters=[("class_name", "=", name), ("state", "=", "ALIVE")])
-            if actor.node_id is not None}
+    # Ray names Tune's trial class `ImplicitFunc`, or `wrap_function.<locals>.ImplicitFunc`
+    # once an earlier search of this process registered it (a full test run).
+    return {actor.node_id for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=10_000)
+            if actor.node_id is not None
+            and actor.class_name.rsplit(".", 1)[-1] in ("RayTrainWorker", "ImplicitFunc")}
 
 
 def test_search_survives_losing_a_worker_node(cluster: Any, tmp_path: Path) -> None:
