@@ -41,12 +41,15 @@ def feature_location(data_root: str, variant: str, plan_dict: dict[str, Any],
 
 def weights_fingerprint(weights: str) -> str | None:
     """SHA-256 of a `file:` weights file (or of every file of a model folder): a file
-    replaced under the same name gets new cached features. None for other sources."""
+    replaced under the same name gets new cached features. On object storage, the object's
+    size and modification time stand for its content. None for other sources."""
     if not weights.startswith("file:"):
         return None
     path = weights.removeprefix("file:")
     if paths.is_remote(path):
-        return _content_digest(str(storage.cached_copy(path)), 0, 0)
+        fs, key = storage.filesystem(path)
+        info = fs.get_file_info(key)
+        return f"{info.size}-{info.mtime_ns}"
     found = Path(path)
     files = sorted(p for p in found.rglob("*") if p.is_file()) if found.is_dir() else [found]
     digest = hashlib.sha256()

@@ -34,6 +34,9 @@ _USED: dict[str, tuple[str, str, tuple[str, ...]]] = {
                             "CheckpointManager.register_checkpoint", ("training_report",)),
     "_notify": ("ray.train.v2._internal.execution.checkpoint.checkpoint_manager",
                 "CheckpointManager._notify", ()),
+    "latest_checkpoint_result": (
+        "ray.train.v2._internal.execution.checkpoint.checkpoint_manager",
+        "CheckpointManager.latest_checkpoint_result", ()),
     "_TrainingReport": ("ray.train.v2._internal.execution.training_report", "_TrainingReport",
                         ("checkpoint", "metrics", "validation")),
     "RayTrainError": ("ray.train.v2._internal.exceptions", "RayTrainError", ()),
@@ -87,7 +90,8 @@ def signature_problems(names: tuple[str, ...] | None = None) -> list[str]:
 
 
 _IN_PROCESS = ("StorageContext", "persist_current_checkpoint", "make_default_checkpoint_dir_name",
-               "CheckpointManager", "register_checkpoint", "_notify", "_TrainingReport")
+               "CheckpointManager", "register_checkpoint", "_notify", "latest_checkpoint_result",
+               "_TrainingReport")
 
 
 def in_process_supported() -> bool:
