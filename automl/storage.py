@@ -224,7 +224,9 @@ def cached_copy(location: str) -> Path:
                 "weights on a file system every node mounts at the same path, or on storage "
                 "(file:s3://bucket/weights.safetensors)")
         return Path(location)
-    key = hashlib.sha1(location.encode()).hexdigest()[:16]
+    fs, path = filesystem(location)
+    info = fs.get_file_info(path)  # an object replaced under the same name is fetched anew
+    key = hashlib.sha1(f"{location}|{info.size}|{info.mtime_ns}".encode()).hexdigest()[:16]
     target = CACHE_ROOT / "remote" / key / name(location)
     if not target.exists():
         staging = target.with_name(target.name + f".{os.getpid()}.part")
