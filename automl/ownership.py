@@ -77,6 +77,9 @@ def looks_like_run(location: str) -> bool:
 def check_new_run_dir(location: str) -> None:
     """A new search may start only in a missing or empty folder: never in another search's
     run dir (resume that one) nor among a user's files."""
+    if _is_file(location):
+        raise AutomlError(f"--run-dir {location} is an existing file; give a folder (new or "
+                          "empty)")
     entries = [e for e in _entries(location) if e not in _CLAIM_FILES]
     if not entries:
         return

@@ -129,10 +129,15 @@ def export(run_dir: str | Path, out: str | Path | None = None, trial_id: str | N
 
     wanted = parse_formats(formats) if formats else ALL_FORMATS
     name = "export-refit" if refit else f"export-{trial_id}" if trial_id else "export"
-    run = RunDir.at(run_dir, "run dir")
-    target = paths.resolve(out, "--out") if out else run.uri(name)
-    check_export_target(target)  # before any work: never over a run dir or a user's files
+    # Before any work: never over a run dir or a user's files. A default target lies in the
+    # run, checked once the run is known to be one (a wrong RUN path says so first).
+    target = paths.resolve(out, "--out") if out else None
+    if target:
+        check_export_target(target)
     run, board, _ = load_run(run_dir, constraints)
+    if target is None:
+        target = run.uri(name)
+        check_export_target(target)
     row = best_trial(board, trial_id)
     static_file = run.local / STATIC_FILE
     static = json.loads(static_file.read_text()) if static_file.is_file() else {}

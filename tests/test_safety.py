@@ -54,7 +54,9 @@ def _export(ckpt: Path, out: Path) -> None:
     export_checkpoint(ckpt, out, formats=("safetensors",))
 
 
-def test_export_never_lands_on_a_run_dir_or_inside_it(tmp_path: Path, checkpoint: Path) -> None:
+def test_export_never_lands_on_a_run_dir_or_inside_it(tmp_path: Path, checkpoint: Path,
+                                                       capfd: pytest.CaptureFixture[str]
+                                                       ) -> None:
     run = _run_dir(tmp_path / "run")
     before = sorted(p.relative_to(run) for p in run.rglob("*"))
     for out, why in ((run, "is a run dir"), (run / "trials", "lies inside run dir")):
@@ -63,6 +65,8 @@ def test_export_never_lands_on_a_run_dir_or_inside_it(tmp_path: Path, checkpoint
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
     # The CLI refuses before any work, with one line and exit 2.
     assert main(["export", str(run), "--out", str(run)]) == 2
+    err = capfd.readouterr().err
+    assert "is a run dir" in err and len(err.strip().splitlines()) == 1
     assert sorted(p.relative_to(run) for p in run.rglob("*")) == before
     _export(checkpoint, run / "export-mine")  # a run's export* folders are its exports
     assert (run / "export-mine" / "manifest.json").is_file()
@@ -132,6 +136,8 @@ def test_a_new_search_never_starts_in_a_used_folder(tmp_path: Path) -> None:
     with pytest.raises(AutomlError, match="is not empty and is not an automl run dir"):
         ownership.check_new_run_dir(str(tmp_path / "mine"))
     ownership.check_new_run_dir(str(tmp_path / "new"))
+    with pytest.raises(AutomlError, match="is an existing file; give a folder"):
+        ownership.check_new_run_dir(str(tmp_path / "mine" / "a.txt"))
     (tmp_path / "claimed").mkdir()  # a search that stopped before it began
     ownership.mark_run(tmp_path / "claimed", str(tmp_path / "claimed"))
     ownership.check_new_run_dir(str(tmp_path / "claimed"))
