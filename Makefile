@@ -1,5 +1,5 @@
 # The two commands of the README: `make demo` (set up + run the demo search), `make test`.
-.PHONY: setup demo demo-text test lint unit smoke bench
+.PHONY: setup demo demo-text test lint unit integration smoke bench
 
 setup:
 	@bash scripts/setup.sh
@@ -14,14 +14,19 @@ lint: setup
 	.venv/bin/ruff check automl tests bench
 	.venv/bin/mypy
 
+# Unit tier: no Ray (a test that starts Ray without the integration marker fails), ≈ 1 min.
 unit: setup
-	.venv/bin/pytest -q --durations=12
+	.venv/bin/pytest -q -m "not integration" --durations=5
+
+# Integration tier: real searches on local Ray, multi-node loopback clusters, S3 (moto).
+integration: setup
+	.venv/bin/pytest -q -m integration --durations=12
 
 # The demo as a new user runs it, shortened: catches what tests with absolute paths miss.
 smoke: setup
 	bash scripts/smoke.sh
 
-test: lint unit smoke
+test: lint unit integration smoke
 
 bench: setup
 	.venv/bin/python bench/overhead.py

@@ -1,4 +1,5 @@
-"""Shared fixtures: a small synthetic image folder (three learnable classes)."""
+"""Shared fixtures: a small synthetic image folder (three learnable classes), and the rule of
+the unit tier: a test that starts Ray is an integration test (`make unit` runs none)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_ray(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+                             ) -> None:
+    """`make unit` must stay fast and Ray-free: a test without the integration marker that
+    starts Ray fails, naming the marker to add."""
+    if request.node.get_closest_marker("integration") is not None:
+        return
+    import ray
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("this test starts Ray: mark it @pytest.mark.integration "
+                             "(make unit runs no Ray)")
+
+    monkeypatch.setattr(ray, "init", refuse)
 
 
 def write_image_folder(root: Path, per_class: int = 12, size: int = 32, seed: int = 0) -> Path:

@@ -363,6 +363,7 @@ def test_ray_internals_have_the_signatures_automl_uses() -> None:
     assert private == ["automl/ray_internals.py"], private
 
 
+@pytest.mark.integration
 def test_embedded_ray_needs_its_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A client without the token that reaches the embedded Ray's GCS port (through any
     interface: Ray 2.60 binds to all) cannot run a task; the token file is private."""
