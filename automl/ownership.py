@@ -118,9 +118,7 @@ def check_export_target(target: str) -> list[str]:
                           f"{storage.join(run_root, 'export-NAME')}")
     if _is_file(target):
         raise AutomlError(f"--out {target} is an existing file; give a folder (new or empty)")
-    if not paths.is_remote(target) and not Path(target).parent.is_dir():
-        raise AutomlError(f"--out {target}: its folder {Path(target).parent} does not exist; "
-                          "create it first or choose another --out")
+    _check_parent(target)
     files = _files_under(target)
     if not files:
         return []
@@ -137,15 +135,18 @@ def check_export_target(target: str) -> list[str]:
 def check_file_target(target: str, what: str = "--out") -> None:
     """A single output file (board, report, predictions): not a folder, in a folder that
     exists (a typo in a path is an error, not a new tree of folders)."""
-    if paths.is_remote(target):
-        return
-    path = Path(target)
-    if path.is_dir():
+    if not paths.is_remote(target) and Path(target).is_dir():
         raise AutomlError(f"{what} {target} is a folder; give a file name (e.g. "
-                          f"{path / 'out.csv'})")
-    if not path.parent.is_dir():
-        raise AutomlError(f"{what} {target}: its folder {path.parent} does not exist; create "
-                          "it first or choose another path")
+                          f"{Path(target) / 'out.csv'})")
+    _check_parent(target, what)
+
+
+def _check_parent(target: str, what: str = "--out") -> None:
+    """A local output's folder must exist: a typo in a path is an error, not new folders."""
+    parent = Path(target).parent
+    if not paths.is_remote(target) and not parent.is_dir():
+        raise AutomlError(f"{what} {target}: its folder {parent} does not exist; create it "
+                          f"first or choose another {what}")
 
 
 def remove_files(root: str, files: list[str]) -> None:

@@ -3,6 +3,7 @@ nothing automl did not write is deleted, replaced or executed."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -397,6 +398,16 @@ def test_a_remote_prefix_with_sub_prefixes_is_not_an_export(s3_server: str) -> N
     with pytest.raises(AutomlError, match="is not an automl export"):
         ownership.check_export_target(f"{s3_server}/shared/team")
     assert storage.read_text(f"{s3_server}/shared/team/b/c/model.bin") == "y"
+    # A manifest on S3 naming images on S3: each image's size goes into the cache key.
+    from automl.tasks.image_files import read_manifest
+
+    for name, colour in (("a.png", 0), ("b.png", 255)):
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8), (colour,) * 3).save(buffer, format="PNG")
+        storage.write_bytes(f"{s3_server}/imgs/{name}", buffer.getvalue())
+    storage.write_text(f"{s3_server}/imgs/m.csv", "path,label\na.png,x\nb.png,y\nc.png,y\n")
+    _, _, _, stats = read_manifest(f"{s3_server}/imgs/m.csv", "path", "label")
+    assert [s[0] > 0 for s in stats] == [True, True, False]  # c.png is missing
     # A crafted key with `..` in it never lands outside the folder a download writes to.
     import boto3
 

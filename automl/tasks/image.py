@@ -19,7 +19,6 @@ from automl.catalog import Catalog, fingerprint, split_array, stratified_split
 from automl.tasks.base import to_device
 from automl.tasks.image_files import (
     UNREADABLE,
-    file_stats,
     list_images,
     load_image,
     read_manifest,
@@ -58,9 +57,9 @@ class ImageClassification:
         """A folder of class sub-folders, or a manifest table with a path and a label column."""
         assert data.path is not None
         if sources.is_table(data.path):
-            locations, names, dropped = read_manifest(data.path, data.path_column,
-                                                      data.label_column)
-            stats: Any = (sources.file_info(data.path).mtime_ns, file_stats(locations))
+            locations, names, dropped, images = read_manifest(data.path, data.path_column,
+                                                              data.label_column)
+            stats: Any = (sources.file_info(data.path).mtime_ns, images)
             classes = sorted(set(names))
         else:
             locations, names, classes, stats = scan_folder(data.path)

@@ -64,13 +64,17 @@ def scan_folder(root: str) -> tuple[list[str], list[str], list[str], list[tuple[
 
 
 def read_manifest(location: str, path_column: str, label_column: str
-                  ) -> tuple[list[str], list[str], int]:
-    """(image locations, label strings, rows dropped) of a manifest table. Relative paths are
-    relative to the manifest's folder; rows without a path or label are dropped."""
+                  ) -> tuple[list[str], list[str], int, list[tuple[int, int]]]:
+    """(image locations, label strings, rows dropped, (size, mtime ns) of each image) of a
+    manifest table. Relative paths are relative to the manifest's folder; rows without a
+    path or label are dropped. The sizes and mtimes (-1, 0 when missing) go into the cache
+    key, so an image replaced under the same name is prepared again; a row naming a FIFO,
+    a folder or a device is an error (one stat per image serves both)."""
     folder = location.rsplit("/", 1)[0]
     reader = sources.LabelReader(location, label_column)
     locations: list[str] = []
     names: list[str] = []
+    stats: list[tuple[int, int]] = []
     dropped = 0
     for frame in sources.iter_table(location, [path_column, label_column]):
         labels = reader.strings(frame[label_column])
@@ -81,39 +85,31 @@ def read_manifest(location: str, path_column: str, label_column: str
             absolute = paths.is_uri(item) or item.startswith("/")
             locations.append(item if absolute else storage.join(folder, item))
             names.append(str(label))
-            problem = regular_file_problem(locations[-1])
+            found, problem = _local_stat(locations[-1])
             if problem:
                 raise DataError(f"{location}: row {len(locations) + dropped}: {problem}; "
                                 "a manifest names image files")
+            stats.append(found)
     if not locations:
         raise DataError(f"{location}: no rows with both a {path_column!r} and a "
                         f"{label_column!r} value")
     _check_classes(location, sorted(set(names)))
-    return locations, names, dropped
+    _fill_remote_stats(locations, stats)
+    return locations, names, dropped, stats
 
 
-def file_stats(locations: list[str]) -> list[tuple[int, int]]:
-    """(size, mtime in ns) of every file, (-1, 0) when missing: what a manifest's cache key
-    covers, so an image replaced under the same name is prepared again."""
-    out: list[tuple[int, int]] = []
+def _fill_remote_stats(locations: list[str], out: list[tuple[int, int]]) -> None:
+    """(size, mtime in ns) of the remote locations into `out`, one call per bucket."""
     remote: dict[str, list[int]] = {}
     for i, location in enumerate(locations):
         if paths.is_remote(location):
             remote.setdefault(location.split("/", 3)[2], []).append(i)
-            out.append((-1, 0))
-            continue
-        try:
-            found = os.stat(location)
-            out.append((found.st_size, found.st_mtime_ns))
-        except OSError:
-            out.append((-1, 0))
-    for rows in remote.values():  # one listing call per bucket
-        fs, _ = storage.filesystem(locations[rows[0]])
-        infos = fs.get_file_info([storage.filesystem(locations[i])[1] for i in rows])
-        for i, info in zip(rows, infos, strict=True):
+    for rows in remote.values():
+        fs, _ = storage.filesystem(locations[rows[0]])  # one filesystem per bucket
+        keys = [locations[i].split("://", 1)[1].split("?", 1)[0] for i in rows]
+        for i, info in zip(rows, fs.get_file_info(keys), strict=True):
             if info.type == pafs.FileType.File:
                 out[i] = (int(info.size or 0), int(info.mtime_ns or 0))
-    return out
 
 
 def _check_classes(where: str, classes: list[str]) -> None:
@@ -155,17 +151,24 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def regular_file_problem(location: str) -> str | None:
     """Why a local path cannot be read as an image file (a FIFO would block the reader
     forever, a device never ends), or None."""
+    return _local_stat(location)[1]
+
+
+def _local_stat(location: str) -> tuple[tuple[int, int], str | None]:
+    """A local file's (size, mtime ns) and why it is no image file (None: a regular file,
+    or missing, which preparation skips and counts as unreadable). Remote: (-1, 0), None."""
     if paths.is_remote(location):
-        return None
+        return (-1, 0), None
     try:
-        mode = os.stat(location).st_mode
+        found = os.stat(location)
     except OSError:
-        return None  # missing: skipped and counted as unreadable at preparation
-    if stat.S_ISREG(mode):
-        return None
+        return (-1, 0), None
+    if stat.S_ISREG(found.st_mode):
+        return (found.st_size, found.st_mtime_ns), None
+    mode = found.st_mode
     kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
         "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file"
-    return f"{location} is {kind}, not an image file"
+    return (-1, 0), f"{location} is {kind}, not an image file"
 
 
 def load_image(location: str | Path, size: int, interpolation: str, crop_pct: float
