@@ -12,6 +12,8 @@ never deletes the latest), so a trial's disk use is at most two of these directo
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from automl.plan import WEIGHTS_FILE, TrialPlan
+from automl.plan import PLAN_FILE, WEIGHTS_FILE, TrialPlan
 from automl.tasks import get_task
 
 STATE_FILE = "train_state.pt"
@@ -95,6 +97,13 @@ def load_train_state(directory: Path, model: nn.Module, optimizer: torch.optim.O
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     return TrainState(epoch=saved["epoch"], best=saved["best"], restarts=saved["restarts"] + 1,
                       stream=saved["stream"], timings=saved["timings"])
+
+
+def checkpoint_metrics(directory: Path) -> dict[str, Any]:
+    """The epoch metrics saved beside a checkpoint's plan (what that epoch reported)."""
+    saved = json.loads((directory / PLAN_FILE).read_text())
+    plan_fields = {f.name for f in dataclasses.fields(TrialPlan)}
+    return {k: v for k, v in saved.items() if k not in plan_fields}
 
 
 def count_group_start(storage: Any) -> int | None:

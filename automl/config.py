@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from automl import paths, spaces
-from automl.backbones.registry import check_backbone
+from automl.backbones.registry import check_weights
 from automl.config_schema import (
     SAMPLERS,
     SCHEDULERS,
@@ -251,7 +251,9 @@ def _backbones(raw: Any, task: str, problems: list[str], key: str = "backbones"
                 problems.append(str(exc))
                 continue
         choice = BackboneChoice(str(entry["name"]), weights)
-        problem = check_backbone(task, choice.name, choice.weights) if task in TASKS else None
+        problem = (check_weights(choice.name, choice.weights)
+                   or (TASKS[task].check_backbone(choice.name, choice.weights)
+                       if task in TASKS else None))
         if problem:
             problems.append(f"{where}: {problem}")
         elif choice.label in {c.label for c in choices}:

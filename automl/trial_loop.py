@@ -18,12 +18,13 @@ import torch
 from automl.batches import EpochBatches
 from automl.checkpoints import (
     TrainState,
+    checkpoint_metrics,
     load_train_state,
     save_checkpoint,
     save_train_state,
     unwrap,
 )
-from automl.history import OUT_OF_TIME
+from automl.history import CHECKPOINT_PATH, OUT_OF_TIME
 from automl.measure import latency_ms, peak_memory_mb
 from automl.plan import TrialPlan
 from automl.probe import cached_probe
@@ -59,7 +60,13 @@ def train_loop(config: dict[str, Any], worker: Worker) -> None:
     if resumed is not None:
         with resumed.as_directory() as directory:
             state = load_train_state(Path(directory), setup.model, setup.optimizer)
+            saved_metrics = checkpoint_metrics(Path(directory))
         train_batches.resume(state.stream)
+        if state.epoch >= plan.epochs:
+            # Stopped after its last checkpoint but before Tune received that epoch's
+            # result: report it again (it is the trial's final result), train nothing.
+            worker.report({**saved_metrics, CHECKPOINT_PATH: resumed.path}, None)
+            return
     setup.model = worker.prepare_model(setup.model)
     timings = {
         **state.timings,

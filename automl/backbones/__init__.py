@@ -16,7 +16,7 @@ _LAZY = {
     "count_params": "automl.backbones.groups",
     "param_groups": "automl.backbones.groups",
     "PACKAGED": "automl.backbones.registry",
-    "check_backbone": "automl.backbones.registry",
+    "check_weights": "automl.backbones.registry",
     "hub_reachable": "automl.backbones.registry",
 }
 

