@@ -1,6 +1,6 @@
 """automl: transfer-learning AutoML on Ray (Tune + Optuna TPE + ASHA over TorchTrainer trials).
 
-The public API is imported lazily: Ray Train workers import `automl.trial_loop` and should
+The public API is imported lazily: Ray Train workers import `automl.trial.loop` and should
 not pay for pandas, Optuna and Ray Tune, which only the driver needs.
 """
 
@@ -17,7 +17,7 @@ _EXPORTS = {
     "report": "automl.api",
     "compare": "automl.api",
     "resume_search": "automl.api",
-    "Constraints": "automl.leaderboard",
+    "Constraints": "automl.runs.leaderboard",
     "SearchResult": "automl.api",
     "predict": "automl.export",
     "load": "automl.export",

@@ -23,9 +23,9 @@ from automl.ownership import (
     mark_run,
     write_atomic,
 )
-from automl.run_dir import RunDir
-from automl.run_lock import RunLock
-from automl.runs import (
+from automl.runs.location import RunDir
+from automl.runs.lock import RunLock
+from automl.runs.read import (
     CONFIG_JSON,
     STATIC_FILE,
     compare,
@@ -39,9 +39,9 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-    from automl.budget import TimeBudget
-    from automl.catalog import Catalog
-    from automl.config import Config
+    from automl.config.schema import Config
+    from automl.data.catalog import Catalog
+    from automl.search.budget import TimeBudget
 
 
 @dataclass(frozen=True)
@@ -88,14 +88,14 @@ def run_search(
     Config, data and backbone problems raise before Ray starts; a search in which no trial
     produced a result raises `SearchFailed` (its `.result` holds the board and log paths).
     """
-    from automl import config as config_mod
-    from automl.config import Config
+    from automl.config import parse as config_mod
+    from automl.config.schema import Config
 
     overrides = {"data.path": data, "search.num_samples": num_samples, "train.epochs": epochs,
                  "search.time_budget": time_budget, "data.text_column": text_column,
                  "data.label_column": label_column}
     if space is None:
-        from automl.presets import zero_config
+        from automl.config.presets import zero_config
 
         if data is None:
             raise AutomlError("give a search space YAML, or --data PATH alone for a "
@@ -125,9 +125,9 @@ def resume_search(run_dir: str | Path, address: str | None = None, log: Any = pr
     """Finish a search whose driver stopped (killed, Ctrl-C, lost head node): finished trials
     are kept, unfinished ones continue from their latest checkpoints, the TPE searcher keeps
     its history (Tune's experiment restore)."""
-    from automl import config as config_mod
-    from automl.history import HISTORY_FILE
-    from automl.space_file import SPACE_FILE
+    from automl.config import parse as config_mod
+    from automl.config.space_file import SPACE_FILE
+    from automl.runs.history import HISTORY_FILE
 
     out = RunDir.at(run_dir, "--resume")
     check_resumable(out.location)  # before anything of the run dir is read
@@ -144,8 +144,8 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
             ) -> SearchResult:
     """Check the data and backbones, claim the run dir (new: missing or empty; resume:
     automl's, checked by the caller), and run the search holding the run dir's lock."""
-    from automl.catalog import TRAIN
-    from automl.prepare import preflight_backbones, scan_data
+    from automl.data.catalog import TRAIN
+    from automl.data.prepare import preflight_backbones, scan_data
 
     if not resume:
         check_new_run_dir(out.location)
@@ -166,22 +166,23 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
             started: float, catalog: Catalog, preprocessing: dict[str, dict[str, Any]]
             ) -> SearchResult:
     """The search proper, while this process holds the run dir's lock."""
-    from automl import ray_session, search
-    from automl.board_format import write_leaderboard
-    from automl.budget import TimeBudget
-    from automl.history import write_state
-    from automl.leaderboard import (
+    from automl.config.space_file import SPACE_FILE, describe, write_space
+    from automl.data.prepare import cache_root, prepare_data
+    from automl.data.shards import load_datasets
+    from automl.runs.board_io import write_leaderboard
+    from automl.runs.history import write_state
+    from automl.runs.leaderboard import (
         LOG_DIR,
         build_leaderboard,
         failure_report,
         has_checkpoint,
         outcome,
     )
-    from automl.plan import static_block
-    from automl.prepare import cache_root, prepare_data
-    from automl.prepared import load_datasets
-    from automl.ranking import prune, rank_backbones, seed_points
-    from automl.space_file import SPACE_FILE, describe, write_space
+    from automl.search import ray_session
+    from automl.search import tune as search
+    from automl.search.budget import TimeBudget
+    from automl.search.ranking import prune, rank_backbones, seed_points
+    from automl.trial.plan import static_block
 
     cluster = ray_session.init_ray(address)
     can_grow = not ray_session.is_embedded(address)
@@ -278,9 +279,9 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
 def _fit_preset(cfg: Config, train_rows: int, address: str | None, log: Any) -> Config:
     """A preset's space fitted to the cluster's GPUs (an embedded Ray gets this machine's)
     and the training split's size."""
-    from automl import ray_session
     from automl.backbones.registry import hub_reachable
-    from automl.presets import fit_preset
+    from automl.config.presets import fit_preset
+    from automl.search import ray_session
 
     if address is None:
         import torch
@@ -295,7 +296,7 @@ def _fit_preset(cfg: Config, train_rows: int, address: str | None, log: Any) -> 
 
 
 def _trials_line(cfg: Config, budget: TimeBudget | None) -> str:
-    from automl.durations import format_duration
+    from automl.config.durations import format_duration
 
     trials = cfg.search.max_trials
     if budget is None:
@@ -324,7 +325,7 @@ def _export_best(run: RunDir, board: pd.DataFrame, static: dict[str, Any], log: 
     check costs the search nothing: the safetensors export is kept and the cause printed."""
     from automl.export import ALL_FORMATS
     from automl.export.from_run import export_trial
-    from automl.leaderboard import best_trial
+    from automl.runs.leaderboard import best_trial
 
     row, target = best_trial(board), str(run.local / "export")
     log(f"Exporting trial {row['trial_id']}; each format is checked against PyTorch on "
@@ -340,7 +341,7 @@ def _export_best(run: RunDir, board: pd.DataFrame, static: dict[str, Any], log: 
 
 def validate(space: str | Path) -> Config:
     """Validate a search space without building anything; raises ConfigError with every problem."""
-    from automl import config as config_mod
+    from automl.config import parse as config_mod
 
     return config_mod.load(space)
 

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from automl import paths
-from automl.board_format import FORMATS
 from automl.errors import AutomlError, SearchFailed, SearchInterrupted
 from automl.ownership import check_file_target, write_atomic
+from automl.runs.board_io import FORMATS
 
 if TYPE_CHECKING:
-    from automl.leaderboard import Constraints
+    from automl.runs.leaderboard import Constraints
 
 EXIT_USAGE = 2
 """A problem the user can fix before anything runs: config, data, backbone, resources, address."""
@@ -111,7 +111,7 @@ def _constraint_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _constraints(args: argparse.Namespace) -> Constraints:
-    from automl.leaderboard import Constraints
+    from automl.runs.leaderboard import Constraints
 
     return Constraints(max_params=args.max_params, max_latency_ms=args.max_latency_ms)
 
@@ -145,8 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _print_search_end(result: object) -> None:
     from automl.api import SearchResult
-    from automl.board_format import format_table
-    from automl.leaderboard import LOG_DIR
+    from automl.runs.board_io import format_table
+    from automl.runs.leaderboard import LOG_DIR
 
     assert isinstance(result, SearchResult)
     print("\nLeaderboard:\n" + format_table(result.leaderboard))
@@ -237,7 +237,7 @@ def _predict(args: argparse.Namespace) -> None:
 
 def _leaderboard(args: argparse.Namespace) -> None:
     from automl import api
-    from automl.board_format import render, select_rows
+    from automl.runs.board_io import render, select_rows
 
     board = select_rows(api.leaderboard(args.run_dir, _constraints(args)), args.top, args.sort)
     if args.format == "parquet" and not args.out:

@@ -32,7 +32,7 @@ RUN_FORMAT = "automl-run/1"
 EXPORT_MANIFEST = "manifest.json"
 EXPORT_FORMAT_PREFIX = "automl-export/"
 LOCK_FILE = ".automl-lock.json"
-"""Names the driver running a search in this run dir (`automl.run_lock`)."""
+"""Names the driver running a search in this run dir (`automl.runs.lock`)."""
 _CLAIM_FILES = (RUN_MARKER, LOCK_FILE, storage.WRITE_CHECK)
 """What a search that stopped before it began leaves: the folder is still free."""
 LEGACY_RUN_FILES = ("config.pkl", "trials.jsonl", "static.json")

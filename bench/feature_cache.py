@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from automl.api import run_search
-from automl.config import from_dict
-from automl.features import FEATURES_DIR
+from automl.config.parse import from_dict
+from automl.trial.features import FEATURES_DIR
 
 
 def one_trial(data: str, cache: Path, run: Path, epochs: int, feature_cache: bool

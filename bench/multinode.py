@@ -20,7 +20,7 @@ from ray.cluster_utils import Cluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from automl.api import run_search
-from automl.config import from_dict
+from automl.config.parse import from_dict
 from tests.conftest import write_image_folder
 
 

@@ -28,15 +28,15 @@ from typing import Any
 import pandas as pd
 import torch
 
-from automl import config as config_mod
 from automl.api import run_search
-from automl.batches import local_batches
-from automl.history import load_records
-from automl.plan import make_plan
-from automl.prepare import preflight_backbones, scan_data
-from automl.prepared import prepare_local
+from automl.config import parse as config_mod
+from automl.data.batches import local_batches
+from automl.data.prepare import preflight_backbones, scan_data
+from automl.data.shards import prepare_local
+from automl.runs.history import load_records
 from automl.tasks import get_task
-from automl.train import evaluate, setup_trial, train_epoch
+from automl.trial.plan import make_plan
+from automl.trial.steps import evaluate, setup_trial, train_epoch
 
 
 def bare_loop(space: Path, board: pd.DataFrame, static: dict[str, Any]) -> float:

@@ -19,13 +19,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from automl import config as config_mod
-from automl import features
-from automl.plan import make_plan, static_block
-from automl.prepare import preflight_backbones, scan_data
-from automl.prepared import prepare_local
+from automl.config import parse as config_mod
+from automl.data.prepare import preflight_backbones, scan_data
+from automl.data.shards import prepare_local
+from automl.search.transferability import ranking_quality
 from automl.tasks import get_task
-from automl.transferability import ranking_quality
+from automl.trial import features
+from automl.trial.plan import make_plan, static_block
 
 
 class _Rows:

@@ -12,9 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from automl.history import event, load_records
-from automl.leaderboard import build_leaderboard
 from automl.report import build_report
+from automl.runs.history import event, load_records
+from automl.runs.leaderboard import build_leaderboard
 
 
 def _write_history(path: Path, trials: int, epochs: int) -> dict:

@@ -30,10 +30,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from automl import config as config_mod
 from automl.api import run_search
-from automl.durations import parse_duration
-from automl.history import HISTORY_FILE, LOGGED_AT, read_events
+from automl.config import parse as config_mod
+from automl.config.durations import parse_duration
+from automl.runs.history import HISTORY_FILE, LOGGED_AT, read_events
 
 METHODS: dict[str, dict[str, Any]] = {
     "automl": {"sampler": "tpe", "scheduler": "asha", "rank_backbones": True,

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from automl.demo_data import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, _read_idx
+from automl.data.demo import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, _read_idx
 
 HERE = Path(__file__).resolve().parent
 
@@ -87,9 +87,9 @@ def driver_memory(folder: Path, size: int, work: Path
 PREP = """
 import json, sys, time
 from pathlib import Path
-from automl.config import DataConfig
-from automl.prepared import prepare
-from automl.ray_session import init_ray, ray_logs_to
+from automl.config.schema import DataConfig
+from automl.data.shards import prepare
+from automl.search.ray_session import init_ray, ray_logs_to
 from automl.tasks import get_task
 import ray
 ray.init(num_cpus=int(sys.argv[3]), include_dashboard=False, logging_level="ERROR")
@@ -119,13 +119,13 @@ THROUGHPUT = """
 import json, sys, time
 from pathlib import Path
 import ray, torch
-from automl.config import load
-from automl.plan import make_plan, static_block
-from automl.prepare import preflight_backbones, prepare_data, scan_data
-from automl.batches import EpochBatches, local_batches
-from automl.prepared import load_datasets, read_split
-from automl.train import setup_trial, train_epoch
-from automl.trial_loop import SHUFFLE_BATCHES
+from automl.config.parse import load
+from automl.trial.plan import make_plan, static_block
+from automl.data.prepare import preflight_backbones, prepare_data, scan_data
+from automl.data.batches import EpochBatches, local_batches
+from automl.data.shards import load_datasets, read_split
+from automl.trial.steps import setup_trial, train_epoch
+from automl.trial.loop import SHUFFLE_BATCHES
 ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
 torch.set_num_threads(1)  # as a 1-CPU trial worker
 cfg = load("search_spaces/demo_vision.yaml")

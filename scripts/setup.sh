@@ -33,4 +33,4 @@ if [ -n "$packages" ]; then
   # shellcheck disable=SC2086
   $SUDO apt-get install -y -qq $packages >/dev/null
 fi
-.venv/bin/python -m automl.demo_data data
+.venv/bin/python -m automl.data.demo data

@@ -8,12 +8,12 @@ from typing import Any
 import pyarrow as pa
 import torch
 
-from automl.batches import local_batches
-from automl.config import DataConfig
-from automl.plan import TrialPlan
-from automl.prepared import prepare_local
+from automl.config.schema import DataConfig
+from automl.data.batches import local_batches
+from automl.data.shards import prepare_local
 from automl.tasks import get_task
-from automl.train import TrialSetup, evaluate, train_epoch
+from automl.trial.plan import TrialPlan
+from automl.trial.steps import TrialSetup, evaluate, train_epoch
 
 PRE = {"image_size": 32, "interpolation": "bilinear", "crop_pct": 1.0,
        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}

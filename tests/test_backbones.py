@@ -92,7 +92,7 @@ def test_packaged_weights_transfer_to_real_images() -> None:
     import numpy as np
     from PIL import Image
 
-    from automl.demo_data import FASHION_MNIST_DIR, _read_idx
+    from automl.data.demo import FASHION_MNIST_DIR, _read_idx
     from automl.tasks.image_files import resize_crop
 
     images = _read_idx(FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz")

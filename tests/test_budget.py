@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-from automl import config, search
-from automl.budget import TimeBudget
-from automl.config import ResourcesConfig
-from automl.durations import format_duration, parse_duration
+from automl.config import parse as config
+from automl.config.durations import format_duration, parse_duration
+from automl.config.schema import ResourcesConfig
 from automl.errors import ConfigError
-from automl.history import event, trial_records
-from automl.leaderboard import build_leaderboard, outcome
+from automl.runs.history import event, trial_records
+from automl.runs.leaderboard import build_leaderboard, outcome
+from automl.search import tune as search
+from automl.search.budget import TimeBudget
 from tests.test_leaderboard import PARAMS, STATIC, _epochs
 from tests.test_search import _Counter
 
@@ -55,7 +56,7 @@ def test_config_budget_and_trial_count(tmp_path: Path) -> None:
 def test_stopper_spends_the_budget_and_a_restored_one_keeps_what_was_left(
         monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [100.0]
-    monkeypatch.setattr("automl.budget.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("automl.search.budget.time.monotonic", lambda: clock[0])
     budget = TimeBudget(60, spent=10)  # 10 s went into preparing the data
     assert not budget.stop_all() and budget.left() == 50
     clock[0] += 30
@@ -73,7 +74,7 @@ def test_stopper_spends_the_budget_and_a_restored_one_keeps_what_was_left(
 def test_limiter_starts_no_trial_that_cannot_reach_a_first_result(
         monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [0.0]
-    monkeypatch.setattr("automl.budget.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("automl.search.budget.time.monotonic", lambda: clock[0])
     monkeypatch.setattr(search.ray, "cluster_resources", lambda: {"CPU": 4.0})
     budget = TimeBudget(100)
     limiter = search.ClusterSizedLimiter(_Counter(), ResourcesConfig(1, 1.0), 4, budget)

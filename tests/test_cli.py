@@ -70,12 +70,12 @@ def test_bad_address_fails_fast_before_decoding(
 ) -> None:
     import time
 
-    import automl.prepare
+    import automl.data.prepare
 
     def no_decoding(*_: object) -> None:
         raise AssertionError("images were decoded before connecting to Ray")
 
-    monkeypatch.setattr(automl.prepare, "prepare_data", no_decoding)
+    monkeypatch.setattr(automl.data.prepare, "prepare_data", no_decoding)
     space = tmp_path / "s.yaml"
     space.write_text("backbones: [{name: test_resnet, weights: scratch}]\n")
     started = time.time()
@@ -90,8 +90,8 @@ def test_leaderboard_command_does_not_import_torch_or_ray(tmp_path: Path) -> Non
     import subprocess
     import sys
 
-    from automl.board_format import write_leaderboard
-    from automl.leaderboard import build_leaderboard
+    from automl.runs.board_io import write_leaderboard
+    from automl.runs.leaderboard import build_leaderboard
     from tests.test_leaderboard import STATIC, _records
 
     write_leaderboard(build_leaderboard(_records(), STATIC), tmp_path)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from automl import config
+from automl.config import parse as config
 from automl.errors import ConfigError
 
 SPACES = sorted(Path(__file__).resolve().parents[1].joinpath("search_spaces").glob("*.yaml"))

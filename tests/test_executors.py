@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from automl import failures, trainer
 from automl.errors import TrialFailed
-from automl.plan import TrialPlan
+from automl.search import failures
+from automl.trial import executors as trainer
+from automl.trial.plan import TrialPlan
 
 
 def test_in_process_retry_rule() -> None:
@@ -55,7 +56,7 @@ def test_worker_keeps_best_and_latest_checkpoint(tmp_path: Path,
     retention as a TorchTrainer, and a new worker (a restart) resumes from the latest."""
     from ray import tune
 
-    from automl.worker import InProcessWorker
+    from automl.trial.workers import InProcessWorker
 
     reported: list[dict[str, Any]] = []
     monkeypatch.setattr(tune, "report", lambda metrics: reported.append(metrics))
@@ -92,7 +93,7 @@ def _plan() -> TrialPlan:
 
 def test_transient_errors_resume_own_errors_fail_and_stay_failed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import automl.trial_loop
+    import automl.trial.loop
 
     calls: list[str] = []
 
@@ -101,7 +102,7 @@ def test_transient_errors_resume_own_errors_fail_and_stay_failed(
         if len(calls) == 1:
             raise OSError("storage timed out")
 
-    monkeypatch.setattr(automl.trial_loop, "train_loop", flaky)
+    monkeypatch.setattr(automl.trial.loop, "train_loop", flaky)
     trainer.fit_trial(_plan(), {}, _static(tmp_path), "flaky", str(tmp_path))
     assert calls == ["run", "run"]  # retried once, then finished
 
@@ -109,7 +110,7 @@ def test_transient_errors_resume_own_errors_fail_and_stay_failed(
         calls.append("broken")
         raise ValueError("lr overflow")
 
-    monkeypatch.setattr(automl.trial_loop, "train_loop", broken)
+    monkeypatch.setattr(automl.trial.loop, "train_loop", broken)
     with pytest.raises(TrialFailed, match="ValueError: lr overflow"):
         trainer.fit_trial(_plan(), {}, _static(tmp_path), "broken", str(tmp_path))
     assert calls.count("broken") == 1  # not retried
@@ -122,7 +123,7 @@ def test_transient_errors_resume_own_errors_fail_and_stay_failed(
         calls.append("always")
         raise OSError("storage down")
 
-    monkeypatch.setattr(automl.trial_loop, "train_loop", always)
+    monkeypatch.setattr(automl.trial.loop, "train_loop", always)
     with pytest.raises(TrialFailed, match="storage down"):
         trainer.fit_trial(_plan(), {}, _static(tmp_path, restarts=1), "down", str(tmp_path))
     assert calls.count("always") == 2  # max_restarts: 1
@@ -135,7 +136,7 @@ def test_both_executors_train_the_same(tmp_path: Path) -> None:
     import ray
 
     from automl.api import run_search
-    from automl.config import from_dict
+    from automl.config.parse import from_dict
     from tests.conftest import write_image_folder
 
     images = write_image_folder(tmp_path / "images", per_class=30)
@@ -182,7 +183,7 @@ def test_linear_probes_share_cached_features(tmp_path: Path) -> None:
     import ray
 
     from automl.api import run_search
-    from automl.config import from_dict
+    from automl.config.parse import from_dict
     from tests.conftest import write_image_folder
 
     images = write_image_folder(tmp_path / "images", per_class=30)

@@ -14,14 +14,14 @@ import timm
 import torch
 from safetensors.torch import load_file
 
-from automl.checkpoints import TrainState, save_checkpoint, save_train_state
 from automl.errors import AutomlError
 from automl.export import export_checkpoint, load, load_exported, parse_formats, predict
 from automl.export import formats as formats_mod
 from automl.export.writer import ExportContext
 from automl.tasks.image import normalize
 from automl.tasks.image_files import load_image
-from automl.train import setup_trial
+from automl.trial.checkpoints import TrainState, save_checkpoint, save_train_state
+from automl.trial.steps import setup_trial
 from tests.helpers import PRE, fit, tiny_plan, tiny_tables
 
 

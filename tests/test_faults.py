@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from automl.api import SearchResult, run_search
-from automl.config import Config, from_dict
+from automl.config.parse import from_dict
+from automl.config.schema import Config
 
 pytestmark = pytest.mark.integration
 

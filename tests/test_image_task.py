@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from automl.catalog import TRAIN, VAL, stratified_split
-from automl.config import DataConfig
+from automl.config.schema import DataConfig
+from automl.data.catalog import TRAIN, VAL, stratified_split
+from automl.data.shards import prepare_local
 from automl.errors import DataError
-from automl.prepared import prepare_local
 from automl.tasks import get_task
 from automl.tasks.image_files import list_images
 from tests.helpers import CPU, tiny_plan

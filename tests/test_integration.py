@@ -52,8 +52,8 @@ def _tune_history(run_dir: Path, trial_id: str) -> list[dict]:
 
 def _validation_rows(source: Path, task: str = "image") -> tuple[list[str], list[str]]:
     """(locations or row numbers, class names) of the validation split, as the scan made it."""
-    from automl.catalog import VAL
-    from automl.config import DataConfig
+    from automl.config.schema import DataConfig
+    from automl.data.catalog import VAL
     from automl.tasks import get_task
 
     catalog = get_task(task).scan(DataConfig(path=str(source), val_fraction=0.25))

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from automl.board_format import format_table
 from automl.errors import AutomlError, root_cause
-from automl.history import TrialRecord
-from automl.leaderboard import (
+from automl.runs.board_io import format_table
+from automl.runs.history import TrialRecord
+from automl.runs.leaderboard import (
     COLUMNS,
     best_trial,
     build_leaderboard,
@@ -78,9 +78,9 @@ def test_trial_tune_forgot_ends_as_interrupted(tmp_path: Path) -> None:
     end closes that record (it can never continue) and leaves the trials Tune knows alone."""
     from types import SimpleNamespace
 
-    from automl.history import HISTORY_FILE, event, load_records
-    from automl.run_dir import RunDir
-    from automl.tracking import HistoryWriter
+    from automl.runs.history import HISTORY_FILE, event, load_records
+    from automl.runs.location import RunDir
+    from automl.search.tracking import HistoryWriter
 
     run = RunDir.at(tmp_path, "--run-dir")
     lines = [event("start", t, params={"backbone": "m:package", **PARAMS}) for t in "abc"]

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from automl.api import SearchResult, run_search
-from automl.config import Config, from_dict
+from automl.config.parse import from_dict
+from automl.config.schema import Config
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from automl import config, paths
+from automl import paths
+from automl.config import parse as config
 from automl.errors import AutomlError, ConfigError
 
 

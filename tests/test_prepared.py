@@ -10,10 +10,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from automl.catalog import VAL
-from automl.config import DataConfig
+from automl.config.schema import DataConfig
+from automl.data.catalog import VAL
+from automl.data.shards import load_datasets, prepare
 from automl.errors import DataError
-from automl.prepared import load_datasets, prepare
 from automl.tasks import get_task
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ TASK = get_task("image")
 
 @pytest.fixture(scope="module")
 def local_ray() -> object:
-    from automl.ray_session import init_ray
+    from automl.search.ray_session import init_ray
 
     init_ray(None)
     yield None
@@ -108,10 +108,10 @@ def test_shards_are_shuffled_when_the_source_is_sorted_by_class(
 ) -> None:
     """Folders list images class by class and tables are often sorted by label; without the
     shuffle each shard would hold one class and the trials' local shuffle could not fix it."""
-    import automl.prepared
+    import automl.data.shards
     from tests.conftest import write_image_folder
 
-    monkeypatch.setattr(automl.prepared, "ROWS_PER_PART", 20)
+    monkeypatch.setattr(automl.data.shards, "ROWS_PER_PART", 20)
     images = write_image_folder(tmp_path / "sorted", per_class=20)
     _, prepared = _prepare(images, tmp_path / "cache")
     (variant,) = prepared.variants.values()

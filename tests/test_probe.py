@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 import torch
 
-from automl import probe
-from automl.batches import local_batches
-from automl.train import evaluate, setup_trial
+from automl.data.batches import local_batches
+from automl.trial import probe
+from automl.trial.steps import evaluate, setup_trial
 from tests.helpers import CPU, build_model, tiny_plan, tiny_tables
 
 

@@ -11,8 +11,10 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from automl import config, features, ranking
-from automl.transferability import kendall_tau, knn_accuracy, logme, ranking_quality
+from automl.config import parse as config
+from automl.search import ranking
+from automl.search.transferability import kendall_tau, knn_accuracy, logme, ranking_quality
+from automl.trial import features
 from tests.conftest import write_image_folder
 from tests.helpers import tiny_plan, tiny_tables
 

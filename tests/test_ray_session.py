@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from automl.errors import AutomlError
-from automl.ray_session import _probe_address, _route_raylet_messages, ray_logs_to
+from automl.search.ray_session import _probe_address, _route_raylet_messages, ray_logs_to
 
 
 def test_raylet_worker_count_warning_goes_to_the_run_log(

@@ -10,9 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from automl.board_format import render, select_rows, to_markdown
 from automl.errors import AutomlError
-from automl.history import (
+from automl.report import build_report, compare_runs, compare_table
+from automl.runs.board_io import render, select_rows, to_markdown
+from automl.runs.history import (
     TrialRecord,
     event,
     load_records,
@@ -20,8 +21,7 @@ from automl.history import (
     read_history,
     trial_records,
 )
-from automl.leaderboard import COLUMNS, Constraints, best_trial, build_leaderboard
-from automl.report import build_report, compare_runs, compare_table
+from automl.runs.leaderboard import COLUMNS, Constraints, best_trial, build_leaderboard
 from tests.test_leaderboard import PARAMS, STATIC
 
 STATIC_RES = {**STATIC, "resources": {"workers_per_trial": 2, "cpus_per_worker": 1.5,
@@ -171,8 +171,8 @@ def test_compare_two_runs() -> None:
 
 
 def test_an_unusable_tracking_server_is_a_clear_error(tmp_path: Path) -> None:
-    from automl.run_dir import RunDir
-    from automl.tracking import tracking_callbacks
+    from automl.runs.location import RunDir
+    from automl.search.tracking import tracking_callbacks
 
     with pytest.raises(AutomlError, match=r"cannot use the MLflow tracking URI 'http://127\.0"):
         tracking_callbacks("http://127.0.0.1:9", False, "x", RunDir.at(tmp_path))

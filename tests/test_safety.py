@@ -19,11 +19,13 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from automl import ownership, paths, prepared, prepared_cache, storage
+from automl import ownership, paths, storage
 from automl.cli import main
+from automl.data import shard_cache as prepared_cache
+from automl.data import shards as prepared
 from automl.errors import AutomlError, DataError
-from automl.history import append_event, checkpoint_location, event, read_history
-from automl.run_lock import LOCK_FILE, RunLock
+from automl.runs.history import append_event, checkpoint_location, event, read_history
+from automl.runs.lock import LOCK_FILE, RunLock
 from tests.helpers import tiny_plan
 from tests.test_storage import s3_server  # noqa: F401 - the moto fixture, shared
 
@@ -40,8 +42,8 @@ def _run_dir(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained tiny image checkpoint: enough for an export."""
-    from automl.checkpoints import save_checkpoint
-    from automl.train import setup_trial
+    from automl.trial.checkpoints import save_checkpoint
+    from automl.trial.steps import setup_trial
 
     plan = tiny_plan(["a", "b", "c"], backbone="test_efficientnet", epochs=1)
     ckpt = tmp_path_factory.mktemp("ckpt")
@@ -163,7 +165,7 @@ def test_one_search_per_run_dir_and_stale_locks(tmp_path: Path) -> None:
 
 def test_default_run_dir_names_do_not_collide() -> None:
     from automl import api
-    from automl.config import from_dict
+    from automl.config.parse import from_dict
 
     cfg = from_dict({"backbones": ["test_resnet"]}, source="demo.yaml")
     names = {api._default_run_dir(cfg, "/tmp/runs").location for _ in range(20)}
@@ -249,7 +251,7 @@ def test_single_file_outputs_need_an_existing_folder(tmp_path: Path,
 
 
 def test_an_image_manifests_cache_key_covers_the_images_it_names(image_folder: Path) -> None:
-    from automl.config import DataConfig
+    from automl.config.schema import DataConfig
     from automl.tasks import get_task
 
     rows = [f"{p.relative_to(image_folder)},{p.parent.name}"
@@ -265,7 +267,7 @@ def test_an_image_manifests_cache_key_covers_the_images_it_names(image_folder: P
 
 
 def test_a_changed_weights_file_gets_new_cached_features(tmp_path: Path) -> None:
-    from automl.features import feature_location
+    from automl.trial.features import feature_location
 
     weights = tmp_path / "w.safetensors"
     weights.write_bytes(b"one")
@@ -354,7 +356,8 @@ def test_predict_says_a_missing_table_is_missing(tmp_path: Path) -> None:
 
 
 def test_ray_internals_have_the_signatures_automl_uses() -> None:
-    from automl import ray_internals, worker
+    from automl import ray_internals
+    from automl.trial import workers as worker
 
     assert ray_internals.signature_problems() == []
     assert worker.in_process_supported()
@@ -370,7 +373,7 @@ def test_embedded_ray_needs_its_token(tmp_path: Path, monkeypatch: pytest.Monkey
     interface: Ray 2.60 binds to all) cannot run a task; the token file is private."""
     import ray
 
-    from automl import ray_session
+    from automl.search import ray_session
 
     ray.shutdown()
     monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)

@@ -7,15 +7,15 @@ from typing import Any
 import pytest
 from ray.tune.search import Searcher
 
-from automl import search
-from automl.config import ResourcesConfig
+from automl.config.schema import ResourcesConfig
 from automl.errors import AutomlError
-from automl.search import ClusterSizedLimiter, plan_concurrency
+from automl.search import tune as search
+from automl.search.tune import ClusterSizedLimiter, plan_concurrency
 
 
 def test_concurrency_from_cluster_resources() -> None:
-    from automl.config import ResourcesConfig
-    from automl.search import plan_concurrency
+    from automl.config.schema import ResourcesConfig
+    from automl.search.tune import plan_concurrency
 
     cluster = {"CPU": 2.0}
     assert plan_concurrency(ResourcesConfig(1, 1.0), cluster) == 2
@@ -78,8 +78,8 @@ def test_own_errors_are_not_retried_lost_workers_are() -> None:
     from ray.train.v2.api import data_parallel_trainer
     from ray.train.v2.api.exceptions import WorkerGroupError
 
-    from automl import failures
     from automl.errors import TrialFailed
+    from automl.search import failures
 
     original = data_parallel_trainer.create_failure_policy
     try:
@@ -113,7 +113,7 @@ def test_sampler_and_scheduler_are_chosen_by_the_config() -> None:
     import optuna
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from automl.config import Config, SearchConfig
+    from automl.config.schema import Config, SearchConfig
 
     default = Config(task="image", backbones=(), space={})
     assert isinstance(search._sampler(default), optuna.samplers.TPESampler)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from automl import spaces
+from automl.config import spaces
 
 
 def test_range_rules_state_rule_and_value() -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from automl import storage
 from automl.cli import main
-from automl.run_dir import RunDir
+from automl.runs.location import RunDir
 
 
 def test_join_parent_name_keep_uri_options() -> None:
@@ -124,8 +124,8 @@ def test_search_export_predict_resume_on_s3(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from automl.api import leaderboard
-    from automl.catalog import VAL
-    from automl.config import DataConfig
+    from automl.config.schema import DataConfig
+    from automl.data.catalog import VAL
     from automl.export import predict
     from automl.tasks import get_task
 

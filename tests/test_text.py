@@ -14,15 +14,16 @@ import torch
 
 from automl.backbones import apply_unfreeze, count_params
 from automl.backbones.hf_backbone import check_text_backbone, load_tokenizer
-from automl.batches import local_batches
-from automl.checkpoints import save_checkpoint
-from automl.config import Config, from_dict
+from automl.config.parse import from_dict
+from automl.config.schema import Config
+from automl.data.batches import local_batches
+from automl.data.shards import prepare_local
 from automl.errors import BackboneError, DataError
 from automl.export import ExportContext, export_checkpoint, predict
-from automl.plan import TrialPlan
-from automl.prepared import prepare_local
 from automl.tasks import get_task
-from automl.train import setup_trial, train_epoch
+from automl.trial.checkpoints import save_checkpoint
+from automl.trial.plan import TrialPlan
+from automl.trial.steps import setup_trial, train_epoch
 from tests.conftest import write_tiny_bert
 from tests.helpers import CPU, build_model, fit
 
@@ -127,7 +128,7 @@ def test_scan_skips_empty_rows_and_checks_labels(tmp_path: Path, tiny_bert: Path
 
 def test_streamed_table_keeps_rows_and_labels_aligned(tmp_path: Path, tiny_bert: Path) -> None:
     """Rows read back in small batches (as preparation does) keep their own labels."""
-    from automl import sources
+    from automl.data import sources
 
     data = tmp_path / "big.csv"
     rows = [f"{'good' if i % 3 else 'bad'} film {i},{'pos' if i % 3 else 'neg'}"
@@ -283,7 +284,7 @@ def test_packaged_minilm_has_seven_layer_groups() -> None:
 
 
 def test_tables_stream_in_bounded_batches(tmp_path: Path) -> None:
-    from automl import sources
+    from automl.data import sources
 
     data = tmp_path / "t.parquet"
     import pandas as pd

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from automl.batches import EpochBatches, local_batches
+from automl.data.batches import EpochBatches, local_batches
 from automl.errors import TrialFailed
-from automl.train import setup_trial, train_epoch
+from automl.trial.steps import setup_trial, train_epoch
 from tests.helpers import CPU, fit, tiny_plan, tiny_tables
 
 
@@ -111,7 +111,7 @@ def test_validation_counts_stay_on_the_worker_device(image_folder: Path,
     """NCCL (GPU workers) reduces only device tensors; counts gathered on the host fail at
     the first evaluation. `meta` stands in for a GPU: the counts must be built there and
     handed to all_reduce as they are."""
-    from automl.train import evaluate, sum_over_ranks
+    from automl.trial.steps import evaluate, sum_over_ranks
 
     tables, classes = tiny_tables(image_folder)
     plan = tiny_plan(classes)
@@ -151,7 +151,12 @@ def test_resuming_from_a_checkpoint_trains_like_no_interruption(image_folder: Pa
                                                                tmp_path: Path) -> None:
     """Weights, optimizer moments and RNG states come back: epoch 2 after a restart gives the
     same weights as epoch 2 straight after epoch 1."""
-    from automl.checkpoints import TrainState, load_train_state, save_checkpoint, save_train_state
+    from automl.trial.checkpoints import (
+        TrainState,
+        load_train_state,
+        save_checkpoint,
+        save_train_state,
+    )
 
     tables, classes = tiny_tables(image_folder)
     plan = tiny_plan(classes, lp_ft_epochs=1)
@@ -174,7 +179,7 @@ def test_resuming_from_a_checkpoint_trains_like_no_interruption(image_folder: Pa
 def test_group_starts_are_counted_in_the_trial_storage(tmp_path: Path) -> None:
     import pyarrow.fs
 
-    from automl.checkpoints import count_group_start
+    from automl.trial.checkpoints import count_group_start
 
     class Storage:  # the two fields of Ray Train's StorageContext it reads
         storage_filesystem = pyarrow.fs.LocalFileSystem()

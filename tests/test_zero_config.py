@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from automl import config, presets, space_file
 from automl.cli import main
-from automl.detect import detect
+from automl.config import parse as config
+from automl.config import presets, space_file
+from automl.data.detect import detect
 from automl.errors import AutomlError, DataError
 from tests.conftest import write_image_folder, write_text_csv
 

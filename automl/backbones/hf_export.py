@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 if TYPE_CHECKING:
-    from automl.plan import TrialPlan
+    from automl.trial.plan import TrialPlan
 
 MODULE = "hf_modeling"
 

@@ -16,13 +16,13 @@ from automl import paths, storage
 from automl.errors import AutomlError, TrialFailed
 from automl.export.writer import CHECK_ROWS, ExportContext, export_checkpoint
 from automl.ownership import check_export_target, remove_files
-from automl.plan import TrialPlan
 from automl.tasks import get_task
+from automl.trial.plan import TrialPlan
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from automl.run_dir import RunDir
+    from automl.runs.location import RunDir
 
 REFIT_DIR = "refit"
 
@@ -66,8 +66,8 @@ def _write(checkpoint: Path, out: str, formats: Sequence[str], context: ExportCo
 def _context(run: RunDir, row: pd.Series, board: pd.DataFrame, static: dict[str, Any],
              plan: TrialPlan) -> ExportContext:
     """The trial's board row, data summary, search summary and real validation rows."""
-    from automl.leaderboard import outcome
-    from automl.prepared import first_rows, split_dir
+    from automl.data.shards import first_rows, split_dir
+    from automl.runs.leaderboard import outcome
 
     examples = None
     if static.get("data_root"):
@@ -87,9 +87,9 @@ def _refit(run: RunDir, row: pd.Series, static: dict[str, Any], plan: TrialPlan,
            epochs: int, address: str | None) -> tuple[str, dict[str, Any]]:
     """Train `plan` for `epochs` on the union of the run's prepared train and validation
     shards; the latest checkpoint's location and what the refit did."""
-    from automl import ray_session
-    from automl.prepared import dataset_of, split_dir
-    from automl.trainer import fit_plan
+    from automl.data.shards import dataset_of, split_dir
+    from automl.search import ray_session
+    from automl.trial.executors import fit_plan
 
     if not static.get("data_root"):
         raise AutomlError(f"--refit: {run} does not record where its prepared data is (a run "
@@ -122,7 +122,7 @@ def _refit(run: RunDir, row: pd.Series, static: dict[str, Any], plan: TrialPlan,
 
 def _record_refit(run: RunDir, trial_id: str, info: dict[str, Any]) -> None:
     """Append a `refit` event to the run's history: the board shows it on the trial's row."""
-    from automl.history import HISTORY_FILE, append_event, event
+    from automl.runs.history import HISTORY_FILE, append_event, event
 
     run.fetch(HISTORY_FILE)
     append_event(run.local / HISTORY_FILE, event("refit", trial_id, **info))

@@ -29,8 +29,8 @@ from automl.export.writer import (
     rebuild,
     sha256,
 )
-from automl.plan import WEIGHTS_FILE, TrialPlan
 from automl.tasks import get_task
+from automl.trial.plan import WEIGHTS_FILE, TrialPlan
 
 RUNTIMES = ("torch", "onnx")
 

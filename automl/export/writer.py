@@ -26,14 +26,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from automl.checkpoints import STATE_FILE
 from automl.errors import AutomlError
 from automl.export.card import model_card
 from automl.export.formats import TOLERANCE, ExportedFormat, check, export_format
 from automl.ownership import EXPORT_MANIFEST, check_export_target, remove_files
 from automl.paths import local_path
-from automl.plan import PLAN_FILE, WEIGHTS_FILE, TrialPlan
 from automl.tasks import Task, get_task
+from automl.trial.checkpoints import STATE_FILE
+from automl.trial.plan import PLAN_FILE, WEIGHTS_FILE, TrialPlan
 
 EXPORT_FORMAT = "automl-export/2"
 CONFIG_FILE = "config.json"

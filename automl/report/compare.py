@@ -6,9 +6,9 @@ import html
 
 import pandas as pd
 
-from automl.history import TrialRecord
-from automl.leaderboard import selected
 from automl.report import plots
+from automl.runs.history import TrialRecord
+from automl.runs.leaderboard import selected
 
 COMPARED = ["trial_id", "backbone", "weights", "unfreeze_fraction", "unfreeze_depth",
             "head_lr", "backbone_lr", "layer_decay", "batch_size", "val_accuracy", "best_epoch",

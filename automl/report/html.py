@@ -10,10 +10,10 @@ from typing import Any
 
 import pandas as pd
 
-from automl.history import TrialRecord
-from automl.leaderboard import OVERFIT_GAP, Constraints, selected
 from automl.report import plots
-from automl.transferability import ranking_quality
+from automl.runs.history import TrialRecord
+from automl.runs.leaderboard import OVERFIT_GAP, Constraints, selected
+from automl.search.transferability import ranking_quality
 
 TABLE_COLUMNS = [
     "rank", "trial_id", "status", "eligible", "backbone", "weights", "unfreeze_fraction",

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from automl.history import LOGGED_AT, TrialRecord
+from automl.runs.history import LOGGED_AT, TrialRecord
 
 STATUS_STYLE = {
     "finished": {"color": "#1f77b4", "linestyle": "-", "alpha": 0.9},

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     from torch import nn
 
     from automl.backbones.groups import LayerGroups
-    from automl.catalog import Catalog
-    from automl.config import BackboneChoice, Config, DataConfig
-    from automl.plan import TrialPlan
+    from automl.config.schema import BackboneChoice, Config, DataConfig
+    from automl.data.catalog import Catalog
+    from automl.trial.plan import TrialPlan
 
 Inputs = Any
 """What a task's model takes: a tensor (images) or a dict of tensors (text)."""

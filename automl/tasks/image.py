@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from automl import sources
-from automl.catalog import Catalog, fingerprint, split_array, stratified_split
+from automl.data import sources
+from automl.data.catalog import Catalog, fingerprint, split_array, stratified_split
 from automl.tasks.base import to_device
 from automl.tasks.image_files import (
     UNREADABLE,
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from torch import nn
 
     from automl.backbones.groups import LayerGroups
-    from automl.config import BackboneChoice, Config, DataConfig
-    from automl.plan import TrialPlan
+    from automl.config.schema import BackboneChoice, Config, DataConfig
+    from automl.trial.plan import TrialPlan
 
 ROWS_PER_SOURCE_BATCH = 500
 """Rows per batch of `source_rows` (the preparation regroups them into parts)."""

@@ -16,7 +16,8 @@ import numpy as np
 import pyarrow.fs as pafs
 from PIL import Image, UnidentifiedImageError
 
-from automl import paths, sources, storage
+from automl import paths, storage
+from automl.data import sources
 from automl.errors import DataError
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}

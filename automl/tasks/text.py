@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from automl import sources
-from automl.catalog import (
+from automl.data import sources
+from automl.data.catalog import (
     UNUSED,
     VAL,
     Catalog,
@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from torch import nn
 
     from automl.backbones.groups import LayerGroups
-    from automl.config import BackboneChoice, Config, DataConfig
-    from automl.plan import TrialPlan
+    from automl.config.schema import BackboneChoice, Config, DataConfig
+    from automl.trial.plan import TrialPlan
 
 
 class TextClassification:
@@ -104,8 +104,8 @@ class TextClassification:
 
     def preflight(self, choice: BackboneChoice, config: Config) -> dict[str, Any]:
         """Weights and tokenizer load and match; token layout for the workers' truncation."""
-        from automl import spaces
         from automl.backbones.hf_backbone import check_text_backbone, load_tokenizer
+        from automl.config import spaces
 
         out = check_text_backbone(choice.name, choice.weights)
         tokenizer = load_tokenizer(out["source"])

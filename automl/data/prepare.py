@@ -7,13 +7,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from automl import paths, storage
-from automl.config import Config
+from automl.config.schema import Config
 from automl.errors import AutomlError, BackboneError
 from automl.tasks import get_task
 
 if TYPE_CHECKING:
-    from automl.catalog import Catalog
-    from automl.prepared import PreparedData
+    from automl.data.catalog import Catalog
+    from automl.data.shards import PreparedData
 
 CACHE_DIRNAME = "prepared-data"
 
@@ -49,7 +49,7 @@ def cache_root(config: Config, run_location: str) -> str:
 def prepare_data(config: Config, catalog: Catalog, preprocessing: dict[str, dict[str, Any]],
                  run_location: str) -> PreparedData:
     """Prepared shards for every backbone's variant, made on the cluster or cached."""
-    from automl.prepared import prepare
+    from automl.data.shards import prepare
 
     root = cache_root(config, run_location)
     storage.check_writable(root, "prepared-data cache (data.cache_dir)")

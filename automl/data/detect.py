@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import pandas as pd
 import pyarrow.fs as pafs
 
-from automl import paths, sources, storage
+from automl import paths, storage
+from automl.data import sources
 from automl.errors import DataError
 from automl.tasks.image_files import is_image
 

@@ -1,6 +1,6 @@
 """The training loop of one trial: fine-tune its plan epoch by epoch on a `Worker` (a Ray
-Train rank, or the Tune trial's own process: `automl.worker`), reporting and checkpointing
-every epoch; frozen epochs may train on cached features instead (`automl.probe`).
+Train rank, or the Tune trial's own process: `automl.trial.workers`), reporting and checkpointing
+every epoch; frozen epochs may train on cached features instead (`automl.trial.probe`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from typing import Any
 import pyarrow as pa
 import torch
 
-from automl.batches import EpochBatches
-from automl.checkpoints import (
+from automl.data.batches import EpochBatches
+from automl.runs.history import CHECKPOINT_PATH, OUT_OF_TIME
+from automl.trial.checkpoints import (
     TrainState,
     checkpoint_metrics,
     load_train_state,
@@ -24,12 +25,11 @@ from automl.checkpoints import (
     save_train_state,
     unwrap,
 )
-from automl.history import CHECKPOINT_PATH, OUT_OF_TIME
-from automl.measure import latency_ms, peak_memory_mb
-from automl.plan import TrialPlan
-from automl.probe import cached_probe
-from automl.train import TrialSetup, evaluate, setup_trial, sum_over_ranks, train_epoch
-from automl.worker import Worker
+from automl.trial.measure import latency_ms, peak_memory_mb
+from automl.trial.plan import TrialPlan
+from automl.trial.probe import cached_probe
+from automl.trial.steps import TrialSetup, evaluate, setup_trial, sum_over_ranks, train_epoch
+from automl.trial.workers import Worker
 
 SHUFFLE_BATCHES = 16
 """Local shuffle buffer, in batches: rows are mixed within this window on top of the global
@@ -38,7 +38,7 @@ shuffle done once at preparation."""
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train worker (a rank of a TorchTrainer): the trial loop through `ray.train`."""
-    from automl.worker import RayTrainWorker
+    from automl.trial.workers import RayTrainWorker
 
     train_loop(config, RayTrainWorker())
 

@@ -2,7 +2,7 @@
 
 `setup_trial`, `train_epoch` and `evaluate` run over any iterable of Arrow batches, so the
 benchmark's bare loop and the tests run exactly the code the search runs; in a trial
-`automl.trial_loop` drives them over this worker's shard of the prepared Ray Dataset.
+`automl.trial.loop` drives them over this worker's shard of the prepared Ray Dataset.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from automl.backbones.groups import apply_unfreeze, count_params, param_groups
-from automl.checkpoints import (
+from automl.errors import TrialFailed
+from automl.tasks import Task, get_task
+from automl.trial.checkpoints import (
     unwrap,
 )
-from automl.errors import TrialFailed
-from automl.plan import TrialPlan
-from automl.tasks import Task, get_task
+from automl.trial.plan import TrialPlan
 
 FINITE_CHECK_STEPS = 50
 """Steps between checks that the training loss is finite (each check syncs with the GPU)."""

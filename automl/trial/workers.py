@@ -1,4 +1,4 @@
-"""Where a trial's training loop runs: the one loop in `automl.trial_loop` talks to a `Worker`.
+"""Where a trial's training loop runs: the one loop in `automl.trial.loop` talks to a `Worker`.
 
 - `RayTrainWorker`: a rank of a Ray Train `TorchTrainer` worker group (multi-worker trials:
   DDP, sharded data, Ray Train's checkpoint manager and restarts).
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from automl import ray_internals
-from automl.checkpoints import count_group_start, retention
+from automl.trial.checkpoints import count_group_start, retention
 
 
 class Worker(Protocol):

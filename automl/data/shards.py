@@ -26,9 +26,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from automl import storage
-from automl.catalog import SPLIT_NAMES, Catalog, fingerprint
+from automl.data.catalog import SPLIT_NAMES, Catalog, fingerprint
 from automl.errors import DataError
-from automl.prepared_cache import (
+from automl.data.shard_cache import (
     MANIFEST,
     checksum,
     discarded_on_error,
@@ -39,7 +39,7 @@ from automl.prepared_cache import (
 from automl.tasks import Task, get_task
 
 if TYPE_CHECKING:
-    from automl.config import DataConfig
+    from automl.config.schema import DataConfig
 
 FORMAT_VERSION = 1
 ROWS_PER_PART = 250

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from automl.errors import AutomlError
-from automl.leaderboard import COLUMNS
+from automl.runs.leaderboard import COLUMNS
 from automl.ownership import write_atomic
 
 LEADERBOARD_CSV = "leaderboard.csv"

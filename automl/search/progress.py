@@ -9,11 +9,11 @@ from typing import Any
 
 from ray.tune import Callback
 
-from automl.budget import TimeBudget
-from automl.durations import format_duration
+from automl.config.durations import format_duration
 from automl.errors import root_cause
-from automl.history import OUT_OF_TIME
-from automl.run_dir import restored_run
+from automl.runs.history import OUT_OF_TIME
+from automl.runs.location import restored_run
+from automl.search.budget import TimeBudget
 
 
 class ProgressPrinter(Callback):

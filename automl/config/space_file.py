@@ -15,8 +15,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from automl.config import Config
-from automl.durations import format_duration
+from automl.config.durations import format_duration
+from automl.config.schema import Config
 from automl.ownership import write_atomic
 
 SPACE_FILE = "space.yaml"

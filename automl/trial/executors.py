@@ -4,7 +4,7 @@ checkpoints, failure handling and data sharding through here.
 Multi-worker plans (and export's refit, whose data must not come to the user's process) run
 in a Ray Train `TorchTrainer`; a single-worker trial runs the same loop in its Tune trial
 process (`fit_in_process`), skipping the worker group's ≈20 s start. A trial's own error is
-also written next to its checkpoints: should Tune restart it anyway (`automl.failures`), it
+also written next to its checkpoints: should Tune restart it anyway (`automl.search.failures`), it
 fails at once instead of training into the same error.
 """
 
@@ -15,10 +15,11 @@ import threading
 import time
 from typing import Any
 
-from automl import failures, storage
-from automl.checkpoints import retention
+from automl import storage
 from automl.errors import TrialFailed, root_cause
-from automl.plan import TrialPlan
+from automl.search import failures
+from automl.trial.checkpoints import retention
+from automl.trial.plan import TrialPlan
 
 FAILED_FILE = "failed.txt"
 """In a trial's checkpoint directory: the error that ended it (re-raised on a restart)."""
@@ -45,7 +46,7 @@ def fit_trial(plan: TrialPlan, datasets: dict[str, Any], static: dict[str, Any],
 def in_process(static: dict[str, Any]) -> bool:
     """True when a trial trains in its own Tune process: one worker per trial (and
     `resources.single_worker_in_trial`, the default)."""
-    from automl.worker import in_process_supported
+    from automl.trial.workers import in_process_supported
 
     res = static["resources"]
     return (int(res["workers_per_trial"]) == 1 and res.get("single_worker_in_trial", True)
@@ -60,8 +61,8 @@ def fit_in_process(plan: TrialPlan, datasets: dict[str, Any], static: dict[str, 
     `max_restarts` times. A lost process is Tune's to restart (its FailureConfig)."""
     import traceback
 
-    from automl.trial_loop import train_loop
-    from automl.worker import InProcessWorker
+    from automl.trial.loop import train_loop
+    from automl.trial.workers import InProcessWorker
 
     config, restarts = _loop_config(plan, static, started), int(static.get("max_restarts", 2))
     for attempt in range(restarts + 1):
@@ -84,7 +85,7 @@ def fit_plan(plan: TrialPlan, datasets: dict[str, Any], static: dict[str, Any], 
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from automl.trial_loop import train_loop_per_worker
+    from automl.trial.loop import train_loop_per_worker
 
     res = static["resources"]
     trainer = TorchTrainer(

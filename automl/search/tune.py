@@ -1,6 +1,6 @@
 """The only module that drives Ray Tune: OptunaSearch (TPE) + ASHA over the trials.
 
-A single-worker trial trains in its Tune trial process (`automl.trainer.fit_in_process`),
+A single-worker trial trains in its Tune trial process (`automl.trial.executors.fit_in_process`),
 holding the worker's CPUs (or GPU) itself. A multi-worker trial follows Ray Train V2's
 pattern: a small driver function builds and fits a `TorchTrainer`, and
 `TuneReportCallback` forwards rank-0 metrics and checkpoint paths to Tune.
@@ -22,20 +22,22 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from automl import failures, storage
-from automl.budget import TimeBudget
-from automl.config import Config, ResourcesConfig
+from automl import storage
+from automl.config.schema import Config, ResourcesConfig
+from automl.config.spaces import sample_trial
 from automl.errors import AutomlError
-from automl.features import FEATURES_DIR
-from automl.history import TrialRecord, load_records
-from automl.leaderboard import LOG_DIR
-from automl.plan import make_plan
-from automl.progress import ProgressPrinter
 from automl.ray_internals import HEAD_NODE_RESOURCE
-from automl.ray_session import ray_logs_to
-from automl.run_dir import RunDir, restoring_into
-from automl.spaces import sample_trial
-from automl.tracking import HistoryWriter, tracking_callbacks
+from automl.runs.history import TrialRecord, load_records
+from automl.runs.leaderboard import LOG_DIR
+from automl.runs.legacy import install_old_module_paths
+from automl.runs.location import RunDir, restoring_into
+from automl.search import failures
+from automl.search.budget import TimeBudget
+from automl.search.progress import ProgressPrinter
+from automl.search.ray_session import ray_logs_to
+from automl.search.tracking import HistoryWriter, tracking_callbacks
+from automl.trial.features import FEATURES_DIR
+from automl.trial.plan import make_plan
 
 # A multi-worker trial's driver only waits on its TorchTrainer: it needs no CPU of its own (Ray
 # refuses an all-zero request, so it asks for a little memory); CPUs go to the training
@@ -120,7 +122,7 @@ def trial_driver(config: dict[str, Any], static: dict[str, Any],
     """One Tune trial: fit the sampled plan on the prepared datasets of its backbone's
     variant, here (one worker) or in a TorchTrainer (training split sharded over the
     workers) whose reports are forwarded."""
-    from automl.trainer import fit_trial, in_process
+    from automl.trial.executors import fit_trial, in_process
 
     started = time.time()
     callbacks = []
@@ -144,7 +146,7 @@ def trial_driver(config: dict[str, Any], static: dict[str, Any],
 def trial_resources(static: dict[str, Any]) -> dict[str, float]:
     """What Tune reserves for one trial: the worker's CPUs (and GPU) when the trial trains in
     its own process, else the driver's token request (the worker group reserves the rest)."""
-    from automl.trainer import in_process
+    from automl.trial.executors import in_process
 
     res = static["resources"]
     if not in_process(static):
@@ -198,6 +200,7 @@ def run_trials(
     if resume and can_restore(run):
         # Finished and errored trials stay as they are; unfinished ones re-run their trial
         # driver, whose TorchTrainer (same name and storage) resumes from its checkpoint.
+        install_old_module_paths()  # a run started before automl's packages
         with restoring_into(run):  # its callbacks write to the run's current location
             tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True,
                                        resume_errored=False, restart_errored=False)

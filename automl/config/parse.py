@@ -14,9 +14,10 @@ from typing import Any
 
 import yaml
 
-from automl import paths, spaces
+from automl import paths
 from automl.backbones.registry import check_weights
-from automl.config_schema import (
+from automl.config import spaces
+from automl.config.schema import (
     SAMPLERS,
     SCHEDULERS,
     BackboneChoice,

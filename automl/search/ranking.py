@@ -8,7 +8,7 @@ import dataclasses
 import time
 from typing import Any
 
-from automl.config import Config
+from automl.config.schema import Config
 from automl.errors import root_cause
 
 
@@ -19,9 +19,9 @@ def rank_backbones(cfg: Config, static: dict[str, Any], datasets: dict[str, dict
     (the search still tries it)."""
     import ray
 
-    from automl import features
-    from automl.plan import make_plan
-    from automl.spaces import largest
+    from automl.config.spaces import largest
+    from automl.trial import features
+    from automl.trial.plan import make_plan
 
     labels = [b.label for b in cfg.backbones if b.pretrained]
     if not cfg.search.rank_backbones or len(labels) < 2:

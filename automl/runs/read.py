@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from automl import paths, storage
 from automl.errors import AutomlError
 from automl.ownership import check_export_target, write_atomic
-from automl.run_dir import RunDir
+from automl.runs.location import RunDir
 
 STATIC_FILE = "static.json"
 """What every trial shares (classes, backbones, preprocessing, resources): plans from params."""
@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-    from automl.history import TrialRecord
-    from automl.leaderboard import Constraints
+    from automl.runs.history import TrialRecord
+    from automl.runs.leaderboard import Constraints
 
 
 def leaderboard(run_dir: str | Path, constraints: Constraints | None = None) -> pd.DataFrame:
@@ -65,15 +65,15 @@ def compare(run_dirs: list[str | Path] | list[str], out: str | Path | None = Non
 def load_run(run_dir: str | Path, constraints: Constraints | None
              ) -> tuple[RunDir, pd.DataFrame, list[TrialRecord]]:
     """A run dir (fetched when remote), its ranked board and its trial records."""
-    from automl.board_format import LEADERBOARD_CSV, read_leaderboard
-    from automl.history import (
+    from automl.runs.board_io import LEADERBOARD_CSV, read_leaderboard
+    from automl.runs.history import (
         HISTORY_FILE,
         STATE_FILE,
         driver_active,
         read_history,
         trial_records,
     )
-    from automl.leaderboard import Constraints, build_leaderboard, rank
+    from automl.runs.leaderboard import Constraints, build_leaderboard, rank
 
     run = RunDir.at(run_dir, "run dir")
     run.fetch(HISTORY_FILE, STATE_FILE, STATIC_FILE, CONFIG_JSON, LEADERBOARD_CSV)
@@ -94,7 +94,7 @@ def load_run(run_dir: str | Path, constraints: Constraints | None
 def write_report(run: RunDir, board: pd.DataFrame, records: list[TrialRecord],
                  constraints: Constraints | None, out: str | Path | None = None) -> str:
     """Write the run's HTML report to `out` (default `RUN/report.html`); returns where."""
-    from automl.history import STATE_FILE
+    from automl.runs.history import STATE_FILE
     from automl.report import build_report
 
     config_file, state_file = run.local / CONFIG_JSON, run.local / STATE_FILE
@@ -125,7 +125,7 @@ def export(run_dir: str | Path, out: str | Path | None = None, trial_id: str | N
     configuration on train + validation for the epochs it needed (on Ray, `address`)."""
     from automl.export import ALL_FORMATS, parse_formats
     from automl.export.from_run import export_trial
-    from automl.leaderboard import best_trial
+    from automl.runs.leaderboard import best_trial
 
     wanted = parse_formats(formats) if formats else ALL_FORMATS
     name = "export-refit" if refit else f"export-{trial_id}" if trial_id else "export"
@@ -143,7 +143,7 @@ def export(run_dir: str | Path, out: str | Path | None = None, trial_id: str | N
     static = json.loads(static_file.read_text()) if static_file.is_file() else {}
     exported = export_trial(run, row, board, static, target, wanted, refit, address, log)
     if refit:  # the board's `refit` column comes from the history the refit appended to
-        from automl.board_format import LEADERBOARD_CSV, LEADERBOARD_PARQUET, write_leaderboard
+        from automl.runs.board_io import LEADERBOARD_CSV, LEADERBOARD_PARQUET, write_leaderboard
 
         write_leaderboard(load_run(run_dir, constraints)[1], run.local)
         for name in (LEADERBOARD_CSV, LEADERBOARD_PARQUET) if run.remote else ():

@@ -112,7 +112,7 @@ def lost_process(error: BaseException) -> bool:
 def tune_retries_lost_trials_only() -> Iterator[None]:
     """While the search runs, Tune retries a trial (its FailureConfig) only when the trial's
     process or node was lost; a trial whose code raised has already had the retries that
-    make sense (`automl.trainer`) and ends at once.
+    make sense (`automl.trial.executors`) and ends at once.
 
     Tune retries every failure alike and has no hook for this (2.60), so its controller's
     failure handler is wrapped for the duration of the search only. If Ray moves it, every

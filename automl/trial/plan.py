@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from automl.config import Config
+    from automl.config.schema import Config
 
 PLAN_FILE = "plan.json"
 WEIGHTS_FILE = "model.safetensors"

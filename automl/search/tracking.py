@@ -11,9 +11,8 @@ from typing import Any
 from ray.tune import Callback
 
 from automl import storage
-from automl.budget import TimeBudget
 from automl.errors import AutomlError, root_cause
-from automl.history import (
+from automl.runs.history import (
     CHECKPOINT_PATH,
     DRIVER_LOST,
     HEARTBEAT_S,
@@ -24,8 +23,9 @@ from automl.history import (
     load_records,
     write_state,
 )
-from automl.progress import error_text
-from automl.run_dir import RunDir, restored_run
+from automl.runs.location import RunDir, restored_run
+from automl.search.budget import TimeBudget
+from automl.search.progress import error_text
 
 UPLOAD_EVERY_S = 30.0
 """A remote run's history is uploaded this often while the search runs (and at the end)."""

@@ -78,8 +78,8 @@ def extract(plan_dict: dict[str, Any], train: Any, val: Any, location: str
         return {**read_arrays(location), "seconds": time.time() - started, "cached": True}
     import torch
 
-    from automl.plan import TrialPlan
     from automl.tasks import get_task
+    from automl.trial.plan import TrialPlan
 
     torch.set_num_threads(1)
     plan = TrialPlan.from_dict(plan_dict)
@@ -135,7 +135,7 @@ def _head_module(head_params: list[str]) -> str:
 
 def score(found: dict[str, Any]) -> dict[str, float]:
     """LogME and k-NN accuracy of one backbone's extracted features."""
-    from automl.transferability import knn_accuracy, logme
+    from automl.search.transferability import knn_accuracy, logme
 
     return {
         "logme": logme(found["train"], found["train_labels"]),

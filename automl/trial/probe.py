@@ -26,13 +26,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from automl import storage
-from automl.checkpoints import unwrap
-from automl.features import read_arrays, write_arrays
-from automl.plan import TrialPlan
+from automl.trial.checkpoints import unwrap
+from automl.trial.features import read_arrays, write_arrays
+from automl.trial.plan import TrialPlan
 
 if TYPE_CHECKING:
-    from automl.train import EpochStats, TrialSetup
-    from automl.worker import Worker
+    from automl.trial.steps import EpochStats, TrialSetup
+    from automl.trial.workers import Worker
 
 CACHE_VERSION = 1
 EXTRACT_BATCH = 64
@@ -112,7 +112,7 @@ class CachedProbe:
     def train_epoch(self, epoch: int) -> EpochStats:
         """One epoch of the head: the same batch size, a fresh shuffle, a random view (flip)
         per example when the plan augments."""
-        from automl.train import EpochStats, check_finite
+        from automl.trial.steps import EpochStats, check_finite
 
         self.head.train()
         generator = torch.Generator().manual_seed(self.plan.seed * 1000 + epoch)

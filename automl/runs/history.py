@@ -30,7 +30,7 @@ CHECKPOINT_PATH = "checkpoint_path"
 """The result key holding a reported checkpoint's location (Ray's TuneReportCallback)."""
 OUT_OF_TIME = "out_of_time"
 """Result key a trial sets on the last epoch it ran because another would pass the search's
-time budget (`automl.budget`)."""
+time budget (`automl.search.budget`)."""
 DRIVER_LOST = "driver_lost"
 """End-event `cut` of a trial whose driver died before Tune's experiment snapshot included
 it: a resumed search cannot continue it (it shows as `interrupted`, its epochs kept)."""

@@ -16,8 +16,8 @@ from typing import Any
 import pandas as pd
 
 from automl.errors import AutomlError
-from automl.history import CHECKPOINT_PATH, DRIVER_LOST, OUT_OF_TIME, TrialRecord
-from automl.plan import make_plan
+from automl.runs.history import CHECKPOINT_PATH, DRIVER_LOST, OUT_OF_TIME, TrialRecord
+from automl.trial.plan import make_plan
 from automl.tasks import get_task
 
 LOG_DIR = "logs"

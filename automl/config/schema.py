@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from automl.durations import parse_duration
+from automl.config.durations import parse_duration
 
 SAMPLERS = ("tpe", "random")
 SCHEDULERS = ("asha", "fifo")
@@ -148,7 +148,7 @@ class TrackingConfig:
 
 @dataclass(frozen=True)
 class PresetConfig:
-    """A shipped preset's rules for fitting its space to the machine (`automl.presets`)."""
+    """A shipped preset's rules for fitting its space to the machine (`automl.config.presets`)."""
 
     name: str
     examples_per_epoch: dict[str, int | None] = field(default_factory=dict)

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from automl.plan import PLAN_FILE, WEIGHTS_FILE, TrialPlan
 from automl.tasks import get_task
+from automl.trial.plan import PLAN_FILE, WEIGHTS_FILE, TrialPlan
 
 STATE_FILE = "train_state.pt"
 

@@ -1,0 +1,4 @@
+"""One trial: its `TrialPlan`, the fine-tune steps (`steps`) and the epoch loop (`loop`) that
+runs on a `Worker` (`workers`: a Ray Train rank or the Tune trial's own process), placed by
+`executors`; checkpoints, cached-feature probes (`probe`, `features`) and costs (`measure`).
+The loop and the steps import no Ray: they run on a machine without it."""
