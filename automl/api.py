@@ -34,6 +34,7 @@ from automl.runs.read import (
     report,
     write_report,
 )
+from automl.trial.context import DataFacts, SearchContext
 
 if TYPE_CHECKING:
 
@@ -182,7 +183,6 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     from automl.search import tune as search
     from automl.search.budget import TimeBudget
     from automl.search.ranking import prune, rank_backbones, seed_points
-    from automl.trial.plan import static_block
 
     cluster = ray_session.init_ray(address)
     can_grow = not ray_session.is_embedded(address)
@@ -216,24 +216,26 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
         f"{concurrency} trial(s) at a time{' (more as nodes join)' if can_grow else ''}; "
         f"{_trials_line(cfg, budget)}, {cfg.train.epochs} epoch(s) max each; run dir {out}"
         + (" (resumed)" if resume else ""))
-    static = static_block(cfg, list(prepared.classes), preprocessing, prepared.variant_of)
     first = next(iter(prepared.variants.values()))
-    static["data_root"] = storage.join(cache_root(cfg, out.location), catalog.fingerprint)
-    static["data"] = {"source": catalog.source, "train_rows": first.train_rows,
-                      "val_rows": first.val_rows, "text_column": cfg.data.text_column}
-    ranked = rank_backbones(cfg, static, datasets, log)
-    static["transferability"] = ranked
+    context = SearchContext.from_config(
+        cfg, list(prepared.classes), preprocessing, prepared.variant_of,
+    ).replace(
+        data_root=storage.join(cache_root(cfg, out.location), catalog.fingerprint),
+        data=DataFacts(catalog.source, first.train_rows, first.val_rows, cfg.data.text_column),
+    )
+    ranked = rank_backbones(cfg, context, datasets, log)
+    context = context.replace(transferability=ranked)
     cfg = prune(cfg, ranked, log)
-    write_atomic(out.local / STATIC_FILE, json.dumps(static, indent=2))
+    write_atomic(out.local / STATIC_FILE, json.dumps(context.to_json(), indent=2))
     try:
-        records = search.run_trials(cfg, static, datasets, out, concurrency, resume, budget,
+        records = search.run_trials(cfg, context, datasets, out, concurrency, resume, budget,
                                     seed_points(ranked, cfg, concurrency))
     except BaseException:
         write_state(out.local, "interrupted")
         raise
     finally:
         out.sync()  # logs and history, also when interrupted
-    board = build_leaderboard(records, static)
+    board = build_leaderboard(records, context)
     write_leaderboard(board, out.local)
     # The search's stopping rule was met when every trial it sampled ended and it sampled
     # them all, or its time budget ended it (spent, or too little left for another trial).
@@ -259,7 +261,7 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
             f"latest checkpoints with:\n  automl search --resume {out}")
     export_dir = None
     if has_checkpoint(board).any():
-        export_dir = _export_best(out, board, static, log)
+        export_dir = _export_best(out, board, context, log)
     wall = time.time() - started
     out.sync()
     write_atomic(out.local / "summary.json", json.dumps({
@@ -320,7 +322,7 @@ def _default_run_dir(cfg: Config, root: str | None) -> RunDir:
     return RunDir.at(storage.join(base, f"{name}-{stamp}"))
 
 
-def _export_best(run: RunDir, board: pd.DataFrame, static: dict[str, Any], log: Any) -> str:
+def _export_best(run: RunDir, board: pd.DataFrame, context: SearchContext, log: Any) -> str:
     """Export the selected trial into `RUN/export` in every format; a format that fails its
     check costs the search nothing: the safetensors export is kept and the cause printed."""
     from automl.export import ALL_FORMATS
@@ -331,11 +333,11 @@ def _export_best(run: RunDir, board: pd.DataFrame, static: dict[str, Any], log: 
     log(f"Exporting trial {row['trial_id']}; each format is checked against PyTorch on "
         "validation examples")
     try:
-        export_trial(run, row, board, static, target, ALL_FORMATS, log=log)
+        export_trial(run, row, board, context, target, ALL_FORMATS, log=log)
     except Exception as exc:  # exporters raise anything; the search's results come first
         log(f"warning: {exc}; kept safetensors + config only (retry: automl export {run} "
             "--format ...)")
-        export_trial(run, row, board, static, target, ("safetensors",), log=log)
+        export_trial(run, row, board, context, target, ("safetensors",), log=log)
     return run.uri("export")
 
 

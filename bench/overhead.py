@@ -35,11 +35,12 @@ from automl.data.prepare import preflight_backbones, scan_data
 from automl.data.shards import prepare_local
 from automl.runs.history import load_records
 from automl.tasks import get_task
+from automl.trial.context import SearchContext
 from automl.trial.plan import make_plan
 from automl.trial.steps import evaluate, setup_trial, train_epoch
 
 
-def bare_loop(space: Path, board: pd.DataFrame, static: dict[str, Any]) -> float:
+def bare_loop(space: Path, board: pd.DataFrame, context: SearchContext) -> float:
     """Wall time of the same trials in a plain sequential loop (no Ray)."""
     torch.set_num_threads(os.cpu_count() or 1)
     device = torch.device("cpu")
@@ -52,7 +53,7 @@ def bare_loop(space: Path, board: pd.DataFrame, static: dict[str, Any]) -> float
                  "weight_decay", "batch_size", "pooling", "max_length")
         params = {k: row[k] for k in knobs if not pd.isna(row[k])}
         params["backbone"] = f"{row['backbone']}:{row['weights']}"
-        plan = make_plan(params, static)
+        plan = make_plan(params, context)
         setup = setup_trial(plan)
         data = tables[params["backbone"]]
         for epoch in range(1, int(row["epochs"]) + 1):
@@ -79,7 +80,7 @@ def one_search(space: Path, num_samples: int | None, in_trial: bool) -> dict[str
         resources=dataclasses.replace(cfg.resources, single_worker_in_trial=in_trial))
     run_dir = Path(tempfile.mkdtemp(prefix="automl-bench-"))
     result = run_search(cfg, run_dir=run_dir, log=lambda _: None)
-    static = json.loads((run_dir / "static.json").read_text())
+    context = SearchContext.from_json(json.loads((run_dir / "static.json").read_text()))
     board = result.leaderboard
     ran = board[board["epochs"] > 0]
     name = "in the trial process" if in_trial else "Ray Train worker group"
@@ -87,7 +88,7 @@ def one_search(space: Path, num_samples: int | None, in_trial: bool) -> dict[str
     print(ran[["trial_id", "backbone", "unfreeze_depth", "epochs", "startup_s", "ray_startup_s",
                "setup_s", "train_time_s", "eval_time_s", "trial_time_s"]].to_string(
         index=False, float_format="%.1f"))
-    phase, bare = trial_phase_s(run_dir), bare_loop(space, board, static)
+    phase, bare = trial_phase_s(run_dir), bare_loop(space, board, context)
     figures = {"name": name, "trials": len(board), "epochs": int(ran["epochs"].sum()),
                "startup": ran["startup_s"].mean(), "before_setup": ran["ray_startup_s"].mean(),
                "phase": phase, "bare": bare, "best": board["val_accuracy"].max()}

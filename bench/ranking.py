@@ -25,7 +25,8 @@ from automl.data.shards import prepare_local
 from automl.search.transferability import ranking_quality
 from automl.tasks import get_task
 from automl.trial import features
-from automl.trial.plan import make_plan, static_block
+from automl.trial.context import SearchContext
+from automl.trial.plan import make_plan
 
 
 class _Rows:
@@ -46,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = config_mod.load(args.space)
     task, catalog, pre = get_task(cfg.task), scan_data(cfg), preflight_backbones(cfg)
-    static = static_block(cfg, list(catalog.classes), pre)
+    context = SearchContext.from_config(cfg, list(catalog.classes), pre)
     params = {"unfreeze_fraction": 0.0, "head_lr": 1e-3, "weight_decay": 0.0,
               "batch_size": 64, "pooling": "mean", "max_length": 128}
     print(f"{'backbone':32s} {'uncached s':>10s} {'cached s':>9s} {'ratio':>7s} "
@@ -56,7 +57,7 @@ def main() -> None:
             if not choice.pretrained:
                 continue
             tables = prepare_local(task, catalog, cfg.data, pre[choice.label])
-            plan = make_plan({**params, "backbone": choice.label}, static).to_dict()
+            plan = make_plan({**params, "backbone": choice.label}, context).to_dict()
             where = features.feature_location(tmp, choice.label, plan, (1000, 500))
             rows = (_Rows(tables["train"]), _Rows(tables["val"]))
             uncached = features.extract(plan, *rows, where)

@@ -15,6 +15,7 @@ from pathlib import Path
 from automl.report import build_report
 from automl.runs.history import event, load_records
 from automl.runs.leaderboard import build_leaderboard
+from automl.trial.context import SearchContext
 
 
 def _write_history(path: Path, trials: int, epochs: int) -> dict:
@@ -57,7 +58,7 @@ def main() -> None:
         static = _write_history(Path(tmp) / "trials.jsonl", args.trials, args.epochs)
         start = time.perf_counter()
         records = load_records(Path(tmp), tmp)
-        board = build_leaderboard(records, static)
+        board = build_leaderboard(records, SearchContext.from_json(static))
         t_board = time.perf_counter() - start
         import matplotlib.pyplot  # noqa: F401 - imported once, as the CLI does
 

@@ -120,7 +120,8 @@ import json, sys, time
 from pathlib import Path
 import ray, torch
 from automl.config.parse import load
-from automl.trial.plan import make_plan, static_block
+from automl.trial.context import SearchContext
+from automl.trial.plan import make_plan
 from automl.data.prepare import preflight_backbones, prepare_data, scan_data
 from automl.data.batches import EpochBatches, local_batches
 from automl.data.shards import load_datasets, read_split
@@ -132,10 +133,10 @@ cfg = load("search_spaces/demo_vision.yaml")
 catalog = scan_data(cfg)
 pre = preflight_backbones(cfg)
 prepared = prepare_data(cfg, catalog, pre, sys.argv[1])
-static = static_block(cfg, list(prepared.classes), pre, prepared.variant_of)
+context = SearchContext.from_config(cfg, list(prepared.classes), pre, prepared.variant_of)
 label = cfg.backbones[0].label
 plan = make_plan({"backbone": label, "unfreeze_fraction": 0.25, "head_lr": 0.01,
-                  "backbone_lr": 1e-3, "weight_decay": 0.0, "batch_size": 32}, static)
+                  "backbone_lr": 1e-3, "weight_decay": 0.0, "batch_size": 32}, context)
 variant = prepared.variants[prepared.variant_of[label]]
 table = read_split(variant, "train")
 dataset = load_datasets(prepared)[variant.key]["train"]

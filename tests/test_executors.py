@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from automl.errors import TrialFailed
-from automl.search import failures
 from automl.trial import executors as trainer
+from automl.trial import failures
+from automl.trial.context import SearchContext
 from automl.trial.plan import TrialPlan
 
 
@@ -80,9 +81,10 @@ def test_worker_keeps_best_and_latest_checkpoint(tmp_path: Path,
     assert again.count_start() == 1
 
 
-def _static(tmp_path: Path, restarts: int = 2) -> dict[str, Any]:
-    return {"max_restarts": restarts, "steps_per_epoch": None, "deadline": None,
-            "resources": {"workers_per_trial": 1, "cpus_per_worker": 1, "use_gpu": False}}
+def _static(tmp_path: Path, restarts: int = 2) -> SearchContext:
+    return SearchContext.from_json({
+        "max_restarts": restarts, "steps_per_epoch": None, "deadline": None,
+        "resources": {"workers_per_trial": 1, "cpus_per_worker": 1, "use_gpu": False}})
 
 
 def _plan() -> TrialPlan:

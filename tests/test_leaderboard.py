@@ -12,14 +12,16 @@ from automl.runs.leaderboard import (
     best_trial,
     build_leaderboard,
 )
+from automl.trial.context import SearchContext
 
-STATIC = {
+STATIC_JSON = {
     "task": "image", "classes": ["a", "b"],
     "backbones": {"m:package": {"name": "m", "weights": "package"},
                   "m:scratch": {"name": "m", "weights": "scratch"}},
     "preprocessing": {"m:package": {}, "m:scratch": {}},
     "epochs": 3, "seed": 0, "precision": "fp32", "grad_clip": 1.0,
 }
+STATIC = SearchContext.from_json(STATIC_JSON)
 PARAMS = {"unfreeze_fraction": 0.5, "head_lr": 1e-3, "backbone_lr": 1e-4, "weight_decay": 0.0,
           "batch_size": 32}
 

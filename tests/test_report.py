@@ -22,10 +22,11 @@ from automl.runs.history import (
     trial_records,
 )
 from automl.runs.leaderboard import COLUMNS, Constraints, best_trial, build_leaderboard
-from tests.test_leaderboard import PARAMS, STATIC
+from automl.trial.context import SearchContext
+from tests.test_leaderboard import PARAMS, STATIC, STATIC_JSON
 
-STATIC_RES = {**STATIC, "resources": {"workers_per_trial": 2, "cpus_per_worker": 1.5,
-                                      "use_gpu": False}}
+STATIC_RES = SearchContext.from_json({**STATIC_JSON, "resources": {
+    "workers_per_trial": 2, "cpus_per_worker": 1.5, "use_gpu": False}})
 
 
 def _history(accs: list[float], train: list[float] | None = None, start: float = 1000.0,

@@ -79,7 +79,7 @@ def test_own_errors_are_not_retried_lost_workers_are() -> None:
     from ray.train.v2.api.exceptions import WorkerGroupError
 
     from automl.errors import TrialFailed
-    from automl.search import failures
+    from automl.trial import failures
 
     original = data_parallel_trainer.create_failure_policy
     try:

@@ -27,7 +27,6 @@ import pyarrow.parquet as pq
 
 from automl import storage
 from automl.data.catalog import SPLIT_NAMES, Catalog, fingerprint
-from automl.errors import DataError
 from automl.data.shard_cache import (
     MANIFEST,
     checksum,
@@ -36,6 +35,7 @@ from automl.data.shard_cache import (
     staging_name,
     verified_manifest,
 )
+from automl.errors import DataError
 from automl.tasks import Task, get_task
 
 if TYPE_CHECKING:

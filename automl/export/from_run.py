@@ -23,23 +23,26 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from automl.runs.location import RunDir
+    from automl.trial.context import SearchContext
 
 REFIT_DIR = "refit"
 
 
-def export_trial(run: RunDir, row: pd.Series, board: pd.DataFrame, static: dict[str, Any],
+def export_trial(run: RunDir, row: pd.Series, board: pd.DataFrame,
+                 search: SearchContext | None,
                  out: str, formats: Sequence[str], refit: bool = False,
                  address: str | None = None, log: Callable[[str], Any] = print) -> str:
-    """Export the board's `row` to `out` (a folder or storage URI); returns where it went."""
+    """Export the board's `row` to `out` (a folder or storage URI); returns where it went.
+    `search`: the run's shared context (None for a run too old to have `static.json`)."""
     with storage.local_copy(row["checkpoint"]) as checkpoint:
         plan = TrialPlan.load(checkpoint)
-        context = _context(run, row, board, static, plan)
+        context = _context(run, row, board, search, plan)
         if not refit:
             return _write(checkpoint, out, formats, context, log)
         epochs = int(row["best_epoch"])
         log(f"refit: trial {row['trial_id']}'s configuration on train + validation for "
             f"{epochs} epoch(s) (Ray Train)")
-    refit_checkpoint, info = _refit(run, row, static, plan, epochs, address)
+    refit_checkpoint, info = _refit(run, row, search, plan, epochs, address)
     info["export"] = paths.resolve(out, "--out")
     log(f"refit: {info['examples']} examples, {epochs} epoch(s) in {info['seconds']:.0f} s")
     context = dataclasses.replace(context, refit=info)
@@ -63,27 +66,28 @@ def _write(checkpoint: Path, out: str, formats: Sequence[str], context: ExportCo
     return target
 
 
-def _context(run: RunDir, row: pd.Series, board: pd.DataFrame, static: dict[str, Any],
+def _context(run: RunDir, row: pd.Series, board: pd.DataFrame, search: SearchContext | None,
              plan: TrialPlan) -> ExportContext:
     """The trial's board row, data summary, search summary and real validation rows."""
     from automl.data.shards import first_rows, split_dir
     from automl.runs.leaderboard import outcome
 
     examples = None
-    if static.get("data_root"):
+    if search is not None and search.data_root:
         task = get_task(plan.task)
-        examples = first_rows(split_dir(static["data_root"], task, plan.preprocessing, "val"),
+        examples = first_rows(split_dir(search.data_root, task, plan.preprocessing, "val"),
                               CHECK_ROWS)
     config_file = run.local / "config.json"
     space = json.loads(config_file.read_text()).get("source") if config_file.is_file() else None
-    search = {"space": space, "run_dir": run.location, "outcome": outcome(board),
-              "selection": "best val_accuracy; ties → fewer device-hours, then fewer "
-                           "trainable parameters"}
+    summary = {"space": space, "run_dir": run.location, "outcome": outcome(board),
+               "selection": "best val_accuracy; ties → fewer device-hours, then fewer "
+                            "trainable parameters"}
     trial = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.to_dict().items()}
-    return ExportContext(examples, trial, dict(static.get("data") or {}), search)
+    data = dataclasses.asdict(search.data) if search is not None else {}
+    return ExportContext(examples, trial, data, summary)
 
 
-def _refit(run: RunDir, row: pd.Series, static: dict[str, Any], plan: TrialPlan,
+def _refit(run: RunDir, row: pd.Series, search: SearchContext | None, plan: TrialPlan,
            epochs: int, address: str | None) -> tuple[str, dict[str, Any]]:
     """Train `plan` for `epochs` on the union of the run's prepared train and validation
     shards; the latest checkpoint's location and what the refit did."""
@@ -91,11 +95,11 @@ def _refit(run: RunDir, row: pd.Series, static: dict[str, Any], plan: TrialPlan,
     from automl.search import ray_session
     from automl.trial.executors import fit_plan
 
-    if not static.get("data_root"):
+    if search is None or not search.data_root:
         raise AutomlError(f"--refit: {run} does not record where its prepared data is (a run "
                           "from an older automl); export without --refit")
     task = get_task(plan.task)
-    folders = {s: split_dir(static["data_root"], task, plan.preprocessing, s)
+    folders = {s: split_dir(search.data_root, task, plan.preprocessing, s)
                for s in ("train", "val")}
     missing = [f for f in folders.values() if not storage.exists(f)]
     if missing:
@@ -107,7 +111,7 @@ def _refit(run: RunDir, row: pd.Series, static: dict[str, Any], plan: TrialPlan,
     refit_plan = dataclasses.replace(plan, epochs=epochs)
     name = f"{row['trial_id']}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        result = fit_plan(refit_plan, {"train": train.union(val), "val": val}, static, name,
+        result = fit_plan(refit_plan, {"train": train.union(val), "val": val}, search, name,
                           storage_path=run.uri(REFIT_DIR), keep="epoch", started=started)
     except TrialFailed as exc:
         raise AutomlError(f"--refit failed: {str(exc).splitlines()[0]}") from None

@@ -12,8 +12,8 @@ from typing import Any
 import pandas as pd
 
 from automl.errors import AutomlError
-from automl.runs.leaderboard import COLUMNS
 from automl.ownership import write_atomic
+from automl.runs.leaderboard import COLUMNS
 
 LEADERBOARD_CSV = "leaderboard.csv"
 LEADERBOARD_PARQUET = "leaderboard.parquet"

@@ -9,6 +9,7 @@ device-hours, then fewer trainable parameters).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ import pandas as pd
 
 from automl.errors import AutomlError
 from automl.runs.history import CHECKPOINT_PATH, DRIVER_LOST, OUT_OF_TIME, TrialRecord
-from automl.trial.plan import make_plan
 from automl.tasks import get_task
+from automl.trial.context import SearchContext
+from automl.trial.plan import make_plan
 
 LOG_DIR = "logs"
 """Under the run dir: `<trial_id>.error.txt` (Ray's full error text) and `ray.log`."""
@@ -57,12 +59,12 @@ class Constraints:
         return ", ".join(limits)
 
 
-def build_leaderboard(records: list[TrialRecord], static: dict[str, Any],
+def build_leaderboard(records: list[TrialRecord], context: SearchContext,
                       constraints: Constraints | None = None, running: bool = False
                       ) -> pd.DataFrame:
     """One row per trial, ranked. `running`: a driver still works on the run, so trials
     without an end event are `running` rather than `interrupted`."""
-    board = pd.DataFrame([_row(r, static, running) for r in records], columns=COLUMNS)
+    board = pd.DataFrame([_row(r, context, running) for r in records], columns=COLUMNS)
     _transfer_gain(board)
     return rank(board, constraints or Constraints())
 
@@ -85,8 +87,8 @@ def rank(board: pd.DataFrame, constraints: Constraints) -> pd.DataFrame:
     return board
 
 
-def _row(record: TrialRecord, static: dict[str, Any], running: bool) -> dict[str, Any]:
-    plan = make_plan(record.params, static)
+def _row(record: TrialRecord, context: SearchContext, running: bool) -> dict[str, Any]:
+    plan = make_plan(record.params, context)
     task_fields = get_task(plan.task).plan_fields
     history = [h for h in record.history if _number(h.get("val_accuracy")) is not None]
     # Ties go to the latest epoch: that is the checkpoint Ray keeps (search.py retention).
@@ -104,10 +106,10 @@ def _row(record: TrialRecord, static: dict[str, Any], running: bool) -> dict[str
     else:
         cut = record.cut == "time_budget" or bool(last.get(OUT_OF_TIME))
         status = "out_of_time" if cut else "stopped"
-    resources = static.get("resources") or {}
-    gpu = bool(resources.get("use_gpu"))
-    per_worker = 1.0 if gpu else float(resources.get("cpus_per_worker", 1.0))
-    devices = per_worker * int(resources.get("workers_per_trial", 1))
+    resources = context.resources
+    gpu = bool(resources.use_gpu)
+    per_worker = 1.0 if gpu else float(resources.cpus_per_worker)
+    devices = per_worker * int(resources.workers_per_trial)
     train_acc = _number(best.get("train_accuracy"))
     gap = None if train_acc is None else train_acc - best["val_accuracy"]
     trainable, total = _number(last.get("trainable_params")), _number(last.get("total_params"))
@@ -128,7 +130,7 @@ def _row(record: TrialRecord, static: dict[str, Any], running: bool) -> dict[str
         "train_accuracy": train_acc,
         "overfit_gap": gap,
         "overfitting": None if gap is None else gap > OVERFIT_GAP,
-        **_scores((static.get("transferability") or {}).get(record.params.get("backbone"))),
+        **_scores(context.transferability.get(str(record.params.get("backbone")))),
         "trial_time_s": record.trial_time_s,
         "device": "gpu" if gpu else "cpu",
         "device_hours": record.trial_time_s * devices / 3600,
@@ -155,7 +157,7 @@ def _row(record: TrialRecord, static: dict[str, Any], running: bool) -> dict[str
     }
 
 
-def _scores(ranked: dict[str, Any] | None) -> dict[str, Any]:
+def _scores(ranked: Mapping[str, Any] | None) -> dict[str, Any]:
     """The backbone's transferability scores from the ranking before the search."""
     return {k: (ranked or {}).get(k) for k in ("knn_accuracy", "logme")}
 

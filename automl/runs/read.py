@@ -14,6 +14,7 @@ from automl import paths, storage
 from automl.errors import AutomlError
 from automl.ownership import check_export_target, write_atomic
 from automl.runs.location import RunDir
+from automl.trial.context import SearchContext
 
 STATIC_FILE = "static.json"
 """What every trial shares (classes, backbones, preprocessing, resources): plans from params."""
@@ -77,8 +78,8 @@ def load_run(run_dir: str | Path, constraints: Constraints | None
 
     run = RunDir.at(run_dir, "run dir")
     run.fetch(HISTORY_FILE, STATE_FILE, STATIC_FILE, CONFIG_JSON, LEADERBOARD_CSV)
-    history, static = run.local / HISTORY_FILE, run.local / STATIC_FILE
-    if not history.is_file() or not static.is_file():  # a run from before trials.jsonl
+    history, context = run.local / HISTORY_FILE, read_context(run)
+    if not history.is_file() or context is None:  # a run from before trials.jsonl
         return run, rank(read_leaderboard(run.local), constraints or Constraints()), []
     read = read_history(history)
     if read.torn:
@@ -86,16 +87,22 @@ def load_run(run_dir: str | Path, constraints: Constraints | None
         print(f"note: {run.uri(HISTORY_FILE)}: {len(read.torn)} torn line(s) skipped "
               f"(line {lines}); the board shows every whole event", file=sys.stderr)
     records = trial_records(read.events, run.location)
-    board = build_leaderboard(records, json.loads(static.read_text()), constraints,
+    board = build_leaderboard(records, context, constraints,
                               running=driver_active(run.local))
     return run, board, records
+
+
+def read_context(run: RunDir) -> SearchContext | None:
+    """The run's shared context from `static.json` (None for a run from before it)."""
+    path = run.local / STATIC_FILE
+    return SearchContext.from_json(json.loads(path.read_text())) if path.is_file() else None
 
 
 def write_report(run: RunDir, board: pd.DataFrame, records: list[TrialRecord],
                  constraints: Constraints | None, out: str | Path | None = None) -> str:
     """Write the run's HTML report to `out` (default `RUN/report.html`); returns where."""
-    from automl.runs.history import STATE_FILE
     from automl.report import build_report
+    from automl.runs.history import STATE_FILE
 
     config_file, state_file = run.local / CONFIG_JSON, run.local / STATE_FILE
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
@@ -139,9 +146,8 @@ def export(run_dir: str | Path, out: str | Path | None = None, trial_id: str | N
         target = run.uri(name)
         check_export_target(target)
     row = best_trial(board, trial_id)
-    static_file = run.local / STATIC_FILE
-    static = json.loads(static_file.read_text()) if static_file.is_file() else {}
-    exported = export_trial(run, row, board, static, target, wanted, refit, address, log)
+    exported = export_trial(run, row, board, read_context(run), target, wanted, refit, address,
+                            log)
     if refit:  # the board's `refit` column comes from the history the refit appended to
         from automl.runs.board_io import LEADERBOARD_CSV, LEADERBOARD_PARQUET, write_leaderboard
 

@@ -9,19 +9,20 @@ import time
 from typing import Any
 
 from automl.config.schema import Config
+from automl.config.spaces import largest
 from automl.errors import root_cause
+from automl.trial.context import SearchContext
+from automl.trial.plan import make_plan
 
 
-def rank_backbones(cfg: Config, static: dict[str, Any], datasets: dict[str, dict[str, Any]],
+def rank_backbones(cfg: Config, context: SearchContext, datasets: dict[str, dict[str, Any]],
                    log: Any) -> dict[str, dict[str, Any]]:
     """Scores per pretrained backbone label (best first), from one Ray task per backbone;
     empty when there is nothing to rank. A backbone whose extraction fails is left unscored
     (the search still tries it)."""
     import ray
 
-    from automl.config.spaces import largest
     from automl.trial import features
-    from automl.trial.plan import make_plan
 
     labels = [b.label for b in cfg.backbones if b.pretrained]
     if not cfg.search.rank_backbones or len(labels) < 2:
@@ -34,10 +35,10 @@ def rank_backbones(cfg: Config, static: dict[str, Any], datasets: dict[str, dict
         params["max_length"] = largest(cfg.space["max_length"])
     refs = {}
     for label in labels:
-        plan = make_plan({**params, "backbone": label}, static).to_dict()
-        variant = static["variant_of"][label]
+        plan = make_plan({**params, "backbone": label}, context).to_dict()
+        variant = context.variant_of[label]
         location = features.feature_location(
-            static["data_root"], variant, plan,
+            str(context.data_root), variant, plan,
             (features.RANK_TRAIN_ROWS, features.RANK_VAL_ROWS))
         data = datasets[variant]
         refs[label] = extract.remote(plan, data["train"], data["val"], location)

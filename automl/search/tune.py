@@ -31,11 +31,12 @@ from automl.runs.history import TrialRecord, load_records
 from automl.runs.leaderboard import LOG_DIR
 from automl.runs.legacy import install_old_module_paths
 from automl.runs.location import RunDir, restoring_into
-from automl.search import failures
 from automl.search.budget import TimeBudget
 from automl.search.progress import ProgressPrinter
 from automl.search.ray_session import ray_logs_to
 from automl.search.tracking import HistoryWriter, tracking_callbacks
+from automl.trial import failures
+from automl.trial.context import SearchContext
 from automl.trial.features import FEATURES_DIR
 from automl.trial.plan import make_plan
 
@@ -117,7 +118,7 @@ class ClusterSizedLimiter(ConcurrencyLimiter):
         return super().suggest(trial_id)
 
 
-def trial_driver(config: dict[str, Any], static: dict[str, Any],
+def trial_driver(config: dict[str, Any], context: SearchContext,
                  datasets: dict[str, dict[str, Any]]) -> None:
     """One Tune trial: fit the sampled plan on the prepared datasets of its backbone's
     variant, here (one worker) or in a TorchTrainer (training split sharded over the
@@ -126,7 +127,7 @@ def trial_driver(config: dict[str, Any], static: dict[str, Any],
 
     started = time.time()
     callbacks = []
-    if not in_process(static):
+    if not in_process(context):
         from ray.tune.integration.ray_train import TuneReportCallback
 
         # This process only drives one trial: patching Ray Train's failure policy and setting
@@ -134,24 +135,24 @@ def trial_driver(config: dict[str, Any], static: dict[str, Any],
         failures.install()
         failures.pin_cluster_address()
         callbacks = [TuneReportCallback()]
-    variant = static["variant_of"][config["backbone"]]
-    if static.get("data_root") and static.get("feature_cache", True):
-        static = {**static, "features_dir": storage.join(static["data_root"], variant,
-                                                         FEATURES_DIR)}
-    fit_trial(make_plan(config, static), datasets[variant], static,
-              name=tune.get_context().get_trial_id(), storage_path=static["trials_dir"],
+    variant = context.variant_of[config["backbone"]]
+    if context.data_root and context.feature_cache:
+        context = context.replace(features_dir=storage.join(context.data_root, variant,
+                                                            FEATURES_DIR))
+    fit_trial(make_plan(config, context), datasets[variant], context,
+              name=tune.get_context().get_trial_id(), storage_path=str(context.trials_dir),
               callbacks=callbacks, started=started)
 
 
-def trial_resources(static: dict[str, Any]) -> dict[str, float]:
+def trial_resources(context: SearchContext) -> dict[str, float]:
     """What Tune reserves for one trial: the worker's CPUs (and GPU) when the trial trains in
     its own process, else the driver's token request (the worker group reserves the rest)."""
     from automl.trial.executors import in_process
 
-    res = static["resources"]
-    if not in_process(static):
+    res = context.resources
+    if not in_process(context):
         return DRIVER_RESOURCES
-    return {"CPU": float(res["cpus_per_worker"]), **({"GPU": 1.0} if res["use_gpu"] else {})}
+    return {"CPU": float(res.cpus_per_worker), **({"GPU": 1.0} if res.use_gpu else {})}
 
 
 def can_restore(run: RunDir) -> bool:
@@ -160,7 +161,7 @@ def can_restore(run: RunDir) -> bool:
 
 
 def run_trials(
-    config: Config, static: dict[str, Any], datasets: dict[str, dict[str, Any]], run: RunDir,
+    config: Config, context: SearchContext, datasets: dict[str, dict[str, Any]], run: RunDir,
     concurrency: int, resume: bool = False, budget: TimeBudget | None = None,
     first_points: list[dict[str, Any]] | None = None,
 ) -> list[TrialRecord]:
@@ -174,8 +175,8 @@ def run_trials(
     """
     trials_dir = run.uri("trials")
     storage.make_dirs(trials_dir)
-    static = {**static, "trials_dir": trials_dir,
-              "deadline": budget.deadline() if budget is not None else None}
+    context = context.replace(trials_dir=trials_dir,
+                              deadline=budget.deadline() if budget is not None else None)
     space = functools.partial(
         sample_trial, backbones=[b.label for b in config.backbones], space=config.space
     )
@@ -187,8 +188,8 @@ def run_trials(
     )
     scheduler = _scheduler(config)
     trainable = tune.with_resources(
-        tune.with_parameters(trial_driver, static=static, datasets=datasets),
-        trial_resources(static))
+        tune.with_parameters(trial_driver, context=context, datasets=datasets),
+        trial_resources(context))
     experiment = run.uri("tune")
     # Tune adds CSV, JSON and (when tensorboardX is installed) TensorBoard loggers unless
     # told not to: keep its result.json per trial, make TensorBoard opt-in.

@@ -4,7 +4,7 @@ checkpoints, failure handling and data sharding through here.
 Multi-worker plans (and export's refit, whose data must not come to the user's process) run
 in a Ray Train `TorchTrainer`; a single-worker trial runs the same loop in its Tune trial
 process (`fit_in_process`), skipping the worker group's ≈20 s start. A trial's own error is
-also written next to its checkpoints: should Tune restart it anyway (`automl.search.failures`), it
+also written next to its checkpoints: should Tune restart it anyway (`automl.trial.failures`), it
 fails at once instead of training into the same error.
 """
 
@@ -17,15 +17,16 @@ from typing import Any
 
 from automl import storage
 from automl.errors import TrialFailed, root_cause
-from automl.search import failures
+from automl.trial import failures
 from automl.trial.checkpoints import retention
+from automl.trial.context import LoopSettings, SearchContext
 from automl.trial.plan import TrialPlan
 
 FAILED_FILE = "failed.txt"
 """In a trial's checkpoint directory: the error that ended it (re-raised on a restart)."""
 
 
-def fit_trial(plan: TrialPlan, datasets: dict[str, Any], static: dict[str, Any], name: str,
+def fit_trial(plan: TrialPlan, datasets: dict[str, Any], context: SearchContext, name: str,
               storage_path: str, callbacks: list[Any] | None = None,
               started: float | None = None) -> None:
     """One search trial: in this process when it has one worker (and Ray allows it), else in a
@@ -34,26 +35,25 @@ def fit_trial(plan: TrialPlan, datasets: dict[str, Any], static: dict[str, Any],
     if storage.exists(failed):
         raise TrialFailed(storage.read_text(failed))
     try:
-        if in_process(static):
-            fit_in_process(plan, datasets, static, name, storage_path, started=started)
+        if in_process(context):
+            fit_in_process(plan, datasets, context, name, storage_path, started=started)
         else:
-            fit_plan(plan, datasets, static, name, storage_path, callbacks, started=started)
+            fit_plan(plan, datasets, context, name, storage_path, callbacks, started=started)
     except TrialFailed as exc:
         storage.write_text(failed, str(exc))
         raise
 
 
-def in_process(static: dict[str, Any]) -> bool:
+def in_process(context: SearchContext) -> bool:
     """True when a trial trains in its own Tune process: one worker per trial (and
     `resources.single_worker_in_trial`, the default)."""
     from automl.trial.workers import in_process_supported
 
-    res = static["resources"]
-    return (int(res["workers_per_trial"]) == 1 and res.get("single_worker_in_trial", True)
-            and in_process_supported())
+    res = context.resources
+    return res.workers_per_trial == 1 and res.single_worker_in_trial and in_process_supported()
 
 
-def fit_in_process(plan: TrialPlan, datasets: dict[str, Any], static: dict[str, Any],
+def fit_in_process(plan: TrialPlan, datasets: dict[str, Any], context: SearchContext,
                    name: str, storage_path: str, keep: str = "val_accuracy",
                    started: float | None = None) -> None:
     """Run the training loop here, reporting to Tune; after an error a retry would not
@@ -64,46 +64,46 @@ def fit_in_process(plan: TrialPlan, datasets: dict[str, Any], static: dict[str, 
     from automl.trial.loop import train_loop
     from automl.trial.workers import InProcessWorker
 
-    config, restarts = _loop_config(plan, static, started), int(static.get("max_restarts", 2))
+    settings, restarts = _loop_settings(plan, context, started), context.max_restarts
     for attempt in range(restarts + 1):
         worker = InProcessWorker(datasets, storage_path, name, keep,
-                                 bool(static["resources"]["use_gpu"]))
+                                 context.resources.use_gpu)
         try:
-            return train_loop(config, worker)
+            return train_loop(settings, worker)
         except Exception as exc:
             if failures.is_deterministic_error(exc) or attempt == restarts:
                 raise TrialFailed(f"{root_cause(exc)}\n\nTraining error:\n"
                                   f"{traceback.format_exc()}") from None
 
 
-def fit_plan(plan: TrialPlan, datasets: dict[str, Any], static: dict[str, Any], name: str,
+def fit_plan(plan: TrialPlan, datasets: dict[str, Any], context: SearchContext, name: str,
              storage_path: str, callbacks: list[Any] | None = None,
              keep: str = "val_accuracy", started: float | None = None) -> Any:
     """Fit `plan` on `datasets` (`train` sharded over the workers, `val` read whole) with the
-    resources in `static`; checkpoints under `storage_path/name`, keeping the best by `keep`
+    resources in `context`; checkpoints under `storage_path/name`, keeping the best by `keep`
     plus the latest. Returns Ray Train's Result; TrialFailed carries the worker's error."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
     from automl.trial.loop import train_loop_per_worker
 
-    res = static["resources"]
+    res = context.resources
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=_loop_config(plan, static, started),
+        train_loop_config=_loop_settings(plan, context, started).to_dict(),
         datasets=datasets,
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
         scaling_config=ray.train.ScalingConfig(
-            num_workers=res["workers_per_trial"],
-            use_gpu=res["use_gpu"],
-            resources_per_worker={"CPU": res["cpus_per_worker"]},
+            num_workers=res.workers_per_trial,
+            use_gpu=res.use_gpu,
+            resources_per_worker={"CPU": res.cpus_per_worker},
         ),
         run_config=ray.train.RunConfig(
             name=name,
             storage_path=storage_path,
             callbacks=callbacks,
             checkpoint_config=retention(keep),
-            failure_config=ray.train.FailureConfig(max_failures=static.get("max_restarts", 2)),
+            failure_config=ray.train.FailureConfig(max_failures=context.max_restarts),
         ),
     )
     # On the main thread (export's refit) fit() installs a SIGINT handler that holds the
@@ -123,11 +123,11 @@ def fit_plan(plan: TrialPlan, datasets: dict[str, Any], static: dict[str, Any], 
                           else signal.default_int_handler)
 
 
-def _loop_config(plan: TrialPlan, static: dict[str, Any], started: float | None
-                 ) -> dict[str, Any]:
-    return {"plan": plan.to_dict(), "trial_start": started or time.time(),
-            "steps_per_epoch": static.get("steps_per_epoch"), "deadline": static.get("deadline"),
-            "threads": max(1, int(static["resources"]["cpus_per_worker"])),
-            # Set by the search only (`features_dir`): export's refit trains on other data.
-            "features_dir": static.get("features_dir"),
-            "train_rows": (static.get("data") or {}).get("train_rows")}
+def _loop_settings(plan: TrialPlan, context: SearchContext, started: float | None
+                   ) -> LoopSettings:
+    return LoopSettings(
+        plan=plan, trial_start=started or time.time(), steps_per_epoch=context.steps_per_epoch,
+        deadline=context.deadline, threads=max(1, int(context.resources.cpus_per_worker)),
+        # Set by the search only (`features_dir`): export's refit trains on other data.
+        features_dir=context.features_dir, train_rows=context.data.train_rows,
+    )

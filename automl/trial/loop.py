@@ -25,6 +25,7 @@ from automl.trial.checkpoints import (
     save_train_state,
     unwrap,
 )
+from automl.trial.context import LoopSettings
 from automl.trial.measure import latency_ms, peak_memory_mb
 from automl.trial.plan import TrialPlan
 from automl.trial.probe import cached_probe
@@ -40,21 +41,21 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train worker (a rank of a TorchTrainer): the trial loop through `ray.train`."""
     from automl.trial.workers import RayTrainWorker
 
-    train_loop(config, RayTrainWorker())
+    train_loop(LoopSettings.from_dict(config), RayTrainWorker())
 
 
-def train_loop(config: dict[str, Any], worker: Worker) -> None:
+def train_loop(settings: LoopSettings, worker: Worker) -> None:
     """Fine-tune one plan, report and checkpoint every epoch; after a lost worker, node or
     trial process this resumes from the latest checkpoint, exactly where it stopped."""
-    t_trial_start = float(config["trial_start"])
+    t_trial_start = settings.trial_start
     rank, world = worker.rank, worker.world
-    torch.set_num_threads(max(1, int(config["threads"])))
-    plan = TrialPlan.from_dict(config["plan"])
+    torch.set_num_threads(max(1, settings.threads))
+    plan = settings.plan
     device = worker.device()
 
     t0 = time.time()
     setup = setup_trial(plan)
-    train_batches = _shard_batches(worker, plan, config.get("steps_per_epoch"))
+    train_batches = _shard_batches(worker, plan, settings.steps_per_epoch)
     state = TrainState()
     resumed = worker.latest_checkpoint()
     if resumed is not None:
@@ -81,12 +82,12 @@ def train_loop(config: dict[str, Any], worker: Worker) -> None:
     state.restarts = max(state.restarts, starts_before or 0)
     placement: dict[str, Any] = {"worker_nodes": _worker_nodes(world),
                                  "restarts": state.restarts}
-    probe = cached_probe(worker, setup, plan, config, device, state.epoch)
+    probe = cached_probe(worker, setup, plan, settings, device, state.epoch)
     if probe is not None:
         timings["features_s"] = probe.seconds
         placement["feature_cache"] = probe.cache
     costs: dict[str, float] = {}
-    deadline = config.get("deadline")
+    deadline = settings.deadline
     checkpoint_s = 0.0
     for epoch in range(state.epoch + 1, plan.epochs + 1):
         t = epoch_start = time.time()

@@ -1,6 +1,6 @@
 """TrialPlan: everything one trial needs, as plain values (saved beside every checkpoint).
 
-A plan is built from the sampled parameters plus the static part of the config, so trial
+A plan is built from the sampled parameters plus the search's `SearchContext`, so trial
 workers never re-read YAML, and any checkpoint can be rebuilt alone from its `plan.json`.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from automl.config.schema import Config
+    from automl.trial.context import SearchContext
 
 PLAN_FILE = "plan.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -77,54 +77,27 @@ class TrialPlan:
         return cls.from_dict(json.loads((directory / PLAN_FILE).read_text()))
 
 
-def static_block(
-    config: Config, classes: list[str], preprocessing: dict[str, dict[str, Any]],
-    variant_of: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """The part of every trial that the searcher does not sample, as plain JSON values
-    (`variant_of`: which prepared data each backbone label reads)."""
-    return {
-        "variant_of": variant_of or {},
-        "task": config.task,
-        "classes": list(classes),
-        "backbones": {b.label: {"name": b.name, "weights": b.weights} for b in config.backbones},
-        "preprocessing": preprocessing,
-        "epochs": config.train.epochs,
-        "seed": config.train.seed,
-        "precision": config.train.precision,
-        "grad_clip": config.train.grad_clip,
-        "hflip": config.train.hflip,
-        "steps_per_epoch": config.train.steps_per_epoch,
-        "max_restarts": config.train.max_restarts,
-        "feature_cache": config.train.feature_cache,
-        "resources": {"workers_per_trial": config.resources.workers_per_trial,
-                      "cpus_per_worker": config.resources.cpus_per_worker,
-                      "use_gpu": config.resources.use_gpu,
-                      "single_worker_in_trial": config.resources.single_worker_in_trial},
-    }
-
-
-def make_plan(params: dict[str, Any], static: dict[str, Any]) -> TrialPlan:
-    """Combine one trial's sampled parameters with the static block into its plan."""
+def make_plan(params: dict[str, Any], context: SearchContext) -> TrialPlan:
+    """Combine one trial's sampled parameters with the search's shared context into its plan."""
     label = params["backbone"]
     unfrozen = float(params["unfreeze_fraction"]) > 0
     return TrialPlan(
-        task=static["task"],
-        backbone=static["backbones"][label]["name"],
-        weights=static["backbones"][label]["weights"],
-        classes=tuple(static["classes"]),
-        preprocessing=static["preprocessing"][label],
+        task=context.task,
+        backbone=context.backbones[label].name,
+        weights=context.backbones[label].weights,
+        classes=tuple(context.classes),
+        preprocessing=dict(context.preprocessing[label]),
         unfreeze_fraction=float(params["unfreeze_fraction"]),
         head_lr=float(params["head_lr"]),
         backbone_lr=float(params["backbone_lr"]) if unfrozen else None,
         layer_decay=float(params.get("layer_decay", 1.0)) if unfrozen else 1.0,
         weight_decay=float(params["weight_decay"]),
         batch_size=int(params["batch_size"]),
-        epochs=int(static["epochs"]),
-        seed=int(static["seed"]),
-        precision=static["precision"],
-        grad_clip=static["grad_clip"],
-        hflip=bool(static.get("hflip", True)),
+        epochs=int(context.epochs),
+        seed=int(context.seed),
+        precision=context.precision,
+        grad_clip=context.grad_clip,
+        hflip=bool(context.hflip),
         lp_ft_epochs=int(params.get("lp_ft_epochs", 0)) if unfrozen else 0,
         max_length=int(params.get("max_length", 128)),
         pooling=str(params.get("pooling", "mean")),

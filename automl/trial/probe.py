@@ -27,6 +27,7 @@ from torch import nn
 
 from automl import storage
 from automl.trial.checkpoints import unwrap
+from automl.trial.context import LoopSettings
 from automl.trial.features import read_arrays, write_arrays
 from automl.trial.plan import TrialPlan
 
@@ -64,16 +65,16 @@ def cache_location(features_dir: str, plan: TrialPlan) -> str:
     return storage.join(features_dir, f"probe-{digest[:24]}.npz")
 
 
-def cached_probe(worker: Worker, setup: TrialSetup, plan: TrialPlan, config: dict[str, Any],
+def cached_probe(worker: Worker, setup: TrialSetup, plan: TrialPlan, settings: LoopSettings,
                  device: torch.device, done: int) -> CachedProbe | None:
     """A `CachedProbe` when this trial's epochs (some, with LP-FT) train only the head of a
     frozen backbone, on one rank, and read the whole training split at least once (a cache
     of a split far larger than the trial reads would cost more than it saves)."""
-    features_dir, steps = config.get("features_dir"), config.get("steps_per_epoch")
+    features_dir, steps = settings.features_dir, settings.steps_per_epoch
     probing = probe_epochs(setup, plan)
     seen = plan.epochs * steps * plan.batch_size if steps else None
     if (features_dir is None or worker.world > 1 or probing <= done
-            or (seen is not None and seen < int(config.get("train_rows") or 0))):
+            or (seen is not None and seen < int(settings.train_rows or 0))):
         return None
     head = probe_module(unwrap(setup.model), list(setup.head_params))
     if head is None:

@@ -1,0 +1,164 @@
+"""What every trial of a search shares: the part of its plan the searcher does not sample,
+the data it reads, and how it is placed. Built once by the API from the typed config and the
+prepared data, written to `RUN/static.json`, passed to every trial, read back by the board,
+the report and export. A trial's own `TrialPlan` is `make_plan(sampled params, context)`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from automl.config.schema import Config, ResourcesConfig
+from automl.trial.plan import TrialPlan
+
+
+@dataclass(frozen=True)
+class BackboneRef:
+    """A backbone of the space, by its label: timm / Hugging Face name and weights."""
+
+    name: str
+    weights: str
+
+
+@dataclass(frozen=True)
+class TrialResources:
+    """How one trial is placed (`resources:` of the space)."""
+
+    workers_per_trial: int = 1
+    cpus_per_worker: float = 1.0
+    use_gpu: bool = False
+    single_worker_in_trial: bool = True
+
+    @classmethod
+    def from_config(cls, resources: ResourcesConfig) -> TrialResources:
+        """The trial-placement part of the config's resources."""
+        return cls(resources.workers_per_trial, resources.cpus_per_worker, resources.use_gpu,
+                   resources.single_worker_in_trial)
+
+
+@dataclass(frozen=True)
+class DataFacts:
+    """What the report and the model card say about the data."""
+
+    source: str | None = None
+    train_rows: int | None = None
+    val_rows: int | None = None
+    text_column: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchContext:
+    """The search's shared facts (`static.json` on disk, same keys)."""
+
+    task: str
+    classes: tuple[str, ...]
+    backbones: Mapping[str, BackboneRef]
+    """Backbone label (what the searcher samples) → name and weights."""
+    preprocessing: Mapping[str, Mapping[str, Any]]
+    """Backbone label → the task's preprocessing settings (image size, mean/std, tokenizer)."""
+    variant_of: Mapping[str, str] = field(default_factory=dict)
+    """Backbone label → the prepared-data variant it reads."""
+    epochs: int = 1
+    seed: int = 0
+    precision: str = "fp32"
+    grad_clip: float | None = None
+    hflip: bool = True
+    steps_per_epoch: int | None = None
+    max_restarts: int = 2
+    feature_cache: bool = True
+    resources: TrialResources = TrialResources()
+    data_root: str | None = None
+    """Where the prepared data of this dataset lives (`<cache>/<fingerprint>`)."""
+    data: DataFacts = DataFacts()
+    transferability: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """Backbone label → the ranking's scores before the first trial (`knn_accuracy`, ...)."""
+    trials_dir: str | None = None
+    """Set for the search's trials (not saved): where their checkpoints go."""
+    deadline: float | None = None
+    """Set for the search's trials (not saved): the time budget's end, Unix time."""
+    features_dir: str | None = None
+    """Set per trial (not saved): its variant's cached frozen features."""
+
+    RUNTIME = ("trials_dir", "deadline", "features_dir")
+
+    @classmethod
+    def from_config(cls, config: Config, classes: list[str],
+                    preprocessing: dict[str, dict[str, Any]],
+                    variant_of: dict[str, str] | None = None) -> SearchContext:
+        """The context before data facts and ranking are known (see `replace`)."""
+        train = config.train
+        return cls(
+            task=config.task, classes=tuple(classes),
+            backbones={b.label: BackboneRef(b.name, b.weights) for b in config.backbones},
+            preprocessing=preprocessing, variant_of=variant_of or {},
+            epochs=train.epochs, seed=train.seed, precision=train.precision,
+            grad_clip=train.grad_clip, hflip=train.hflip,
+            steps_per_epoch=train.steps_per_epoch, max_restarts=train.max_restarts,
+            feature_cache=train.feature_cache,
+            resources=TrialResources.from_config(config.resources),
+        )
+
+    def replace(self, **changes: Any) -> SearchContext:
+        """A copy with `changes` (the context itself never changes)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON values, with the keys `static.json` has always had."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name not in self.RUNTIME}
+        out["classes"] = list(self.classes)
+        out["backbones"] = {k: dataclasses.asdict(v) for k, v in self.backbones.items()}
+        out["preprocessing"] = {k: dict(v) for k, v in self.preprocessing.items()}
+        out["variant_of"] = dict(self.variant_of)
+        out["resources"] = dataclasses.asdict(self.resources)
+        out["data"] = dataclasses.asdict(self.data)
+        out["transferability"] = {k: dict(v) for k, v in self.transferability.items()}
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> SearchContext:
+        """Inverse of `to_json`; a `static.json` from an older run lacks some keys (their
+        defaults then are what that run used) and may hold ones no longer read."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in raw.items() if k in names}
+        values["classes"] = tuple(raw.get("classes") or ())
+        values["backbones"] = {k: BackboneRef(v["name"], v["weights"])
+                               for k, v in (raw.get("backbones") or {}).items()}
+        values["resources"] = _known(TrialResources, raw.get("resources"))
+        values["data"] = _known(DataFacts, raw.get("data"))
+        values["transferability"] = raw.get("transferability") or {}
+        values.setdefault("task", "image")
+        values.setdefault("preprocessing", {})
+        return cls(**values)
+
+
+def _known(kind: Any, raw: Mapping[str, Any] | None) -> Any:
+    names = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{k: v for k, v in (raw or {}).items() if k in names})
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """What the training loop receives beside its plan (Ray Train's `train_loop_config`,
+    which must stay a plain dict: `to_dict` / `from_dict`)."""
+
+    plan: TrialPlan
+    trial_start: float
+    """Unix time the trial's process started (startup time on the board)."""
+    threads: int = 1
+    steps_per_epoch: int | None = None
+    deadline: float | None = None
+    features_dir: str | None = None
+    train_rows: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, the plan as `TrialPlan.to_dict`."""
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+                "plan": self.plan.to_dict()}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> LoopSettings:
+        """Inverse of `to_dict`."""
+        return cls(**{**raw, "plan": TrialPlan.from_dict(raw["plan"])})
