@@ -16,24 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from automl import paths, storage
 from automl.errors import AutomlError, SearchFailed, SearchInterrupted
-from automl.ownership import (
-    RUN_MARKER,
-    check_new_run_dir,
-    check_resumable,
-    mark_run,
-    write_atomic,
-)
+from automl.ownership import check_new_run_dir, check_resumable, mark_run, write_atomic
+from automl.runs.layout import CONFIG_FILE, CONTEXT_FILE, RUN_MARKER
 from automl.runs.location import RunDir
 from automl.runs.lock import RunLock
-from automl.runs.read import (
-    CONFIG_JSON,
-    STATIC_FILE,
-    compare,
-    export,
-    leaderboard,
-    report,
-    write_report,
-)
+from automl.runs.read import compare, export, leaderboard, report, write_report
 from automl.trial.context import DataFacts, SearchContext
 
 if TYPE_CHECKING:
@@ -127,12 +114,11 @@ def resume_search(run_dir: str | Path, address: str | None = None, log: Any = pr
     are kept, unfinished ones continue from their latest checkpoints, the TPE searcher keeps
     its history (Tune's experiment restore)."""
     from automl.config import parse as config_mod
-    from automl.config.space_file import SPACE_FILE
-    from automl.runs.history import HISTORY_FILE
+    from automl.runs.layout import HISTORY_FILE, SPACE_FILE
 
     out = RunDir.at(run_dir, "--resume")
     check_resumable(out.location)  # before anything of the run dir is read
-    out.fetch(RUN_MARKER, SPACE_FILE, HISTORY_FILE, CONFIG_JSON)
+    out.fetch(RUN_MARKER, SPACE_FILE, HISTORY_FILE, CONFIG_FILE)
     saved = out.local / SPACE_FILE
     if not saved.is_file():
         raise AutomlError(f"--resume {run_dir}: no {SPACE_FILE} there (the search stopped "
@@ -167,18 +153,13 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
             started: float, catalog: Catalog, preprocessing: dict[str, dict[str, Any]]
             ) -> SearchResult:
     """The search proper, while this process holds the run dir's lock."""
-    from automl.config.space_file import SPACE_FILE, describe, write_space
+    from automl.config.space_file import describe, write_space
     from automl.data.prepare import cache_root, prepare_data
     from automl.data.shards import load_datasets
     from automl.runs.board_io import write_leaderboard
     from automl.runs.history import write_state
-    from automl.runs.leaderboard import (
-        LOG_DIR,
-        build_leaderboard,
-        failure_report,
-        has_checkpoint,
-        outcome,
-    )
+    from automl.runs.layout import LOG_DIR, SPACE_FILE
+    from automl.runs.leaderboard import build_leaderboard, failure_report, has_checkpoint, outcome
     from automl.search import ray_session
     from automl.search import tune as search
     from automl.search.budget import TimeBudget
@@ -200,7 +181,7 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     log(f"space (re-run: automl search {out.uri(SPACE_FILE)}):\n  "
         + "\n  ".join(describe(cfg)))
     if not resume:  # the first run's config.json stays what the report shows
-        write_atomic(out.local / CONFIG_JSON,
+        write_atomic(out.local / CONFIG_FILE,
                      json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
     out.sync()  # the space first: a search whose driver dies can be resumed from anywhere
     with ray_session.ray_logs_to(out.local / LOG_DIR / "ray.log"):
@@ -226,7 +207,7 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     ranked = rank_backbones(cfg, context, datasets, log)
     context = context.replace(transferability=ranked)
     cfg = prune(cfg, ranked, log)
-    write_atomic(out.local / STATIC_FILE, json.dumps(context.to_json(), indent=2))
+    write_atomic(out.local / CONTEXT_FILE, json.dumps(context.to_json(), indent=2))
     try:
         records = search.run_trials(cfg, context, datasets, out, concurrency, resume, budget,
                                     seed_points(ranked, cfg, concurrency))

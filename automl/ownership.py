@@ -25,18 +25,13 @@ from typing import Any
 
 from automl import paths, storage
 from automl.errors import AutomlError
+from automl.runs.layout import LEGACY_FILES, LOCK_FILE, RUN_MARKER
 
-RUN_MARKER = ".automl-run.json"
-"""Written into a run dir when its search starts: proves automl made the folder."""
 RUN_FORMAT = "automl-run/1"
 EXPORT_MANIFEST = "manifest.json"
 EXPORT_FORMAT_PREFIX = "automl-export/"
-LOCK_FILE = ".automl-lock.json"
-"""Names the driver running a search in this run dir (`automl.runs.lock`)."""
 _CLAIM_FILES = (RUN_MARKER, LOCK_FILE, storage.WRITE_CHECK)
 """What a search that stopped before it began leaves: the folder is still free."""
-LEGACY_RUN_FILES = ("config.pkl", "trials.jsonl", "static.json")
-"""Files that make a folder a run dir of an automl from before the marker."""
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
@@ -71,7 +66,7 @@ def is_marked_run(location: str) -> bool:
 def looks_like_run(location: str) -> bool:
     """True for a run dir of any automl version (the marker, or an older run's files)."""
     return is_marked_run(location) or any(
-        _is_file(storage.join(location, name)) for name in LEGACY_RUN_FILES)
+        _is_file(storage.join(location, name)) for name in LEGACY_FILES)
 
 
 def check_new_run_dir(location: str) -> None:

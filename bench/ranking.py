@@ -22,6 +22,7 @@ import pyarrow as pa
 from automl.config import parse as config_mod
 from automl.data.prepare import preflight_backbones, scan_data
 from automl.data.shards import prepare_local
+from automl.search import transferability
 from automl.search.transferability import ranking_quality
 from automl.tasks import get_task
 from automl.trial import features
@@ -63,7 +64,7 @@ def main() -> None:
             uncached = features.extract(plan, *rows, where)
             cached = features.extract(plan, *rows, where)
             t = time.perf_counter()
-            scores = features.score(cached)
+            scores = transferability.score(cached)
             scoring = time.perf_counter() - t
             print(f"{choice.label:32s} {uncached['seconds']:10.2f} {cached['seconds']:9.3f} "
                   f"{cached['seconds'] / uncached['seconds']:7.4f} {scoring:8.3f} "

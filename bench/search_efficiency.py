@@ -33,7 +33,8 @@ from typing import Any
 from automl.api import run_search
 from automl.config import parse as config_mod
 from automl.config.durations import parse_duration
-from automl.runs.history import HISTORY_FILE, LOGGED_AT, read_events
+from automl.runs.history import LOGGED_AT, read_events
+from automl.runs.layout import HISTORY_FILE
 
 METHODS: dict[str, dict[str, Any]] = {
     "automl": {"sampler": "tpe", "scheduler": "asha", "rank_backbones": True,

@@ -3,6 +3,8 @@ the unit tier: a test that starts Ray is an integration test (`make unit` runs n
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -93,3 +95,19 @@ def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def text_csv(tmp_path: Path) -> Path:
     return write_text_csv(tmp_path / "reviews.csv")
+
+
+OLD_RUN = Path(__file__).parent / "fixtures" / "old_run"
+
+
+@pytest.fixture
+def old_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A copy of the fixture; the space names where its images now are, as a user edits
+    space.yaml after moving data (the other absolute paths inside stay stale on purpose)."""
+    made_in = (OLD_RUN / "MADE_BY").read_text().split("start ")[1].strip()
+    work = tmp_path / "work"
+    shutil.copytree(OLD_RUN, work)
+    space = work / "run" / "space.yaml"
+    space.write_text(space.read_text().replace(made_in, str(work)))
+    monkeypatch.chdir(work)
+    yield work / "run"

@@ -8,7 +8,7 @@ import timm
 import torch
 from timm.layers import FrozenBatchNormAct2d
 
-from automl.backbones import apply_unfreeze, count_params, param_groups
+from automl.backbones.groups import apply_unfreeze, count_params, param_groups
 from automl.backbones.registry import packaged_weights
 from automl.backbones.timm_backbone import create_timm_model, lukemelas_to_timm
 from automl.errors import BackboneError

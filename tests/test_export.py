@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from automl.errors import AutomlError
 from automl.export import export_checkpoint, load, load_exported, parse_formats, predict
 from automl.export import formats as formats_mod
-from automl.export.writer import ExportContext
+from automl.export.context import ExportContext
 from automl.tasks.image import normalize
 from automl.tasks.image_files import load_image
 from automl.trial.checkpoints import TrainState, save_checkpoint, save_train_state

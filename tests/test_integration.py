@@ -3,9 +3,15 @@ run through the CLI the way a user does (relative paths, exit codes, terminal ou
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from signal import SIGINT
 
@@ -64,23 +70,84 @@ def _validation_rows(source: Path, task: str = "image") -> tuple[list[str], list
     return [str(i) for i in rows], names
 
 
-def test_tiny_search_end_to_end(
-    tmp_path: Path, ray_cleanup: object,
-    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@dataclass
+class SearchedRun:
+    """The tiny search below, run once through the CLI; the stage tests read it in order."""
+
+    work: Path
+    """The folder the user typed relative paths in (`images`, `run`, `exp`)."""
+    out: str
+    err: str
+    images: Path
+
+    @property
+    def run(self) -> Path:
+        return self.work / "run"
+
+    @property
+    def board(self) -> pd.DataFrame:
+        return pd.read_csv(self.run / "leaderboard.csv")
+
+
+@contextlib.contextmanager
+def _captured_output() -> Iterator[dict[str, str]]:
+    """Everything written to stdout / stderr meanwhile, Python's and Ray's (file descriptors)
+    alike: `capfd` is per test, this search is per module."""
+    captured: dict[str, str] = {}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    files = {fd: tempfile.TemporaryFile(mode="w+b") for fd in (1, 2)}  # noqa: SIM115
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    streams = sys.stdout, sys.stderr
+    try:
+        for fd, file in files.items():
+            os.dup2(file.fileno(), fd)
+        sys.stdout = io.TextIOWrapper(os.fdopen(os.dup(1), "wb"), write_through=True)
+        sys.stderr = io.TextIOWrapper(os.fdopen(os.dup(2), "wb"), write_through=True)
+        yield captured
+    finally:
+        sys.stdout.close()
+        sys.stderr.close()
+        sys.stdout, sys.stderr = streams
+        for fd in (1, 2):
+            os.dup2(saved[fd], fd)
+            os.close(saved[fd])
+        for fd, name in ((1, "out"), (2, "err")):
+            files[fd].seek(0)
+            captured[name] = files[fd].read().decode(errors="replace")
+            files[fd].close()
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory, ray_cleanup: object) -> SearchedRun:
     from tests.conftest import write_image_folder
 
-    monkeypatch.chdir(tmp_path)  # relative paths, as a user types them
-    image_folder = write_image_folder(tmp_path / "images", per_class=30)
-    Path("space.yaml").write_text(SPACE)
-    assert main(["search", "space.yaml", "--data", "images", "--run-dir", "run"]) == 0
-    out, err = capfd.readouterr()
+    work = tmp_path_factory.mktemp("end_to_end")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(work)  # relative paths, as a user types them
+        images = write_image_folder(work / "images", per_class=30)
+        Path("space.yaml").write_text(SPACE)
+        with _captured_output() as output:
+            code = main(["search", "space.yaml", "--data", "images", "--run-dir", "run"])
+    assert code == 0, output
+    return SearchedRun(work, output["out"], output["err"], images)
+
+
+@pytest.fixture
+def in_work(searched: SearchedRun, monkeypatch: pytest.MonkeyPatch) -> SearchedRun:
+    monkeypatch.chdir(searched.work)
+    return searched
+
+
+def test_search_prints_progress_without_tracebacks(searched: SearchedRun) -> None:
+    out, err = searched.out, searched.err
     assert "start " in out and "epoch 1/2 val_accuracy" in out and "Leaderboard:" in out
     assert "Traceback" not in out + err and "RayTaskError" not in out + err
     assert "PYTHON worker processes have been started" not in out + err
 
-    run = tmp_path / "run"
-    board = pd.read_csv(run / "leaderboard.csv")
+
+def test_errored_trials_show_their_cause_and_keep_the_traceback(searched: SearchedRun) -> None:
+    board, out, run = searched.board, searched.out, searched.run
     assert len(board) == 4
     errored = board[board["status"] == "errored"]
     assert len(errored) >= 1 and (errored["head_lr"] == 1e38).all()
@@ -90,39 +157,73 @@ def test_tiny_search_end_to_end(
         log = (run / "logs" / f"{trial_id}.error.txt").read_text()
         assert "in train_loop" in log and error in log, log  # the training loop's traceback
 
-    # Every number on the board agrees with Tune's own per-epoch results.
+
+def _best_by_trial(searched: SearchedRun) -> dict[str, float]:
     best_by_trial = {}
+    for _, row in searched.board.iterrows():
+        history = _tune_history(searched.run, row["trial_id"])
+        if history:
+            best_by_trial[row["trial_id"]] = max(h["val_accuracy"] for h in history)
+    return best_by_trial
+
+
+def test_every_board_number_agrees_with_tunes_own_results(searched: SearchedRun) -> None:
+    board = searched.board
     for _, row in board.iterrows():
-        history = _tune_history(run, row["trial_id"])
+        history = _tune_history(searched.run, row["trial_id"])
         assert row["epochs"] == len(history)
         if history:
             best = max(history, key=lambda h: h["val_accuracy"])
             assert row["val_accuracy"] == pytest.approx(best["val_accuracy"])
             assert row["best_epoch"] == best["epoch"]
-            best_by_trial[row["trial_id"]] = best["val_accuracy"]
+    best_by_trial = _best_by_trial(searched)
     assert board.iloc[0]["trial_id"] == max(best_by_trial, key=best_by_trial.__getitem__)
 
+
+def test_asha_stopped_a_trial_below_an_earlier_one(searched: SearchedRun) -> None:
     # ASHA really stopped a trial: it ran 1 of 2 epochs, below an earlier trial at epoch 1.
+    board = searched.board
     stopped = board[board["status"] == "stopped"]
     assert len(stopped) >= 1 and (stopped["epochs"] == 1).all()
-    assert "stopped early by ASHA after 1 epoch(s)" in out
-    first_epoch = {t: _tune_history(run, t)[0]["val_accuracy"] for t in best_by_trial}
+    assert "stopped early by ASHA after 1 epoch(s)" in searched.out
+    first_epoch = {t: _tune_history(searched.run, t)[0]["val_accuracy"]
+                   for t in _best_by_trial(searched)}
     for trial_id in stopped["trial_id"]:
         assert first_epoch[trial_id] < max(first_epoch.values())
 
-    # The exported winner reproduces its board accuracy on the validation images.
+
+@pytest.fixture(scope="module")
+def predicted() -> dict[str, list[str]]:
+    """The exported winner's predictions on the validation images (set by the stage below)."""
+    return {}
+
+
+def test_exported_winner_reproduces_its_board_accuracy(
+        in_work: SearchedRun, predicted: dict[str, list[str]],
+        capfd: pytest.CaptureFixture[str]) -> None:
+    board = in_work.board
     assert main(["leaderboard", "run"]) == 0
     assert main(["export", "run", "--out", "exp"]) == 0
     capfd.readouterr()
-    files, truth = _validation_rows(image_folder)
+    files, truth = _validation_rows(in_work.images)
     assert main(["predict", "exp", *files]) == 0
     lines = capfd.readouterr().out.strip().splitlines()
-    predicted = [line.split("\t")[1] for line in lines]
-    accuracy = np.mean([p == t for p, t in zip(predicted, truth, strict=True)])
+    labels = [line.split("\t")[1] for line in lines]
+    accuracy = np.mean([p == t for p, t in zip(labels, truth, strict=True)])
     assert accuracy == pytest.approx(board.iloc[0]["val_accuracy"])
-    _check_exports(run, board, files, predicted, capfd)
+    predicted["labels"], predicted["files"] = labels, files
 
-    _check_reports(run, board, capfd)
+
+def test_exports_check_every_format_and_a_refit_trains_on_more(
+        in_work: SearchedRun, predicted: dict[str, list[str]],
+        capfd: pytest.CaptureFixture[str]) -> None:
+    assert predicted, "needs the export stage above"
+    _check_exports(in_work.run, in_work.board, predicted["files"], predicted["labels"], capfd)
+
+
+def test_board_formats_report_compare_and_trackers(
+        in_work: SearchedRun, capfd: pytest.CaptureFixture[str]) -> None:
+    _check_reports(in_work.run, in_work.board, capfd)
 
 
 def _wait_for_no_train_controller(timeout_s: float = 60.0) -> None:

@@ -80,7 +80,8 @@ def test_trial_tune_forgot_ends_as_interrupted(tmp_path: Path) -> None:
     end closes that record (it can never continue) and leaves the trials Tune knows alone."""
     from types import SimpleNamespace
 
-    from automl.runs.history import HISTORY_FILE, event, load_records
+    from automl.runs.history import event, load_records
+    from automl.runs.layout import HISTORY_FILE
     from automl.runs.location import RunDir
     from automl.search.tracking import HistoryWriter
 

@@ -4,29 +4,12 @@ proves that the module paths Ray pickled (trainable, callbacks, searcher) still 
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from automl.cli import main
-
-FIXTURE = Path(__file__).parent / "fixtures" / "old_run"
-
-
-@pytest.fixture
-def old_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A copy of the fixture; the space names where its images now are, as a user edits
-    space.yaml after moving data (the other absolute paths inside stay stale on purpose)."""
-    made_in = (FIXTURE / "MADE_BY").read_text().split("start ")[1].strip()
-    work = tmp_path / "work"
-    shutil.copytree(FIXTURE, work)
-    space = work / "run" / "space.yaml"
-    space.write_text(space.read_text().replace(made_in, str(work)))
-    monkeypatch.chdir(work)
-    yield work / "run"
 
 
 def test_old_run_leaderboard(old_run: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from automl.config import parse as config
-from automl.search import ranking
+from automl.search import ranking, transferability
 from automl.search.transferability import kendall_tau, knn_accuracy, logme, ranking_quality
 from automl.trial import features
 from tests.conftest import write_image_folder
@@ -69,7 +69,7 @@ def test_features_are_extracted_once_then_read_from_the_cache(tmp_path: Path) ->
     other = features.feature_location(str(tmp_path / "data"), "variant",
                                       {**plan, "backbone": "test_vit"}, (1000, 500))
     assert other != where  # content-keyed: another backbone, another file
-    assert set(features.score(first)) == {"knn_accuracy", "logme"}
+    assert set(transferability.score(first)) == {"knn_accuracy", "logme"}
 
 
 def _cfg(tmp_path: Path, prune: int | None = None) -> config.Config:

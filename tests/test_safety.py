@@ -25,7 +25,8 @@ from automl.data import shard_cache as prepared_cache
 from automl.data import shards as prepared
 from automl.errors import AutomlError, DataError
 from automl.runs.history import append_event, checkpoint_location, event, read_history
-from automl.runs.lock import LOCK_FILE, RunLock
+from automl.runs.layout import LOCK_FILE
+from automl.runs.lock import RunLock
 from tests.helpers import tiny_plan
 from tests.test_storage import s3_server  # noqa: F401 - the moto fixture, shared
 

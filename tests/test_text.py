@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from automl.backbones import apply_unfreeze, count_params
+from automl.backbones.groups import apply_unfreeze, count_params
 from automl.backbones.hf_backbone import check_text_backbone, load_tokenizer
 from automl.config.parse import from_dict
 from automl.config.schema import Config

@@ -43,9 +43,24 @@ def test_linear_probe_changes_only_the_head(image_folder: Path) -> None:
     assert setup.unfreeze_depth == 0
 
 
+def _matmul_dtypes(folder: Path, **changes: object) -> tuple[set[torch.dtype], float]:
+    """The dtypes every Linear / Conv2d layer computed in during training and evaluation."""
+    tables, classes = tiny_tables(folder)
+    plan = tiny_plan(classes, **changes)
+    setup = setup_trial(plan)
+    seen: set[torch.dtype] = set()
+    for module in setup.model.modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+            module.register_forward_hook(lambda _m, _i, out: seen.add(out.dtype))
+    _, accuracy = fit(setup, plan, tables)
+    return seen, accuracy
+
+
 def test_bf16_autocast_path_runs_on_cpu(image_folder: Path) -> None:
-    _, accuracy = _run(image_folder, precision="bf16")
+    seen, accuracy = _matmul_dtypes(image_folder, precision="bf16")
+    assert seen == {torch.bfloat16}  # every matmul and convolution ran in bf16
     assert 0.0 <= accuracy <= 1.0
+    assert _matmul_dtypes(image_folder)[0] == {torch.float32}  # and fp32 stays fp32
 
 
 def test_nan_loss_fails_the_trial_with_a_reason(image_folder: Path) -> None:
@@ -55,6 +70,24 @@ def test_nan_loss_fails_the_trial_with_a_reason(image_folder: Path) -> None:
 
 def test_hflip_off_changes_the_training_data(image_folder: Path) -> None:
     assert _run(image_folder, hflip=False) != _run(image_folder)
+
+
+def test_hflip_mirrors_the_pixels_of_the_flipped_training_images(image_folder: Path) -> None:
+    from automl.tasks import get_task
+
+    tables, classes = tiny_tables(image_folder)
+    task, batch = get_task("image"), tables["train"].slice(0, 16)
+    plan = tiny_plan(classes)
+    plain, _ = task.collate(batch, plan, CPU)  # no generator: evaluation, never flipped
+    flipped, _ = task.collate(batch, plan, CPU, augment=torch.Generator().manual_seed(0))
+    mirrored = [torch.equal(f, p.flip(2)) and not torch.equal(f, p)
+                for f, p in zip(flipped, plain, strict=True)]
+    unchanged = [torch.equal(f, p) for f, p in zip(flipped, plain, strict=True)]
+    assert all(m or u for m, u in zip(mirrored, unchanged, strict=True))  # nothing else
+    assert 4 <= sum(mirrored) <= 12  # about half of 16, each mirrored left to right
+    off, _ = task.collate(batch, tiny_plan(classes, hflip=False), CPU,
+                          augment=torch.Generator().manual_seed(0))
+    assert torch.equal(off, plain)
 
 
 def test_steps_per_epoch_continues_across_passes() -> None:

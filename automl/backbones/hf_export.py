@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from automl.backbones import hf_modeling
+
 if TYPE_CHECKING:
     from automl.trial.plan import TrialPlan
 
@@ -25,7 +27,6 @@ def save_sequence_classifier(model: nn.Module, directory: Path, plan: TrialPlan,
     """Write `model` (a TextClassifier) with its tokenizer as a Hugging Face folder."""
     from transformers import AutoTokenizer
 
-    from automl.export import hf_modeling
 
     encoder_config = getattr(model, "encoder").config.to_dict()  # noqa: B009
     names = list(plan.classes)

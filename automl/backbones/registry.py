@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from automl import paths, storage
 from automl.errors import BackboneError
 
 WEIGHT_KINDS = ("hub", "package", "scratch", "file:PATH")
@@ -93,7 +94,6 @@ def check_weights(name: str, weights: str) -> str | None:
 
 
 def _exists(location: str) -> bool:
-    from automl import paths, storage
 
     try:
         return storage.exists(paths.resolve(location, "weights"))

@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from automl.config import parse as config_mod
 from automl.config import spaces
 from automl.config.durations import format_duration, parse_duration
 from automl.config.schema import BackboneChoice, Config
+from automl.data.detect import OVERRIDE_HINT, detect
 from automl.errors import AutomlError
 from automl.tasks import TASKS
 
@@ -110,8 +112,6 @@ def zero_config(data: str, preset: str | None = None, time_budget: str | float |
                 ) -> tuple[Config, list[str]]:
     """The config of a search without a YAML: the task detected from `data`, the preset
     chosen by name or budget; returns it (fitted at the search's start) and what to print."""
-    from automl.config import parse as config_mod
-    from automl.data.detect import OVERRIDE_HINT, detect
 
     if task is not None and task not in TASKS:
         raise AutomlError(f"--task {task!r}: choose one of {', '.join(TASKS)}")

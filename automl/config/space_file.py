@@ -19,7 +19,6 @@ from automl.config.durations import format_duration
 from automl.config.schema import Config
 from automl.ownership import write_atomic
 
-SPACE_FILE = "space.yaml"
 _SECTIONS = ("data", "train", "search", "resources", "tracking")
 
 

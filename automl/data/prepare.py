@@ -8,14 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 from automl import paths, storage
 from automl.config.schema import Config
+from automl.data.shards import prepare
 from automl.errors import AutomlError, BackboneError
+from automl.runs.layout import CACHE_DIR
 from automl.tasks import get_task
 
 if TYPE_CHECKING:
     from automl.data.catalog import Catalog
     from automl.data.shards import PreparedData
 
-CACHE_DIRNAME = "prepared-data"
 
 
 def scan_data(config: Config) -> Catalog:
@@ -43,13 +44,12 @@ def cache_root(config: Config, run_location: str) -> str:
     local path or a storage URI, like the run."""
     if config.data.cache_dir:
         return paths.resolve(config.data.cache_dir, "data.cache_dir")
-    return storage.join(storage.parent(run_location), CACHE_DIRNAME)
+    return storage.join(storage.parent(run_location), CACHE_DIR)
 
 
 def prepare_data(config: Config, catalog: Catalog, preprocessing: dict[str, dict[str, Any]],
                  run_location: str) -> PreparedData:
     """Prepared shards for every backbone's variant, made on the cluster or cached."""
-    from automl.data.shards import prepare
 
     root = cache_root(config, run_location)
     storage.check_writable(root, "prepared-data cache (data.cache_dir)")

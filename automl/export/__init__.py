@@ -1,6 +1,7 @@
 """Export a trial to the formats people deploy (safetensors + config, TorchScript, ONNX,
 Hugging Face), load an export back and predict with it. Importing this imports no Ray."""
 
+from automl.export.context import ExportContext
 from automl.export.formats import ONNX_FILE, TORCHSCRIPT_FILE, ExportedFormat
 from automl.export.load import ExportedModel, Prediction, load, load_exported, predict
 from automl.export.writer import (
@@ -8,7 +9,6 @@ from automl.export.writer import (
     CONFIG_FILE,
     EXPORT_FORMAT,
     MANIFEST_FILE,
-    ExportContext,
     export_checkpoint,
     parse_formats,
 )

@@ -7,8 +7,8 @@ import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from automl.export.context import ExportContext
     from automl.export.formats import ExportedFormat
-    from automl.export.writer import ExportContext
 
 CARD_FIELDS = (
     "trial_id", "status", "backbone", "weights", "unfreeze_fraction", "unfreeze_depth",

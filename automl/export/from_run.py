@@ -13,10 +13,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automl import paths, storage
+from automl.data.shards import dataset_of, first_rows, split_dir
 from automl.errors import AutomlError, TrialFailed
-from automl.export.writer import CHECK_ROWS, ExportContext, export_checkpoint
+from automl.export.context import ExportContext
+from automl.export.writer import CHECK_ROWS, export_checkpoint
 from automl.ownership import check_export_target, remove_files
+from automl.runs.history import append_event, event
+from automl.runs.layout import HISTORY_FILE, REFIT_DIR
+from automl.runs.leaderboard import outcome
+from automl.search import ray_session
 from automl.tasks import get_task
+from automl.trial.executors import fit_plan
 from automl.trial.plan import TrialPlan
 
 if TYPE_CHECKING:
@@ -25,7 +32,6 @@ if TYPE_CHECKING:
     from automl.runs.location import RunDir
     from automl.trial.context import SearchContext
 
-REFIT_DIR = "refit"
 
 
 def export_trial(run: RunDir, row: pd.Series, board: pd.DataFrame,
@@ -69,8 +75,6 @@ def _write(checkpoint: Path, out: str, formats: Sequence[str], context: ExportCo
 def _context(run: RunDir, row: pd.Series, board: pd.DataFrame, search: SearchContext | None,
              plan: TrialPlan) -> ExportContext:
     """The trial's board row, data summary, search summary and real validation rows."""
-    from automl.data.shards import first_rows, split_dir
-    from automl.runs.leaderboard import outcome
 
     examples = None
     if search is not None and search.data_root:
@@ -91,9 +95,6 @@ def _refit(run: RunDir, row: pd.Series, search: SearchContext | None, plan: Tria
            epochs: int, address: str | None) -> tuple[str, dict[str, Any]]:
     """Train `plan` for `epochs` on the union of the run's prepared train and validation
     shards; the latest checkpoint's location and what the refit did."""
-    from automl.data.shards import dataset_of, split_dir
-    from automl.search import ray_session
-    from automl.trial.executors import fit_plan
 
     if search is None or not search.data_root:
         raise AutomlError(f"--refit: {run} does not record where its prepared data is (a run "
@@ -126,7 +127,6 @@ def _refit(run: RunDir, row: pd.Series, search: SearchContext | None, plan: Tria
 
 def _record_refit(run: RunDir, trial_id: str, info: dict[str, Any]) -> None:
     """Append a `refit` event to the run's history: the board shows it on the trial's row."""
-    from automl.runs.history import HISTORY_FILE, append_event, event
 
     run.fetch(HISTORY_FILE)
     append_event(run.local / HISTORY_FILE, event("refit", trial_id, **info))

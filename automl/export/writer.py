@@ -17,7 +17,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,12 @@ from torch import nn
 
 from automl.errors import AutomlError
 from automl.export.card import model_card
+from automl.export.context import ExportContext
 from automl.export.formats import TOLERANCE, ExportedFormat, check, export_format
 from automl.ownership import EXPORT_MANIFEST, check_export_target, remove_files
 from automl.paths import local_path
 from automl.tasks import Task, get_task
-from automl.trial.checkpoints import STATE_FILE
+from automl.trial.checkpoints import TRAIN_STATE_FILE
 from automl.trial.plan import PLAN_FILE, WEIGHTS_FILE, TrialPlan
 
 EXPORT_FORMAT = "automl-export/2"
@@ -42,23 +43,6 @@ CARD_FILE = "README.md"
 ALL_FORMATS = ("safetensors", "torchscript", "onnx", "hf")
 CHECK_ROWS = 16
 """Validation examples each format is checked on."""
-
-
-@dataclass(frozen=True)
-class ExportContext:
-    """What the run knows about the exported trial (all optional: a bare checkpoint exports
-    too, checked on a synthetic input and with a shorter card)."""
-
-    examples: pa.Table | None = None
-    """Prepared validation rows of the trial's data (the formats are checked on them)."""
-    trial: dict[str, Any] = field(default_factory=dict)
-    """The trial's leaderboard row."""
-    data: dict[str, Any] = field(default_factory=dict)
-    """Source, classes, train/val sizes, text column."""
-    search: dict[str, Any] = field(default_factory=dict)
-    """The search that produced the trial: space, trials, how many finished."""
-    refit: dict[str, Any] | None = None
-    """Set when the weights come from a refit on train + validation."""
 
 
 def parse_formats(spec: str | Sequence[str]) -> tuple[str, ...]:
@@ -185,7 +169,7 @@ def _copy_extras(src: Path, out: Path) -> None:
     """What the task saved beside the weights (text: tokenizer + encoder config); never the
     training state (optimizer, RNGs), which is a pickle and no use to a deployed model."""
     for extra in src.iterdir():
-        if extra.name in (PLAN_FILE, WEIGHTS_FILE, STATE_FILE):
+        if extra.name in (PLAN_FILE, WEIGHTS_FILE, TRAIN_STATE_FILE):
             continue
         if extra.is_dir():
             shutil.copytree(extra, out / extra.name, dirs_exist_ok=True)

@@ -13,10 +13,9 @@ import pandas as pd
 
 from automl.errors import AutomlError
 from automl.ownership import write_atomic
+from automl.runs.layout import LEADERBOARD_CSV, LEADERBOARD_PARQUET
 from automl.runs.leaderboard import COLUMNS
 
-LEADERBOARD_CSV = "leaderboard.csv"
-LEADERBOARD_PARQUET = "leaderboard.parquet"
 FORMATS = ("table", "csv", "parquet", "markdown", "json")
 SHOWN = ["rank", "trial_id", "status", "backbone", "pretrained", "unfreeze_depth", "head_lr",
          "backbone_lr", "val_accuracy", "epochs", "transfer_gain", "overfit_gap",

@@ -21,9 +21,8 @@ from typing import Any
 from automl import storage
 from automl.errors import AutomlError
 from automl.ownership import write_atomic
+from automl.runs.layout import HISTORY_FILE, STATE_FILE
 
-HISTORY_FILE = "trials.jsonl"
-STATE_FILE = "state.json"
 LOGGED_AT = "logged_at"
 """History entries: when the driver received the epoch (Unix time), for best-so-far curves."""
 CHECKPOINT_PATH = "checkpoint_path"

@@ -20,10 +20,9 @@ from automl.errors import AutomlError
 from automl.runs.history import CHECKPOINT_PATH, DRIVER_LOST, OUT_OF_TIME, TrialRecord
 from automl.tasks import get_task
 from automl.trial.context import SearchContext
+from automl.trial.metrics import current_names
 from automl.trial.plan import make_plan
 
-LOG_DIR = "logs"
-"""Under the run dir: `<trial_id>.error.txt` (Ray's full error text) and `ray.log`."""
 OVERFIT_GAP = 0.10
 """Train accuracy above validation accuracy by more than this, at the selected epoch, is
 flagged as overfitting."""
@@ -31,6 +30,8 @@ STATUSES = ("finished", "stopped", "out_of_time", "errored", "interrupted", "run
 """stopped: by ASHA; out_of_time: still running when the search's time budget was spent."""
 HYPERPARAMETERS = ["unfreeze_fraction", "head_lr", "backbone_lr", "layer_decay", "lp_ft_epochs",
                    "weight_decay", "batch_size", "pooling", "max_length", "seed"]
+TIMING_COLUMNS = ["train_time_s", "data_time_s", "eval_time_s", "checkpoint_time_s"]
+"""Trial timings shown under the names the trial reports them by (`trial.metrics`)."""
 COLUMNS = [
     "rank", "trial_id", "status", "eligible", "backbone", "weights", "pretrained",
     "unfreeze_depth", "layer_groups", *HYPERPARAMETERS,
@@ -38,8 +39,8 @@ COLUMNS = [
     "overfitting", "transfer_gain", "negative_transfer", "knn_accuracy", "logme",
     "trial_time_s", "device", "device_hours", "trainable_params", "total_params",
     "trainable_pct", "samples_per_s", "peak_memory_mb", "latency_ms",
-    "startup_s", "ray_startup_s", "setup_s", "feature_cache", "features_s", "train_time_s",
-    "data_time_s", "eval_time_s", "checkpoint_time_s", "restarts", "worker_nodes", "checkpoint",
+    "startup_s", "ray_startup_s", "setup_s", "feature_cache", "features_s", *TIMING_COLUMNS,
+    "restarts", "worker_nodes", "checkpoint",
     "refit", "error",
 ]
 
@@ -90,7 +91,8 @@ def rank(board: pd.DataFrame, constraints: Constraints) -> pd.DataFrame:
 def _row(record: TrialRecord, context: SearchContext, running: bool) -> dict[str, Any]:
     plan = make_plan(record.params, context)
     task_fields = get_task(plan.task).plan_fields
-    history = [h for h in record.history if _number(h.get("val_accuracy")) is not None]
+    history = [current_names(h) for h in record.history
+               if _number(h.get("val_accuracy")) is not None]
     # Ties go to the latest epoch: that is the checkpoint Ray keeps (search.py retention).
     best = max(reversed(history), key=lambda h: h["val_accuracy"]) if history else {}
     last = history[-1] if history else {}
@@ -145,10 +147,7 @@ def _row(record: TrialRecord, context: SearchContext, running: bool) -> dict[str
         "setup_s": last.get("setup_s"),
         "feature_cache": last.get("feature_cache"),  # hit | built | None (streamed)
         "features_s": last.get("features_s"),
-        "train_time_s": last.get("train_s"),
-        "data_time_s": last.get("data_s"),
-        "eval_time_s": last.get("eval_s"),
-        "checkpoint_time_s": last.get("checkpoint_s"),
+        **{name: last.get(name) for name in TIMING_COLUMNS},
         "restarts": last.get("restarts"),
         "worker_nodes": last.get("worker_nodes"),
         "checkpoint": c if isinstance(c := best.get(CHECKPOINT_PATH), str) else None,

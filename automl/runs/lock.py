@@ -21,7 +21,8 @@ from typing import Any
 
 from automl import paths, storage
 from automl.errors import AutomlError
-from automl.ownership import LOCK_FILE, write_atomic
+from automl.ownership import write_atomic
+from automl.runs.layout import LOCK_FILE
 
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 3 * HEARTBEAT_S

@@ -1,6 +1,9 @@
 """Reading a run dir — finished, interrupted, still running, local or remote: its board,
 its HTML report, several runs side by side, and exports of its trials. Rebuilt from the run's
 history (`trials.jsonl`) and shared facts (`static.json`), so none of it needs Ray.
+
+The report (matplotlib) and export (torch, ONNX) are imported inside the functions that use
+them: `automl leaderboard` reads a board without importing either.
 """
 
 from __future__ import annotations
@@ -13,14 +16,9 @@ from typing import TYPE_CHECKING, Any
 from automl import paths, storage
 from automl.errors import AutomlError
 from automl.ownership import check_export_target, write_atomic
+from automl.runs.layout import CONFIG_FILE, CONTEXT_FILE, REPORT_FILE
 from automl.runs.location import RunDir
 from automl.trial.context import SearchContext
-
-STATIC_FILE = "static.json"
-"""What every trial shares (classes, backbones, preprocessing, resources): plans from params."""
-CONFIG_JSON = "config.json"
-"""The search's config as JSON, for people and the report (`config.pkl` is for --resume)."""
-REPORT_FILE = "report.html"
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -66,18 +64,13 @@ def compare(run_dirs: list[str | Path] | list[str], out: str | Path | None = Non
 def load_run(run_dir: str | Path, constraints: Constraints | None
              ) -> tuple[RunDir, pd.DataFrame, list[TrialRecord]]:
     """A run dir (fetched when remote), its ranked board and its trial records."""
-    from automl.runs.board_io import LEADERBOARD_CSV, read_leaderboard
-    from automl.runs.history import (
-        HISTORY_FILE,
-        STATE_FILE,
-        driver_active,
-        read_history,
-        trial_records,
-    )
+    from automl.runs.board_io import read_leaderboard
+    from automl.runs.history import driver_active, read_history, trial_records
+    from automl.runs.layout import HISTORY_FILE, LEADERBOARD_CSV, STATE_FILE
     from automl.runs.leaderboard import Constraints, build_leaderboard, rank
 
     run = RunDir.at(run_dir, "run dir")
-    run.fetch(HISTORY_FILE, STATE_FILE, STATIC_FILE, CONFIG_JSON, LEADERBOARD_CSV)
+    run.fetch(HISTORY_FILE, STATE_FILE, CONTEXT_FILE, CONFIG_FILE, LEADERBOARD_CSV)
     history, context = run.local / HISTORY_FILE, read_context(run)
     if not history.is_file() or context is None:  # a run from before trials.jsonl
         return run, rank(read_leaderboard(run.local), constraints or Constraints()), []
@@ -94,7 +87,7 @@ def load_run(run_dir: str | Path, constraints: Constraints | None
 
 def read_context(run: RunDir) -> SearchContext | None:
     """The run's shared context from `static.json` (None for a run from before it)."""
-    path = run.local / STATIC_FILE
+    path = run.local / CONTEXT_FILE
     return SearchContext.from_json(json.loads(path.read_text())) if path.is_file() else None
 
 
@@ -102,9 +95,9 @@ def write_report(run: RunDir, board: pd.DataFrame, records: list[TrialRecord],
                  constraints: Constraints | None, out: str | Path | None = None) -> str:
     """Write the run's HTML report to `out` (default `RUN/report.html`); returns where."""
     from automl.report import build_report
-    from automl.runs.history import STATE_FILE
+    from automl.runs.layout import STATE_FILE
 
-    config_file, state_file = run.local / CONFIG_JSON, run.local / STATE_FILE
+    config_file, state_file = run.local / CONFIG_FILE, run.local / STATE_FILE
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
     state = json.loads(state_file.read_text()).get("state") if state_file.is_file() else "?"
     page = build_report(board, records, config, f"automl report — {run}", str(state),
@@ -149,7 +142,8 @@ def export(run_dir: str | Path, out: str | Path | None = None, trial_id: str | N
     exported = export_trial(run, row, board, read_context(run), target, wanted, refit, address,
                             log)
     if refit:  # the board's `refit` column comes from the history the refit appended to
-        from automl.runs.board_io import LEADERBOARD_CSV, LEADERBOARD_PARQUET, write_leaderboard
+        from automl.runs.board_io import write_leaderboard
+        from automl.runs.layout import LEADERBOARD_CSV, LEADERBOARD_PARQUET
 
         write_leaderboard(load_run(run_dir, constraints)[1], run.local)
         for name in (LEADERBOARD_CSV, LEADERBOARD_PARQUET) if run.remote else ():

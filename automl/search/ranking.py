@@ -11,6 +11,8 @@ from typing import Any
 from automl.config.schema import Config
 from automl.config.spaces import largest
 from automl.errors import root_cause
+from automl.search import transferability
+from automl.trial import features
 from automl.trial.context import SearchContext
 from automl.trial.plan import make_plan
 
@@ -22,7 +24,6 @@ def rank_backbones(cfg: Config, context: SearchContext, datasets: dict[str, dict
     (the search still tries it)."""
     import ray
 
-    from automl.trial import features
 
     labels = [b.label for b in cfg.backbones if b.pretrained]
     if not cfg.search.rank_backbones or len(labels) < 2:
@@ -49,7 +50,7 @@ def rank_backbones(cfg: Config, context: SearchContext, datasets: dict[str, dict
         except Exception as exc:  # any backbone error: the search still tries the backbone
             log(f"  ranking: {label} left unscored: {root_cause(exc)}")
             continue
-        scores[label] = {**features.score(found), "seconds": found["seconds"],
+        scores[label] = {**transferability.score(found), "seconds": found["seconds"],
                          "cached": found["cached"], "examples": len(found["train"])}
     ranked = dict(sorted(scores.items(), key=lambda kv: -kv[1]["knn_accuracy"]))
     if ranked:

@@ -16,13 +16,12 @@ from automl.runs.history import (
     CHECKPOINT_PATH,
     DRIVER_LOST,
     HEARTBEAT_S,
-    HISTORY_FILE,
-    STATE_FILE,
     append_event,
     event,
     load_records,
     write_state,
 )
+from automl.runs.layout import HISTORY_FILE, STATE_FILE
 from automl.runs.location import RunDir, restored_run
 from automl.search.budget import TimeBudget
 from automl.search.progress import error_text

@@ -6,6 +6,7 @@ Sorkhei et al. 2025 found more reliable than 23 published estimators). Plain Num
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -104,3 +105,12 @@ def ranking_quality(board: pd.DataFrame) -> pd.DataFrame:
         score: kendall_tau(table[score].tolist(), table["best_val_accuracy"].tolist())
         for score in SCORES}
     return table
+
+
+def score(found: dict[str, Any]) -> dict[str, float]:
+    """LogME and k-NN accuracy of one backbone's extracted features (`features.extract`)."""
+    return {
+        "logme": logme(found["train"], found["train_labels"]),
+        "knn_accuracy": knn_accuracy(found["train"], found["train_labels"], found["val"],
+                                     found["val_labels"]),
+    }

@@ -28,7 +28,7 @@ from automl.config.spaces import sample_trial
 from automl.errors import AutomlError
 from automl.ray_internals import HEAD_NODE_RESOURCE
 from automl.runs.history import TrialRecord, load_records
-from automl.runs.leaderboard import LOG_DIR
+from automl.runs.layout import LOG_DIR
 from automl.runs.legacy import install_old_module_paths
 from automl.runs.location import RunDir, restoring_into
 from automl.search.budget import TimeBudget
@@ -37,6 +37,7 @@ from automl.search.ray_session import ray_logs_to
 from automl.search.tracking import HistoryWriter, tracking_callbacks
 from automl.trial import failures
 from automl.trial.context import SearchContext
+from automl.trial.executors import fit_trial, in_process
 from automl.trial.features import FEATURES_DIR
 from automl.trial.plan import make_plan
 
@@ -123,7 +124,6 @@ def trial_driver(config: dict[str, Any], context: SearchContext,
     """One Tune trial: fit the sampled plan on the prepared datasets of its backbone's
     variant, here (one worker) or in a TorchTrainer (training split sharded over the
     workers) whose reports are forwarded."""
-    from automl.trial.executors import fit_trial, in_process
 
     started = time.time()
     callbacks = []
@@ -147,7 +147,6 @@ def trial_driver(config: dict[str, Any], context: SearchContext,
 def trial_resources(context: SearchContext) -> dict[str, float]:
     """What Tune reserves for one trial: the worker's CPUs (and GPU) when the trial trains in
     its own process, else the driver's token request (the worker group reserves the rest)."""
-    from automl.trial.executors import in_process
 
     res = context.resources
     if not in_process(context):

@@ -1,27 +1,9 @@
-"""Task registry: `task:` in a search space → the Task that handles it.
+"""Tasks: everything that depends on what the data is (image folders and manifests, text
+tables) behind one `Task` protocol (`base`): scan, prepare, collate, forward, predict,
+export extras. Nothing outside this package branches on the task. `registry` maps a
+space's `task:` to its Task."""
 
-Adding a task is one module implementing `automl.tasks.base.Task` and one line here.
-"""
-
-from __future__ import annotations
-
-from automl.errors import AutomlError
 from automl.tasks.base import Task
-from automl.tasks.image import ImageClassification
-from automl.tasks.text import TextClassification
-
-TASKS: dict[str, Task] = {
-    "image": ImageClassification(),
-    "text": TextClassification(),
-}
-
-
-def get_task(name: str) -> Task:
-    """The registered task called `name`."""
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise AutomlError(f"unknown task {name!r}; known: {', '.join(TASKS)}") from None
-
+from automl.tasks.registry import TASKS, get_task
 
 __all__ = ["TASKS", "Task", "get_task"]

@@ -2,6 +2,9 @@
 
 Prepared rows hold each image decoded, resized and center-cropped once (uint8 HWC bytes);
 workers normalize them with the backbone's mean/std and flip training images at random.
+
+timm is imported inside the methods that build models: validating a config and reading a
+board consult the task without loading torch's model zoo.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from automl.backbones.registry import check_timm_name
 from automl.data import sources
 from automl.data.catalog import Catalog, fingerprint, split_array, stratified_split
+from automl.errors import DataError
 from automl.tasks.base import to_device
 from automl.tasks.image_files import (
     UNREADABLE,
@@ -49,7 +54,6 @@ class ImageClassification:
 
     def check_backbone(self, name: str, weights: str) -> str | None:
         """Unknown timm names get the closest matches."""
-        from automl.backbones.registry import check_timm_name
 
         return check_timm_name(name)
 
@@ -142,7 +146,6 @@ class ImageClassification:
         """Decode files (or folders of files) the way training data was decoded."""
         import torch
 
-        from automl.errors import DataError
 
         pre = plan.preprocessing
         files = list_images(inputs)

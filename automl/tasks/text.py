@@ -3,6 +3,9 @@
 Tables are streamed (never held whole) to find labels and split them; preparation tokenizes
 each text once per tokenizer at the space's largest `max_length`, and workers cut every row
 to the trial's own `max_length` exactly as the tokenizer would have truncated it.
+
+transformers (and Optuna, for the space's largest `max_length`) are imported inside the
+methods that need them: validating a config and reading a board consult the task without them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from automl.backbones.registry import check_hf_name
 from automl.data import sources
 from automl.data.catalog import (
     UNUSED,
@@ -51,7 +55,6 @@ class TextClassification:
 
     def check_backbone(self, name: str, weights: str) -> str | None:
         """A hub id or a local model directory."""
-        from automl.backbones.registry import check_hf_name
 
         return check_hf_name(name, weights)
 

@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from automl.tasks import get_task
+from automl.trial.metrics import Timings, current_names
 from automl.trial.plan import PLAN_FILE, WEIGHTS_FILE, TrialPlan
 
-STATE_FILE = "train_state.pt"
+TRAIN_STATE_FILE = "train_state.pt"
 
 
 @dataclass
@@ -38,7 +39,7 @@ class TrainState:
     restarts: int = 0
     stream: dict[str, int] = field(default_factory=dict)
     """`EpochBatches.position()`: passes started and batches taken from the current one."""
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: Timings = field(default_factory=Timings)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -74,11 +75,11 @@ def save_train_state(directory: Path, optimizer: torch.optim.Optimizer, state: T
     torch.save({
         "optimizer": optimizer.state_dict(),
         "epoch": state.epoch, "best": state.best, "restarts": state.restarts,
-        "stream": dict(state.stream), "timings": dict(state.timings),
+        "stream": dict(state.stream), "timings": state.timings.to_dict(),
         "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
         "numpy_rng": [kind, torch.from_numpy(np.asarray(keys, np.int64)), int(pos),
                       int(has_gauss), float(gauss)],
-    }, directory / STATE_FILE)
+    }, directory / TRAIN_STATE_FILE)
 
 
 def load_train_state(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer
@@ -88,7 +89,7 @@ def load_train_state(directory: Path, model: nn.Module, optimizer: torch.optim.O
     from safetensors.torch import load_file
 
     unwrap(model).load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
-    saved = torch.load(directory / STATE_FILE, weights_only=True)
+    saved = torch.load(directory / TRAIN_STATE_FILE, weights_only=True)
     optimizer.load_state_dict(saved["optimizer"])
     torch.set_rng_state(saved["torch_rng"])
     python_rng = saved["python_rng"]
@@ -96,14 +97,14 @@ def load_train_state(directory: Path, model: nn.Module, optimizer: torch.optim.O
     kind, keys, pos, has_gauss, gauss = saved["numpy_rng"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     return TrainState(epoch=saved["epoch"], best=saved["best"], restarts=saved["restarts"] + 1,
-                      stream=saved["stream"], timings=saved["timings"])
+                      stream=saved["stream"], timings=Timings.from_dict(saved["timings"]))
 
 
 def checkpoint_metrics(directory: Path) -> dict[str, Any]:
     """The epoch metrics saved beside a checkpoint's plan (what that epoch reported)."""
     saved = json.loads((directory / PLAN_FILE).read_text())
     plan_fields = {f.name for f in dataclasses.fields(TrialPlan)}
-    return {k: v for k, v in saved.items() if k not in plan_fields}
+    return current_names({k: v for k, v in saved.items() if k not in plan_fields})
 
 
 def count_group_start(storage: Any) -> int | None:

@@ -17,10 +17,11 @@ from typing import Any
 
 from automl import storage
 from automl.errors import TrialFailed, root_cause
-from automl.trial import failures
+from automl.trial import failures, loop
 from automl.trial.checkpoints import retention
 from automl.trial.context import LoopSettings, SearchContext
 from automl.trial.plan import TrialPlan
+from automl.trial.workers import InProcessWorker, in_process_supported
 
 FAILED_FILE = "failed.txt"
 """In a trial's checkpoint directory: the error that ended it (re-raised on a restart)."""
@@ -47,7 +48,6 @@ def fit_trial(plan: TrialPlan, datasets: dict[str, Any], context: SearchContext,
 def in_process(context: SearchContext) -> bool:
     """True when a trial trains in its own Tune process: one worker per trial (and
     `resources.single_worker_in_trial`, the default)."""
-    from automl.trial.workers import in_process_supported
 
     res = context.resources
     return res.workers_per_trial == 1 and res.single_worker_in_trial and in_process_supported()
@@ -61,15 +61,13 @@ def fit_in_process(plan: TrialPlan, datasets: dict[str, Any], context: SearchCon
     `max_restarts` times. A lost process is Tune's to restart (its FailureConfig)."""
     import traceback
 
-    from automl.trial.loop import train_loop
-    from automl.trial.workers import InProcessWorker
 
     settings, restarts = _loop_settings(plan, context, started), context.max_restarts
     for attempt in range(restarts + 1):
         worker = InProcessWorker(datasets, storage_path, name, keep,
                                  context.resources.use_gpu)
         try:
-            return train_loop(settings, worker)
+            return loop.train_loop(settings, worker)
         except Exception as exc:
             if failures.is_deterministic_error(exc) or attempt == restarts:
                 raise TrialFailed(f"{root_cause(exc)}\n\nTraining error:\n"
@@ -85,11 +83,10 @@ def fit_plan(plan: TrialPlan, datasets: dict[str, Any], context: SearchContext, 
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from automl.trial.loop import train_loop_per_worker
 
     res = context.resources
     trainer = TorchTrainer(
-        train_loop_per_worker,
+        loop.train_loop_per_worker,
         train_loop_config=_loop_settings(plan, context, started).to_dict(),
         datasets=datasets,
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),

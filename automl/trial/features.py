@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from automl import paths, storage
+from automl.tasks import get_task
+from automl.trial.plan import TrialPlan
 
 RANK_TRAIN_ROWS = 1_000
 """Training examples whose features the ranking uses (the head of the shuffled split)."""
@@ -78,8 +80,6 @@ def extract(plan_dict: dict[str, Any], train: Any, val: Any, location: str
         return {**read_arrays(location), "seconds": time.time() - started, "cached": True}
     import torch
 
-    from automl.tasks import get_task
-    from automl.trial.plan import TrialPlan
 
     torch.set_num_threads(1)
     plan = TrialPlan.from_dict(plan_dict)
@@ -131,14 +131,3 @@ def _head_module(head_params: list[str]) -> str:
     """The module holding the head's weight (`classifier.weight` → `classifier`)."""
     weight = next(p for p in head_params if p.endswith("weight"))
     return weight.rsplit(".", 1)[0]
-
-
-def score(found: dict[str, Any]) -> dict[str, float]:
-    """LogME and k-NN accuracy of one backbone's extracted features."""
-    from automl.search.transferability import knn_accuracy, logme
-
-    return {
-        "logme": logme(found["train"], found["train_labels"]),
-        "knn_accuracy": knn_accuracy(found["train"], found["train_labels"], found["val"],
-                                     found["val_labels"]),
-    }

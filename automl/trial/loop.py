@@ -5,6 +5,7 @@ every epoch; frozen epochs may train on cached features instead (`automl.trial.p
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import tempfile
 import time
@@ -16,7 +17,7 @@ import pyarrow as pa
 import torch
 
 from automl.data.batches import EpochBatches
-from automl.runs.history import CHECKPOINT_PATH, OUT_OF_TIME
+from automl.runs.history import CHECKPOINT_PATH
 from automl.trial.checkpoints import (
     TrainState,
     checkpoint_metrics,
@@ -27,10 +28,11 @@ from automl.trial.checkpoints import (
 )
 from automl.trial.context import LoopSettings
 from automl.trial.measure import latency_ms, peak_memory_mb
+from automl.trial.metrics import EpochMetrics
 from automl.trial.plan import TrialPlan
 from automl.trial.probe import cached_probe
 from automl.trial.steps import TrialSetup, evaluate, setup_trial, sum_over_ranks, train_epoch
-from automl.trial.workers import Worker
+from automl.trial.workers import RayTrainWorker, Worker
 
 SHUFFLE_BATCHES = 16
 """Local shuffle buffer, in batches: rows are mixed within this window on top of the global
@@ -39,7 +41,6 @@ shuffle done once at preparation."""
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train worker (a rank of a TorchTrainer): the trial loop through `ray.train`."""
-    from automl.trial.workers import RayTrainWorker
 
     train_loop(LoopSettings.from_dict(config), RayTrainWorker())
 
@@ -69,24 +70,20 @@ def train_loop(settings: LoopSettings, worker: Worker) -> None:
             worker.report({**saved_metrics, CHECKPOINT_PATH: resumed.path}, None)
             return
     setup.model = worker.prepare_model(setup.model)
-    timings = {
-        **state.timings,
-        "ray_startup_s": t0 - t_trial_start,  # trial process, worker group, imports
-        "setup_s": time.time() - t0,  # weights, freezing, optimizer (and resume)
-        "startup_s": time.time() - t_trial_start,
-        # Unix time of the first step: with the driver's start event, the whole startup
-        # including what happened before this function ran (Tune's trial process).
-        "first_step_at": state.timings.get("first_step_at", time.time()),
-    }
+    timings = dataclasses.replace(
+        state.timings,
+        ray_startup_s=t0 - t_trial_start,
+        setup_s=time.time() - t0,
+        startup_s=time.time() - t_trial_start,
+        first_step_at=state.timings.first_step_at or time.time(),
+    )
     starts_before = worker.count_start() if rank == 0 else None
     state.restarts = max(state.restarts, starts_before or 0)
-    placement: dict[str, Any] = {"worker_nodes": _worker_nodes(world),
-                                 "restarts": state.restarts}
+    nodes = worker.nodes()
     probe = cached_probe(worker, setup, plan, settings, device, state.epoch)
     if probe is not None:
-        timings["features_s"] = probe.seconds
-        placement["feature_cache"] = probe.cache
-    costs: dict[str, float] = {}
+        timings.features_s = probe.seconds
+    latency: float | None = None
     deadline = settings.deadline
     checkpoint_s = 0.0
     for epoch in range(state.epoch + 1, plan.epochs + 1):
@@ -96,12 +93,12 @@ def train_loop(settings: LoopSettings, worker: Worker) -> None:
             stats = probe.train_epoch(epoch)
         else:
             stats = train_epoch(setup, plan, epoch, device, train_batches.epoch())
-        _add(timings, "train_s", time.time() - t)
-        _add(timings, "data_s", stats.data_s)
+        timings.train_time_s += time.time() - t
+        timings.data_time_s += stats.data_s
         t = time.time()
         val = _val_batches(worker, plan)
         first = None
-        if rank == 0 and "latency_ms" not in costs:
+        if rank == 0 and latency is None:
             first = next(val, None)  # the latency sample: a batch evaluate reads anyway
             val = itertools.chain([first] if first is not None else [], val)
         totals = (probe.evaluate() if probe is not None and on_features
@@ -112,31 +109,33 @@ def train_loop(settings: LoopSettings, worker: Worker) -> None:
         train_totals = torch.tensor([stats.correct, stats.examples, late], dtype=totals.dtype)
         correct, count, loss_sum, train_correct, train_count, late_ranks = sum_over_ranks(
             torch.cat([totals, train_totals.to(totals.device)]), world)
-        _add(timings, "eval_s", time.time() - t)
-        _add(timings, "train_samples", train_count)
+        timings.eval_time_s += time.time() - t
+        timings.train_samples += train_count
         if first is not None:
-            costs["latency_ms"] = _latency(setup, plan, device, first)
-        metrics = {
-            "epoch": epoch,
-            "val_accuracy": correct / max(count, 1),
-            "val_loss": loss_sum / max(count, 1),
-            "val_examples": int(count),  # all ranks' shards, summed: the whole validation set
-            "train_loss": stats.loss,
-            "train_accuracy": train_correct / max(train_count, 1),
-            "train_examples": stats.examples,  # this rank's, this epoch
-            "samples_per_s": timings["train_samples"] / max(timings["train_s"], 1e-9),
-            "peak_memory_mb": peak_memory_mb(device),
-            **costs,
-            "unfreeze_depth": setup.unfreeze_depth,
-            "layer_groups": setup.layer_groups,
-            "trainable_params": setup.trainable_params,
-            "total_params": setup.total_params,
-            **placement,
-            **timings,
-            **({OUT_OF_TIME: True} if late_ranks else {}),
-        }
+            latency = _latency(setup, plan, device, first)
+        metrics = EpochMetrics(
+            epoch=epoch,
+            val_accuracy=correct / max(count, 1),
+            val_loss=loss_sum / max(count, 1),
+            val_examples=int(count),
+            train_loss=stats.loss,
+            train_accuracy=train_correct / max(train_count, 1),
+            train_examples=stats.examples,
+            samples_per_s=timings.train_samples / max(timings.train_time_s, 1e-9),
+            peak_memory_mb=peak_memory_mb(device),
+            unfreeze_depth=setup.unfreeze_depth,
+            layer_groups=setup.layer_groups,
+            trainable_params=setup.trainable_params,
+            total_params=setup.total_params,
+            worker_nodes=nodes,
+            restarts=state.restarts,
+            timings=dataclasses.replace(timings),
+            latency_ms=latency,
+            feature_cache=probe.cache if probe is not None else None,
+            out_of_time=bool(late_ranks),
+        ).to_dict()
         state.epoch, state.best = epoch, max(state.best, correct / max(count, 1))
-        state.stream, state.timings = train_batches.position(), timings
+        state.stream, state.timings = train_batches.position(), dataclasses.replace(timings)
         t = time.time()
         with tempfile.TemporaryDirectory() as tmp:
             if rank == 0:
@@ -144,7 +143,7 @@ def train_loop(settings: LoopSettings, worker: Worker) -> None:
                 save_train_state(Path(tmp), setup.optimizer, state)
             worker.report(metrics, Path(tmp) if rank == 0 else None)
         checkpoint_s = time.time() - t
-        _add(timings, "checkpoint_s", checkpoint_s)
+        timings.checkpoint_time_s = (timings.checkpoint_time_s or 0.0) + checkpoint_s
         if late_ranks:  # every rank agrees: the flag went through the all-reduce
             break
 
@@ -154,22 +153,6 @@ def _latency(setup: TrialSetup, plan: TrialPlan, device: torch.device, batch: pa
     """Per-sample inference latency of the trial's model on a real validation example."""
     inputs, _ = setup.task.collate(batch, plan, device)
     return latency_ms(unwrap(setup.model), setup.task, inputs, device)
-
-
-def _worker_nodes(world: int) -> str:
-    """`IP/node-id` of every rank, in rank order (for the board: where the trial ran)."""
-    import ray
-
-    here = f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
-    if world == 1:
-        return here
-    nodes: list[Any] = [None] * world
-    torch.distributed.all_gather_object(nodes, here)
-    return ",".join(str(n) for n in nodes)
-
-
-def _add(timings: dict[str, float], key: str, seconds: float) -> None:
-    timings[key] = timings.get(key, 0.0) + seconds
 
 
 def _shard_batches(worker: Worker, plan: TrialPlan, steps: int | None) -> EpochBatches:

@@ -30,6 +30,7 @@ from automl.trial.checkpoints import unwrap
 from automl.trial.context import LoopSettings
 from automl.trial.features import read_arrays, write_arrays
 from automl.trial.plan import TrialPlan
+from automl.trial.steps import EpochStats, check_finite
 
 if TYPE_CHECKING:
     from automl.trial.steps import EpochStats, TrialSetup
@@ -113,7 +114,6 @@ class CachedProbe:
     def train_epoch(self, epoch: int) -> EpochStats:
         """One epoch of the head: the same batch size, a fresh shuffle, a random view (flip)
         per example when the plan augments."""
-        from automl.trial.steps import EpochStats, check_finite
 
         self.head.train()
         generator = torch.Generator().manual_seed(self.plan.seed * 1000 + epoch)

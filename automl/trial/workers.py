@@ -37,6 +37,8 @@ class Worker(Protocol):
         """The `ray.train.Checkpoint` to resume from, or None for a fresh start."""
     def prepare_model(self, model: nn.Module) -> nn.Module: ...
     def count_start(self) -> int | None: ...
+    def nodes(self) -> str:
+        """`IP/node-id` of every rank, in rank order (for the board: where the trial ran)."""
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None: ...
 
 
@@ -73,12 +75,25 @@ class RayTrainWorker:
     def count_start(self) -> int | None:
         return count_group_start(self._ctx.get_storage())
 
+    def nodes(self) -> str:
+        if self.world == 1:
+            return _this_node()
+        nodes: list[Any] = [None] * self.world
+        torch.distributed.all_gather_object(nodes, _this_node())
+        return ",".join(str(n) for n in nodes)
+
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path | None) -> None:
         import ray.train
 
         checkpoint = (ray.train.Checkpoint.from_directory(str(checkpoint_dir))
                       if checkpoint_dir is not None else None)
         ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def _this_node() -> str:
+    import ray
+
+    return f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
 
 
 class InProcessWorker:
@@ -109,6 +124,9 @@ class InProcessWorker:
 
     def dataset(self, name: str) -> Any:
         return self._datasets[name]
+
+    def nodes(self) -> str:
+        return _this_node()
 
     def latest_checkpoint(self) -> Any:
         latest = self._manager.latest_checkpoint_result
