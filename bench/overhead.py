@@ -35,8 +35,7 @@ from automl.data.prepare import preflight_backbones, scan_data
 from automl.data.shards import prepare_local
 from automl.runs.history import load_records
 from automl.tasks import get_task
-from automl.trial.context import SearchContext
-from automl.trial.plan import make_plan
+from automl.trial.context import SearchContext, make_plan
 from automl.trial.steps import evaluate, setup_trial, train_epoch
 
 

@@ -26,8 +26,7 @@ from automl.search import transferability
 from automl.search.transferability import ranking_quality
 from automl.tasks import get_task
 from automl.trial import features
-from automl.trial.context import SearchContext
-from automl.trial.plan import make_plan
+from automl.trial.context import SearchContext, make_plan
 
 
 class _Rows:

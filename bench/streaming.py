@@ -121,7 +121,7 @@ from pathlib import Path
 import ray, torch
 from automl.config.parse import load
 from automl.trial.context import SearchContext
-from automl.trial.plan import make_plan
+from automl.trial.context import make_plan
 from automl.data.prepare import preflight_backbones, prepare_data, scan_data
 from automl.data.batches import EpochBatches, local_batches
 from automl.data.shards import load_datasets, read_split

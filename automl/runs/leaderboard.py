@@ -19,9 +19,8 @@ import pandas as pd
 from automl.errors import AutomlError
 from automl.runs.history import CHECKPOINT_PATH, DRIVER_LOST, OUT_OF_TIME, TrialRecord
 from automl.tasks import get_task
-from automl.trial.context import SearchContext
+from automl.trial.context import SearchContext, make_plan
 from automl.trial.metrics import current_names
-from automl.trial.plan import make_plan
 
 OVERFIT_GAP = 0.10
 """Train accuracy above validation accuracy by more than this, at the selected epoch, is

@@ -13,8 +13,7 @@ from automl.config.spaces import largest
 from automl.errors import root_cause
 from automl.search import transferability
 from automl.trial import features
-from automl.trial.context import SearchContext
-from automl.trial.plan import make_plan
+from automl.trial.context import SearchContext, make_plan
 
 
 def rank_backbones(cfg: Config, context: SearchContext, datasets: dict[str, dict[str, Any]],

@@ -36,10 +36,9 @@ from automl.search.progress import ProgressPrinter
 from automl.search.ray_session import ray_logs_to
 from automl.search.tracking import HistoryWriter, tracking_callbacks
 from automl.trial import failures
-from automl.trial.context import SearchContext
+from automl.trial.context import SearchContext, make_plan
 from automl.trial.executors import fit_trial, in_process
 from automl.trial.features import FEATURES_DIR
-from automl.trial.plan import make_plan
 
 # A multi-worker trial's driver only waits on its TorchTrainer: it needs no CPU of its own (Ray
 # refuses an all-zero request, so it asks for a little memory); CPUs go to the training

@@ -77,6 +77,10 @@ class Task(Protocol):
         """Prepared rows → (model inputs, labels) on `device`, normalized; training batches
         pass a generator for seeded augmentation."""
 
+    def flips(self, plan: TrialPlan) -> bool:
+        """Whether `collate` mirrors training examples at random for this plan (a feature
+        cache then keeps a mirrored view too)."""
+
     def forward(self, model: nn.Module, inputs: Inputs) -> torch.Tensor:
         """Logits for a batch of inputs."""
 

@@ -123,6 +123,9 @@ class ImageClassification:
         groups, head = timm_layer_groups(model)
         return model, LayerGroups(groups, head)
 
+    def flips(self, plan: TrialPlan) -> bool:
+        return plan.hflip
+
     def collate(self, batch: pa.Table, plan: TrialPlan, device: torch.device,
                 augment: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 bytes → normalized NCHW floats; training batches flip half the images."""

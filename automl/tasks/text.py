@@ -144,6 +144,9 @@ class TextClassification:
                                   plan.num_classes, pooling=plan.pooling, source=source)
         return model, model.layer_groups()
 
+    def flips(self, plan: TrialPlan) -> bool:
+        return False
+
     def collate(self, batch: pa.Table, plan: TrialPlan, device: torch.device,
                 augment: torch.Generator | None = None
                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

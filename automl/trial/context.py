@@ -162,3 +162,30 @@ class LoopSettings:
     def from_dict(cls, raw: Mapping[str, Any]) -> LoopSettings:
         """Inverse of `to_dict`."""
         return cls(**{**raw, "plan": TrialPlan.from_dict(raw["plan"])})
+
+
+def make_plan(params: dict[str, Any], context: SearchContext) -> TrialPlan:
+    """Combine one trial's sampled parameters with the search's shared context into its plan."""
+    label = params["backbone"]
+    unfrozen = float(params["unfreeze_fraction"]) > 0
+    return TrialPlan(
+        task=context.task,
+        backbone=context.backbones[label].name,
+        weights=context.backbones[label].weights,
+        classes=tuple(context.classes),
+        preprocessing=dict(context.preprocessing[label]),
+        unfreeze_fraction=float(params["unfreeze_fraction"]),
+        head_lr=float(params["head_lr"]),
+        backbone_lr=float(params["backbone_lr"]) if unfrozen else None,
+        layer_decay=float(params.get("layer_decay", 1.0)) if unfrozen else 1.0,
+        weight_decay=float(params["weight_decay"]),
+        batch_size=int(params["batch_size"]),
+        epochs=int(context.epochs),
+        seed=int(context.seed),
+        precision=context.precision,
+        grad_clip=context.grad_clip,
+        hflip=bool(context.hflip),
+        lp_ft_epochs=int(params.get("lp_ft_epochs", 0)) if unfrozen else 0,
+        max_length=int(params.get("max_length", 128)),
+        pooling=str(params.get("pooling", "mean")),
+    )

@@ -1,7 +1,8 @@
 """TrialPlan: everything one trial needs, as plain values (saved beside every checkpoint).
 
-A plan is built from the sampled parameters plus the search's `SearchContext`, so trial
-workers never re-read YAML, and any checkpoint can be rebuilt alone from its `plan.json`.
+A plan is built from the sampled parameters plus the search's `SearchContext`
+(`automl.trial.context.make_plan`), so trial workers never re-read YAML, and any checkpoint
+can be rebuilt alone from its `plan.json`.
 """
 
 from __future__ import annotations
@@ -10,10 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from automl.trial.context import SearchContext
+from typing import Any
 
 PLAN_FILE = "plan.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -75,30 +73,3 @@ class TrialPlan:
     def load(cls, directory: Path) -> TrialPlan:
         """Read the plan saved in a checkpoint or export directory."""
         return cls.from_dict(json.loads((directory / PLAN_FILE).read_text()))
-
-
-def make_plan(params: dict[str, Any], context: SearchContext) -> TrialPlan:
-    """Combine one trial's sampled parameters with the search's shared context into its plan."""
-    label = params["backbone"]
-    unfrozen = float(params["unfreeze_fraction"]) > 0
-    return TrialPlan(
-        task=context.task,
-        backbone=context.backbones[label].name,
-        weights=context.backbones[label].weights,
-        classes=tuple(context.classes),
-        preprocessing=dict(context.preprocessing[label]),
-        unfreeze_fraction=float(params["unfreeze_fraction"]),
-        head_lr=float(params["head_lr"]),
-        backbone_lr=float(params["backbone_lr"]) if unfrozen else None,
-        layer_decay=float(params.get("layer_decay", 1.0)) if unfrozen else 1.0,
-        weight_decay=float(params["weight_decay"]),
-        batch_size=int(params["batch_size"]),
-        epochs=int(context.epochs),
-        seed=int(context.seed),
-        precision=context.precision,
-        grad_clip=context.grad_clip,
-        hflip=bool(context.hflip),
-        lp_ft_epochs=int(params.get("lp_ft_epochs", 0)) if unfrozen else 0,
-        max_length=int(params.get("max_length", 128)),
-        pooling=str(params.get("pooling", "mean")),
-    )

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from automl import storage
+from automl.tasks import get_task
 from automl.trial.checkpoints import unwrap
 from automl.trial.context import LoopSettings
 from automl.trial.features import read_arrays, write_arrays
@@ -61,7 +62,7 @@ def cache_location(features_dir: str, plan: TrialPlan) -> str:
     key = {"version": CACHE_VERSION, "task": plan.task, "backbone": plan.backbone,
            "weights": plan.weights, "preprocessing": plan.preprocessing,
            "max_length": plan.max_length, "pooling": plan.pooling,
-           "flip": plan.hflip and plan.task == "image"}
+           "flip": get_task(plan.task).flips(plan)}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     return storage.join(features_dir, f"probe-{digest[:24]}.npz")
 
@@ -186,7 +187,7 @@ def _extract(setup: TrialSetup, plan: TrialPlan, head: nn.Module, train: Any, va
     arrays: dict[str, np.ndarray] = {}
     try:
         for split, data in (("train", train), ("val", val)):
-            flip = split == "train" and plan.hflip and plan.task == "image"
+            flip = split == "train" and task.flips(plan)
             views: list[list[torch.Tensor]] = [[] for _ in range(2 if flip else 1)]
             labels = []
             for batch in data.iter_batches(batch_size=EXTRACT_BATCH, batch_format="pyarrow"):
