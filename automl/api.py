@@ -15,9 +15,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automl import paths, storage
+from automl.backbones.registry import hub_reachable
+from automl.config.durations import format_duration
+from automl.config.schema import Config
+from automl.data import prepare
+from automl.data.catalog import TRAIN
+from automl.data.shards import load_datasets
 from automl.errors import AutomlError, SearchFailed, SearchInterrupted
 from automl.ownership import check_new_run_dir, check_resumable, mark_run, write_atomic
-from automl.runs.layout import CONFIG_FILE, CONTEXT_FILE, RUN_MARKER
+from automl.runs.board_io import write_leaderboard
+from automl.runs.history import write_state
+from automl.runs.layout import (
+    CONFIG_FILE,
+    CONTEXT_FILE,
+    HISTORY_FILE,
+    LOG_DIR,
+    RUN_MARKER,
+    SPACE_FILE,
+)
+from automl.runs.leaderboard import (
+    best_trial,
+    build_leaderboard,
+    failure_report,
+    has_checkpoint,
+    outcome,
+)
 from automl.runs.location import RunDir
 from automl.runs.lock import RunLock
 from automl.runs.read import compare, export, leaderboard, report, write_report
@@ -77,7 +99,6 @@ def run_search(
     produced a result raises `SearchFailed` (its `.result` holds the board and log paths).
     """
     from automl.config import parse as config_mod
-    from automl.config.schema import Config
 
     overrides = {"data.path": data, "search.num_samples": num_samples, "train.epochs": epochs,
                  "search.time_budget": time_budget, "data.text_column": text_column,
@@ -114,7 +135,6 @@ def resume_search(run_dir: str | Path, address: str | None = None, log: Any = pr
     are kept, unfinished ones continue from their latest checkpoints, the TPE searcher keeps
     its history (Tune's experiment restore)."""
     from automl.config import parse as config_mod
-    from automl.runs.layout import HISTORY_FILE, SPACE_FILE
 
     out = RunDir.at(run_dir, "--resume")
     check_resumable(out.location)  # before anything of the run dir is read
@@ -131,16 +151,14 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
             ) -> SearchResult:
     """Check the data and backbones, claim the run dir (new: missing or empty; resume:
     automl's, checked by the caller), and run the search holding the run dir's lock."""
-    from automl.data.catalog import TRAIN
-    from automl.data.prepare import preflight_backbones, scan_data
 
     if not resume:
         check_new_run_dir(out.location)
     started = time.time()
-    catalog = scan_data(cfg)
+    catalog = prepare.scan_data(cfg)
     if cfg.preset is not None:
         cfg = _fit_preset(cfg, catalog.count(TRAIN), address, log)
-    preprocessing = preflight_backbones(cfg)
+    preprocessing = prepare.preflight_backbones(cfg)
     storage.check_writable(out.location, "run dir")
     out.local.mkdir(parents=True, exist_ok=True)
     with RunLock(out.location):
@@ -154,12 +172,6 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
             ) -> SearchResult:
     """The search proper, while this process holds the run dir's lock."""
     from automl.config.space_file import describe, write_space
-    from automl.data.prepare import cache_root, prepare_data
-    from automl.data.shards import load_datasets
-    from automl.runs.board_io import write_leaderboard
-    from automl.runs.history import write_state
-    from automl.runs.layout import LOG_DIR, SPACE_FILE
-    from automl.runs.leaderboard import build_leaderboard, failure_report, has_checkpoint, outcome
     from automl.search import ray_session
     from automl.search import tune as search
     from automl.search.budget import TimeBudget
@@ -185,7 +197,7 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
                      json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
     out.sync()  # the space first: a search whose driver dies can be resumed from anywhere
     with ray_session.ray_logs_to(out.local / LOG_DIR / "ray.log"):
-        prepared = prepare_data(cfg, catalog, preprocessing, out.location)
+        prepared = prepare.prepare_data(cfg, catalog, preprocessing, out.location)
         datasets = load_datasets(prepared)
     log(prepared.summary(catalog.source, catalog.dropped))
     # A restored Tune experiment keeps the budget it started with; a search resumed before
@@ -201,7 +213,7 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     context = SearchContext.from_config(
         cfg, list(prepared.classes), preprocessing, prepared.variant_of,
     ).replace(
-        data_root=storage.join(cache_root(cfg, out.location), catalog.fingerprint),
+        data_root=storage.join(prepare.cache_root(cfg, out.location), catalog.fingerprint),
         data=DataFacts(catalog.source, first.train_rows, first.val_rows, cfg.data.text_column),
     )
     ranked = rank_backbones(cfg, context, datasets, log)
@@ -262,7 +274,6 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
 def _fit_preset(cfg: Config, train_rows: int, address: str | None, log: Any) -> Config:
     """A preset's space fitted to the cluster's GPUs (an embedded Ray gets this machine's)
     and the training split's size."""
-    from automl.backbones.registry import hub_reachable
     from automl.config.presets import fit_preset
     from automl.search import ray_session
 
@@ -279,7 +290,6 @@ def _fit_preset(cfg: Config, train_rows: int, address: str | None, log: Any) -> 
 
 
 def _trials_line(cfg: Config, budget: TimeBudget | None) -> str:
-    from automl.config.durations import format_duration
 
     trials = cfg.search.max_trials
     if budget is None:
@@ -308,7 +318,6 @@ def _export_best(run: RunDir, board: pd.DataFrame, context: SearchContext, log: 
     check costs the search nothing: the safetensors export is kept and the cause printed."""
     from automl.export import ALL_FORMATS
     from automl.export.from_run import export_trial
-    from automl.runs.leaderboard import best_trial
 
     row, target = best_trial(board), str(run.local / "export")
     log(f"Exporting trial {row['trial_id']}; each format is checked against PyTorch on "

@@ -16,7 +16,18 @@ from typing import TYPE_CHECKING, Any
 from automl import paths, storage
 from automl.errors import AutomlError
 from automl.ownership import check_export_target, write_atomic
-from automl.runs.layout import CONFIG_FILE, CONTEXT_FILE, REPORT_FILE
+from automl.runs.board_io import read_leaderboard, write_leaderboard
+from automl.runs.history import driver_active, read_history, trial_records
+from automl.runs.layout import (
+    CONFIG_FILE,
+    CONTEXT_FILE,
+    HISTORY_FILE,
+    LEADERBOARD_CSV,
+    LEADERBOARD_PARQUET,
+    REPORT_FILE,
+    STATE_FILE,
+)
+from automl.runs.leaderboard import Constraints, best_trial, build_leaderboard, rank
 from automl.runs.location import RunDir
 from automl.trial.context import SearchContext
 
@@ -64,10 +75,6 @@ def compare(run_dirs: list[str | Path] | list[str], out: str | Path | None = Non
 def load_run(run_dir: str | Path, constraints: Constraints | None
              ) -> tuple[RunDir, pd.DataFrame, list[TrialRecord]]:
     """A run dir (fetched when remote), its ranked board and its trial records."""
-    from automl.runs.board_io import read_leaderboard
-    from automl.runs.history import driver_active, read_history, trial_records
-    from automl.runs.layout import HISTORY_FILE, LEADERBOARD_CSV, STATE_FILE
-    from automl.runs.leaderboard import Constraints, build_leaderboard, rank
 
     run = RunDir.at(run_dir, "run dir")
     run.fetch(HISTORY_FILE, STATE_FILE, CONTEXT_FILE, CONFIG_FILE, LEADERBOARD_CSV)
@@ -95,7 +102,6 @@ def write_report(run: RunDir, board: pd.DataFrame, records: list[TrialRecord],
                  constraints: Constraints | None, out: str | Path | None = None) -> str:
     """Write the run's HTML report to `out` (default `RUN/report.html`); returns where."""
     from automl.report import build_report
-    from automl.runs.layout import STATE_FILE
 
     config_file, state_file = run.local / CONFIG_FILE, run.local / STATE_FILE
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
@@ -125,7 +131,6 @@ def export(run_dir: str | Path, out: str | Path | None = None, trial_id: str | N
     configuration on train + validation for the epochs it needed (on Ray, `address`)."""
     from automl.export import ALL_FORMATS, parse_formats
     from automl.export.from_run import export_trial
-    from automl.runs.leaderboard import best_trial
 
     wanted = parse_formats(formats) if formats else ALL_FORMATS
     name = "export-refit" if refit else f"export-{trial_id}" if trial_id else "export"
@@ -142,8 +147,6 @@ def export(run_dir: str | Path, out: str | Path | None = None, trial_id: str | N
     exported = export_trial(run, row, board, read_context(run), target, wanted, refit, address,
                             log)
     if refit:  # the board's `refit` column comes from the history the refit appended to
-        from automl.runs.board_io import write_leaderboard
-        from automl.runs.layout import LEADERBOARD_CSV, LEADERBOARD_PARQUET
 
         write_leaderboard(load_run(run_dir, constraints)[1], run.local)
         for name in (LEADERBOARD_CSV, LEADERBOARD_PARQUET) if run.remote else ():
