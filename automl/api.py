@@ -46,7 +46,6 @@ from automl.runs.read import compare, export, leaderboard, report, write_report
 from automl.trial.context import DataFacts, SearchContext
 
 if TYPE_CHECKING:
-
     import pandas as pd
 
     from automl.config.schema import Config
@@ -151,7 +150,6 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
             ) -> SearchResult:
     """Check the data and backbones, claim the run dir (new: missing or empty; resume:
     automl's, checked by the caller), and run the search holding the run dir's lock."""
-
     if not resume:
         check_new_run_dir(out.location)
     started = time.time()

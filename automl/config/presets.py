@@ -112,7 +112,6 @@ def zero_config(data: str, preset: str | None = None, time_budget: str | float |
                 ) -> tuple[Config, list[str]]:
     """The config of a search without a YAML: the task detected from `data`, the preset
     chosen by name or budget; returns it (fitted at the search's start) and what to print."""
-
     if task is not None and task not in TASKS:
         raise AutomlError(f"--task {task!r}: choose one of {', '.join(TASKS)}")
     found = detect(data, task, text_column, label_column)

@@ -50,7 +50,6 @@ def cache_root(config: Config, run_location: str) -> str:
 def prepare_data(config: Config, catalog: Catalog, preprocessing: dict[str, dict[str, Any]],
                  run_location: str) -> PreparedData:
     """Prepared shards for every backbone's variant, made on the cluster or cached."""
-
     root = cache_root(config, run_location)
     storage.check_writable(root, "prepared-data cache (data.cache_dir)")
     return prepare(get_task(config.task), catalog, config.data, preprocessing, root,

@@ -75,7 +75,6 @@ def _write(checkpoint: Path, out: str, formats: Sequence[str], context: ExportCo
 def _context(run: RunDir, row: pd.Series, board: pd.DataFrame, search: SearchContext | None,
              plan: TrialPlan) -> ExportContext:
     """The trial's board row, data summary, search summary and real validation rows."""
-
     examples = None
     if search is not None and search.data_root:
         task = get_task(plan.task)
@@ -95,7 +94,6 @@ def _refit(run: RunDir, row: pd.Series, search: SearchContext | None, plan: Tria
            epochs: int, address: str | None) -> tuple[str, dict[str, Any]]:
     """Train `plan` for `epochs` on the union of the run's prepared train and validation
     shards; the latest checkpoint's location and what the refit did."""
-
     if search is None or not search.data_root:
         raise AutomlError(f"--refit: {run} does not record where its prepared data is (a run "
                           "from an older automl); export without --refit")
@@ -127,7 +125,6 @@ def _refit(run: RunDir, row: pd.Series, search: SearchContext | None, plan: Tria
 
 def _record_refit(run: RunDir, trial_id: str, info: dict[str, Any]) -> None:
     """Append a `refit` event to the run's history: the board shows it on the trial's row."""
-
     run.fetch(HISTORY_FILE)
     append_event(run.local / HISTORY_FILE, event("refit", trial_id, **info))
     if run.remote:

@@ -92,7 +92,7 @@ def _row(record: TrialRecord, context: SearchContext, running: bool) -> dict[str
     task_fields = get_task(plan.task).plan_fields
     history = [current_names(h) for h in record.history
                if _number(h.get("val_accuracy")) is not None]
-    # Ties go to the latest epoch: that is the checkpoint Ray keeps (search.py retention).
+    # Ties go to the latest epoch: that is the checkpoint Ray keeps (`trial.checkpoints.retention`).
     best = max(reversed(history), key=lambda h: h["val_accuracy"]) if history else {}
     last = history[-1] if history else {}
     epochs = int(last.get("epoch", 0))

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from automl.runs.history import TrialRecord
-    from automl.runs.leaderboard import Constraints
 
 
 def leaderboard(run_dir: str | Path, constraints: Constraints | None = None) -> pd.DataFrame:
@@ -75,7 +74,6 @@ def compare(run_dirs: list[str | Path] | list[str], out: str | Path | None = Non
 def load_run(run_dir: str | Path, constraints: Constraints | None
              ) -> tuple[RunDir, pd.DataFrame, list[TrialRecord]]:
     """A run dir (fetched when remote), its ranked board and its trial records."""
-
     run = RunDir.at(run_dir, "run dir")
     run.fetch(HISTORY_FILE, STATE_FILE, CONTEXT_FILE, CONFIG_FILE, LEADERBOARD_CSV)
     history, context = run.local / HISTORY_FILE, read_context(run)
@@ -147,7 +145,6 @@ def export(run_dir: str | Path, out: str | Path | None = None, trial_id: str | N
     exported = export_trial(run, row, board, read_context(run), target, wanted, refit, address,
                             log)
     if refit:  # the board's `refit` column comes from the history the refit appended to
-
         write_leaderboard(load_run(run_dir, constraints)[1], run.local)
         for name in (LEADERBOARD_CSV, LEADERBOARD_PARQUET) if run.remote else ():
             storage.upload(run.local / name, run.uri(name))

@@ -123,7 +123,6 @@ def trial_driver(config: dict[str, Any], context: SearchContext,
     """One Tune trial: fit the sampled plan on the prepared datasets of its backbone's
     variant, here (one worker) or in a TorchTrainer (training split sharded over the
     workers) whose reports are forwarded."""
-
     started = time.time()
     callbacks = []
     if not in_process(context):
@@ -146,7 +145,6 @@ def trial_driver(config: dict[str, Any], context: SearchContext,
 def trial_resources(context: SearchContext) -> dict[str, float]:
     """What Tune reserves for one trial: the worker's CPUs (and GPU) when the trial trains in
     its own process, else the driver's token request (the worker group reserves the rest)."""
-
     res = context.resources
     if not in_process(context):
         return DRIVER_RESOURCES

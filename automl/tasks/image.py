@@ -54,7 +54,6 @@ class ImageClassification:
 
     def check_backbone(self, name: str, weights: str) -> str | None:
         """Unknown timm names get the closest matches."""
-
         return check_timm_name(name)
 
     def scan(self, data: DataConfig) -> Catalog:

@@ -55,7 +55,6 @@ class TextClassification:
 
     def check_backbone(self, name: str, weights: str) -> str | None:
         """A hub id or a local model directory."""
-
         return check_hf_name(name, weights)
 
     def scan(self, data: DataConfig) -> Catalog:

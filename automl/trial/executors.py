@@ -48,7 +48,6 @@ def fit_trial(plan: TrialPlan, datasets: dict[str, Any], context: SearchContext,
 def in_process(context: SearchContext) -> bool:
     """True when a trial trains in its own Tune process: one worker per trial (and
     `resources.single_worker_in_trial`, the default)."""
-
     res = context.resources
     return res.workers_per_trial == 1 and res.single_worker_in_trial and in_process_supported()
 

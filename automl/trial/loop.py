@@ -41,7 +41,6 @@ shuffle done once at preparation."""
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train worker (a rank of a TorchTrainer): the trial loop through `ray.train`."""
-
     train_loop(LoopSettings.from_dict(config), RayTrainWorker())
 
 

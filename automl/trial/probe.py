@@ -115,7 +115,6 @@ class CachedProbe:
     def train_epoch(self, epoch: int) -> EpochStats:
         """One epoch of the head: the same batch size, a fresh shuffle, a random view (flip)
         per example when the plan augments."""
-
         self.head.train()
         generator = torch.Generator().manual_seed(self.plan.seed * 1000 + epoch)
         order = self._order(epoch)
