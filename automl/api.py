@@ -28,6 +28,7 @@ from automl.runs.history import write_state
 from automl.runs.layout import (
     CONFIG_FILE,
     CONTEXT_FILE,
+    EXPORT_DIR,
     HISTORY_FILE,
     LOG_DIR,
     RUN_MARKER,
@@ -317,7 +318,7 @@ def _export_best(run: RunDir, board: pd.DataFrame, context: SearchContext, log: 
     from automl.export import ALL_FORMATS
     from automl.export.from_run import export_trial
 
-    row, target = best_trial(board), str(run.local / "export")
+    row, target = best_trial(board), str(run.local / EXPORT_DIR)
     log(f"Exporting trial {row['trial_id']}; each format is checked against PyTorch on "
         "validation examples")
     try:
@@ -326,7 +327,7 @@ def _export_best(run: RunDir, board: pd.DataFrame, context: SearchContext, log: 
         log(f"warning: {exc}; kept safetensors + config only (retry: automl export {run} "
             "--format ...)")
         export_trial(run, row, board, context, target, ("safetensors",), log=log)
-    return run.uri("export")
+    return run.uri(EXPORT_DIR)
 
 
 def validate(space: str | Path) -> Config:

@@ -471,3 +471,29 @@ def test_a_moved_run_dir_is_read_exported_and_resumed_where_it_is(
         assert json.loads((moved / "state.json").read_text())["state"] == "finished"
     finally:
         ray.shutdown()
+
+
+class _Executes:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("touch executed-by-unpickling",))
+
+
+def test_a_checkpoints_train_state_is_never_unpickled_beyond_tensors(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`train_state.pt` is read with `weights_only=True`: a state file someone replaced with
+    an object that runs code on load is refused, and nothing runs."""
+    import pickle
+
+    import torch
+
+    from automl.trial.checkpoints import TRAIN_STATE_FILE, load_train_state, save_checkpoint
+    from automl.trial.steps import setup_trial
+
+    monkeypatch.chdir(tmp_path)
+    plan = tiny_plan(["a", "b"])
+    setup = setup_trial(plan)
+    save_checkpoint(setup.model, plan, tmp_path)
+    torch.save({"optimizer": _Executes()}, tmp_path / TRAIN_STATE_FILE)
+    with pytest.raises(pickle.UnpicklingError):
+        load_train_state(tmp_path, setup.model, setup.optimizer)
+    assert not (tmp_path / "executed-by-unpickling").exists()

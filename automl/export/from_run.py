@@ -19,6 +19,7 @@ from automl.export.context import ExportContext
 from automl.export.writer import CHECK_ROWS, export_checkpoint
 from automl.ownership import check_export_target, remove_files
 from automl.runs.history import append_event, event
+from automl.runs.layout import CONFIG_FILE as RUN_CONFIG_FILE
 from automl.runs.layout import HISTORY_FILE, REFIT_DIR
 from automl.runs.leaderboard import outcome
 from automl.search import ray_session
@@ -80,7 +81,7 @@ def _context(run: RunDir, row: pd.Series, board: pd.DataFrame, search: SearchCon
         task = get_task(plan.task)
         examples = first_rows(split_dir(search.data_root, task, plan.preprocessing, "val"),
                               CHECK_ROWS)
-    config_file = run.local / "config.json"
+    config_file = run.local / RUN_CONFIG_FILE
     space = json.loads(config_file.read_text()).get("source") if config_file.is_file() else None
     summary = {"space": space, "run_dir": run.location, "outcome": outcome(board),
                "selection": "best val_accuracy; ties → fewer device-hours, then fewer "

@@ -13,10 +13,12 @@
       logs/                LOG_DIR: progress log, Ray's log, `<trial>.error.txt`
       tune/                TUNE_DIR: Ray Tune's experiment (what --resume restores)
       trials/              TRIALS_DIR: each trial's checkpoints (Ray Train's layout)
-      prepared-data/       CACHE_DIR: prepared data, when the cache lives in the run
       refit/               REFIT_DIR: export --refit's training run
       export/              EXPORT_DIR: the selected trial, exported at the end
       mlflow.db            MLFLOW_DB: `tracking.mlflow: local`
+
+Beside the run dirs, in their parent: `prepared-data/` (CACHE_DIR), the prepared data that
+searches of the same data share (unless `data.cache_dir` says elsewhere).
 """
 
 RUN_MARKER = ".automl-run.json"

@@ -21,7 +21,7 @@ from automl.runs.history import (
     load_records,
     write_state,
 )
-from automl.runs.layout import HISTORY_FILE, STATE_FILE
+from automl.runs.layout import HISTORY_FILE, MLFLOW_DB, STATE_FILE, TRIALS_DIR
 from automl.runs.location import RunDir, restored_run
 from automl.search.budget import TimeBudget
 from automl.search.progress import error_text
@@ -87,7 +87,7 @@ class HistoryWriter(Callback):
         # on_trial_complete: they ended, with their completed epochs, because time ran out.
         if self.budget is not None and self.budget.expired:
             for trial_id in sorted(self._open):
-                for metrics in _kept_checkpoints(self.run.uri("trials"), trial_id):
+                for metrics in _kept_checkpoints(self.run.uri(TRIALS_DIR), trial_id):
                     if metrics["epoch"] > self._epochs.get(trial_id, 0):
                         self._append(event("result", trial_id, metrics=metrics))
                 self._append(event("end", trial_id, error=None, cut="time_budget"))
@@ -150,7 +150,7 @@ def tracking_callbacks(mlflow: str | None, tensorboard: bool, experiment: str,
             raise AutomlError("tracking.mlflow is set but MLflow is not installed; run "
                               "`pip install 'automl[tracking]'` (or remove tracking.mlflow)"
                               ) from None
-        uri = f"sqlite:///{(run.local / 'mlflow.db').resolve()}" if mlflow == "local" else mlflow
+        uri = f"sqlite:///{(run.local / MLFLOW_DB).resolve()}" if mlflow == "local" else mlflow
         quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
         saved = {k: os.environ.get(k) for k in quick}
         os.environ.update(quick)  # MLflow retries an unreachable server for minutes

@@ -28,7 +28,7 @@ from automl.config.spaces import sample_trial
 from automl.errors import AutomlError
 from automl.ray_internals import HEAD_NODE_RESOURCE
 from automl.runs.history import TrialRecord, load_records
-from automl.runs.layout import LOG_DIR
+from automl.runs.layout import LOG_DIR, TRIALS_DIR, TUNE_DIR
 from automl.runs.legacy import install_old_module_paths
 from automl.runs.location import RunDir, restoring_into
 from automl.search.budget import TimeBudget
@@ -153,7 +153,7 @@ def trial_resources(context: SearchContext) -> dict[str, float]:
 
 def can_restore(run: RunDir) -> bool:
     """True when the run has a Tune experiment to continue (`--resume` after Tune started)."""
-    return bool(tune.Tuner.can_restore(run.uri("tune")))
+    return bool(tune.Tuner.can_restore(run.uri(TUNE_DIR)))
 
 
 def run_trials(
@@ -169,7 +169,7 @@ def run_trials(
     Trial checkpoints (`trials/`) and the Tune experiment (`tune/`) go straight to the run's
     location (a path or storage URI); progress and Ray's log to the driver's `run.local`.
     """
-    trials_dir = run.uri("trials")
+    trials_dir = run.uri(TRIALS_DIR)
     storage.make_dirs(trials_dir)
     context = context.replace(trials_dir=trials_dir,
                               deadline=budget.deadline() if budget is not None else None)
@@ -186,7 +186,7 @@ def run_trials(
     trainable = tune.with_resources(
         tune.with_parameters(trial_driver, context=context, datasets=datasets),
         trial_resources(context))
-    experiment = run.uri("tune")
+    experiment = run.uri(TUNE_DIR)
     # Tune adds CSV, JSON and (when tensorboardX is installed) TensorBoard loggers unless
     # told not to: keep its result.json per trial, make TensorBoard opt-in.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
@@ -222,7 +222,7 @@ def run_trials(
             reuse_actors=False,
         ),
         run_config=tune.RunConfig(
-            name="tune",
+            name=TUNE_DIR,
             storage_path=run.location,
             verbose=0,
             callbacks=callbacks,
