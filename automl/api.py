@@ -135,6 +135,7 @@ def resume_search(run_dir: str | Path, address: str | None = None, log: Any = pr
     are kept, unfinished ones continue from their latest checkpoints, the TPE searcher keeps
     its history (Tune's experiment restore)."""
     from automl.config import parse as config_mod
+    from automl.config.spaces import recipe_before
 
     out = RunDir.at(run_dir, "--resume")
     check_resumable(out.location)  # before anything of the run dir is read
@@ -144,6 +145,10 @@ def resume_search(run_dir: str | Path, address: str | None = None, log: Any = pr
         raise AutomlError(f"--resume {run_dir}: no {SPACE_FILE} there (the search stopped "
                           "before it started); start a new search with --run-dir NEW_DIR")
     cfg = config_mod.load(saved)  # the resolved space the search wrote: YAML, never a pickle
+    if "lr_schedule:" not in saved.read_text(encoding="utf-8"):
+        # Written before the recipe existed: its trials go on with the recipe they had.
+        cfg = dataclasses.replace(cfg, space={**cfg.space,
+                                              **recipe_before(cfg.task, cfg.train.hflip)})
     return _search(cfg, out, address, log, resume=True)
 
 

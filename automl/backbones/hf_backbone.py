@@ -121,17 +121,24 @@ def _find_layers(encoder: nn.Module) -> nn.ModuleList:
     raise BackboneError(f"cannot find the {count} encoder layers of {type(encoder).__name__}")
 
 
+DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout",
+                "attention_dropout")
+"""Config names of the encoder dropouts (BERT-style, and DistilBERT/BART-style)."""
+
+
 def create_text_model(
     name: str,
     weights: str,
     num_classes: int,
     pooling: str = "mean",
     source: str | None = None,
+    dropout: float | None = None,
     **_: Any,
 ) -> TextClassifier:
     """Encoder with its pretrained weights (or random init for `scratch`) and a new head.
 
-    `source` overrides where the config comes from (an export's saved HF directory).
+    `source` overrides where the config comes from (an export's saved HF directory);
+    `dropout` sets the encoder's hidden and attention dropout (None: the config's own).
     """
     from transformers import AutoConfig, AutoModel
     from transformers.utils import logging as hf_logging
@@ -139,10 +146,15 @@ def create_text_model(
     hf_logging.disable_progress_bar()  # one bar per load would drown the search progress
     source = source or resolve_source(name, weights)
     try:
+        config = AutoConfig.from_pretrained(locate(source))
+        if dropout is not None:
+            for key in DROPOUT_KEYS:
+                if hasattr(config, key):
+                    setattr(config, key, dropout)
         if weights == "scratch":
-            encoder = AutoModel.from_config(AutoConfig.from_pretrained(locate(source)))
+            encoder = AutoModel.from_config(config)
         else:
-            encoder = AutoModel.from_pretrained(locate(source))
+            encoder = AutoModel.from_pretrained(locate(source), config=config)
     except (OSError, ValueError) as exc:
         raise BackboneError(f"cannot load text backbone from {source!r}: {exc}") from None
     return TextClassifier(encoder, num_classes, pooling)

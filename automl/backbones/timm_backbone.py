@@ -15,27 +15,30 @@ from automl.backbones.registry import hub_reachable, offline_hint, packaged_weig
 from automl.errors import BackboneError
 
 
-def create_timm_model(name: str, weights: str, num_classes: int) -> nn.Module:
-    """Create `name` with a fresh `num_classes` head and its backbone weights loaded strictly."""
+def create_timm_model(name: str, weights: str, num_classes: int, drop_path_rate: float = 0.0
+                      ) -> nn.Module:
+    """Create `name` with a fresh `num_classes` head and its backbone weights loaded strictly
+    (`drop_path_rate`: stochastic depth while training, for the models timm gives it)."""
+    extra: dict[str, Any] = {"drop_path_rate": drop_path_rate} if drop_path_rate else {}
     if weights == "scratch":
-        return timm.create_model(name, pretrained=False, num_classes=num_classes)
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, **extra)
     if weights == "hub":
         if not hub_reachable():
             raise BackboneError(offline_hint(name))
         try:
-            return timm.create_model(name, pretrained=True, num_classes=num_classes)
+            return timm.create_model(name, pretrained=True, num_classes=num_classes, **extra)
         except Exception as exc:  # network / hub errors come in many types
             raise BackboneError(f"downloading weights for {name!r} failed: {exc}") from None
     if weights == "package":
         spec = packaged_weights(name)
         state = _read_state_dict(spec.path())
         if spec.key_format == "lukemelas":
-            model = timm.create_model(name, pretrained=False)
+            model = timm.create_model(name, pretrained=False, **extra)
             state = lukemelas_to_timm(state, model)
         else:
-            model = timm.create_model(name, pretrained=False)
+            model = timm.create_model(name, pretrained=False, **extra)
     else:
-        model = timm.create_model(name, pretrained=False)
+        model = timm.create_model(name, pretrained=False, **extra)
         state = _read_state_dict(storage.cached_copy(weights.removeprefix("file:")))
     _load_strict(model, state, name)
     model.reset_classifier(num_classes)  # type: ignore[operator]

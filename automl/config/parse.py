@@ -104,10 +104,19 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
     space = _space(raw.get("space") or {}, task, problems)
     preset = _preset(raw["preset"], task, problems) if raw.get("preset") is not None else None
     _check_values(sections, problems)
+    if task == "image" and "flip" in _values(space.get("augment")) and not sections["train"].hflip:
+        problems.append("space.augment: flip mirrors training images but train.hflip is false "
+                        "(set train.hflip: true if a mirror image keeps its class)")
     if problems:
         raise ConfigError(source, problems)
     return Config(task=task, backbones=backbones, space=space, preset=preset, source=source,
                   **sections)
+
+
+def _values(spec: Any) -> list[Any]:
+    """The values a space entry can take: a choice's choices, or the fixed value."""
+    choices = getattr(spec, "choices", None)
+    return list(choices) if choices is not None else [spec]
 
 
 def _preset(raw: Any, task: str, problems: list[str]) -> PresetConfig | None:
@@ -281,7 +290,8 @@ def _space(raw: Any, task: str, problems: list[str]) -> dict[str, Any]:
             parsed[name] = spaces.parse_param(name, spec)
         except ValueError as exc:
             problems.append(f"space.{name}: {exc}")
-    defaults = {n: r.default for n, r in spaces.PARAM_RULES.items() if r.task in (None, task)}
+    defaults = {n: r.default_for(task) for n, r in spaces.PARAM_RULES.items()
+                if r.task in (None, task)}
     return {**defaults, **parsed}
 
 

@@ -68,8 +68,10 @@ class TrainConfig:
     """`fp32` or `bf16` (autocast; for GPUs)."""
     grad_clip: float | None = 1.0
     """Max gradient norm; null disables clipping."""
-    hflip: bool = True
-    """Images: random horizontal flips while training (off for orientation-sensitive data)."""
+    hflip: bool = False
+    """Images: a horizontal flip keeps the class (photos of objects, clothes), so training
+    augmentation may flip; leave off for digits, text in images and other data where a
+    mirror image means something else. Needed by `augment: flip`."""
     steps_per_epoch: int | None = None
     """Batches per reported epoch (default: one full pass); lets a large dataset be searched
     in budgets smaller than an epoch. ASHA's rungs count these epochs either way."""

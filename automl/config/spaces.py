@@ -38,6 +38,12 @@ class ParamRule:
     """For string parameters: the allowed values."""
     task: str | None = None
     """Only meaningful for this task (None: any)."""
+    by_task: tuple[tuple[str, Any], ...] = ()
+    """Task-specific defaults, where measurement chose differently per task."""
+
+    def default_for(self, task: str) -> Any:
+        """The default a space of `task` gets when it omits this parameter."""
+        return dict(self.by_task).get(task, self.default)
 
 
 PARAM_RULES: dict[str, ParamRule] = {
@@ -59,10 +65,64 @@ PARAM_RULES: dict[str, ParamRule] = {
     ),
     "max_length": ParamRule(128, int, 8.0, 4096.0, doc="max tokens per text", task="text"),
     "pooling": ParamRule("mean", str, options=("cls", "mean"), doc="text pooling", task="text"),
+    # The recipe (automl.trial.recipe). Defaults measured on held-out data (../shared/FACTS.md):
+    # warm-up + cosine cut a 3-epoch image fine-tune's error from 3.0 % to 1.4 %; on text a
+    # 2-epoch linear decay lost 1.5 points to a constant LR.
+    "lr_schedule": ParamRule("cosine", str, options=("cosine", "linear", "constant"),
+                             by_task=(("text", "constant"),),
+                             doc="per-step LR schedule after the warm-up"),
+    "warmup": ParamRule(0.1, float, 0.0, 0.5, by_task=(("text", 0.0),),
+                        doc="fraction of the trial's planned steps the LR rises from 0"),
+    "min_lr_ratio": ParamRule(0.0, float, 0.0, 1.0,
+                              doc="the decay's floor, as a fraction of each group's LR"),
+    "label_smoothing": ParamRule(0.1, float, 0.0, 0.5, by_task=(("text", 0.0),),
+                                 doc="cross-entropy label smoothing"),
+    "ema_decay": ParamRule(0.0, float, 0.0, 0.99999,
+                           doc="EMA of weights (0: off); the average is the trial's model"),
+    "augment": ParamRule("none", str, options=("none", "flip", "trivialaugment", "randaugment"),
+                         task="image", doc="training augmentation: flip only, or timm's "
+                         "random-resized crop + TrivialAugment / RandAugment"),
+    "randaugment_magnitude": ParamRule(9, int, 0.0, 30.0, task="image",
+                                       doc="RandAugment's magnitude (augment: randaugment)"),
+    "crop_scale": ParamRule(0.7, float, 0.01, 1.0, task="image",
+                            doc="random-resized crop: smallest area kept (trivial/randaugment)"),
+    "random_erasing": ParamRule(0.0, float, 0.0, 1.0, task="image",
+                                doc="probability of erasing a random box (trivial/randaugment)"),
+    "mixup": ParamRule(0.0, float, 0.0, None, task="image", doc="mixup alpha (0: off)"),
+    "cutmix": ParamRule(0.0, float, 0.0, None, task="image", doc="cutmix alpha (0: off)"),
+    "drop_path_rate": ParamRule(0.0, float, 0.0, 0.9, task="image",
+                                doc="stochastic depth of the timm backbone"),
+    "dropout": ParamRule(0.1, float, 0.0, 0.9, task="text",
+                         doc="the encoder's hidden and attention dropout"),
 }
 
 # Parameters sampled only when the backbone is (partly) unfrozen.
-_BACKBONE_ONLY = ("backbone_lr", "layer_decay", "lp_ft_epochs")
+_BACKBONE_ONLY = ("backbone_lr", "layer_decay", "lp_ft_epochs", "drop_path_rate", "dropout")
+# Parameters that do nothing for a trial training only its head on cached frozen features.
+AUGMENTATION = ("augment", "randaugment_magnitude", "crop_scale", "random_erasing", "mixup",
+                "cutmix", "ema_decay")
+# Parameters that only act under some augmentation policies.
+_POLICY_ONLY = {"randaugment_magnitude": ("randaugment",),
+                "crop_scale": ("trivialaugment", "randaugment"),
+                "random_erasing": ("trivialaugment", "randaugment")}
+
+
+RECIPE_BEFORE: dict[str, Any] = {
+    "lr_schedule": "constant", "warmup": 0.0, "min_lr_ratio": 0.0, "label_smoothing": 0.0,
+    "ema_decay": 0.0, "randaugment_magnitude": 9, "crop_scale": 1.0, "random_erasing": 0.0,
+    "mixup": 0.0, "cutmix": 0.0, "drop_path_rate": 0.0, "dropout": 0.1,
+}
+"""What every trial did before the recipe knobs existed (MiniLM's own dropout is 0.1)."""
+
+
+def recipe_before(task: str, hflip: bool) -> dict[str, Any]:
+    """The recipe values of a space written before the recipe existed (no `lr_schedule`):
+    what its trials trained with, so a resumed search goes on the same way."""
+    legacy = {k: v for k, v in RECIPE_BEFORE.items()
+              if PARAM_RULES[k].task in (None, task)}
+    if task == "image":
+        legacy["augment"] = "flip" if hflip else "none"
+    return legacy
 
 
 def parse_param(name: str, spec: Any) -> BaseDistribution | Any:
@@ -121,16 +181,25 @@ def _check_value(rule: ParamRule, value: Any, what: str = "value") -> None:
 
 
 def sample_trial(
-    trial: optuna.Trial, backbones: list[str], space: dict[str, Any]
+    trial: optuna.Trial, backbones: list[str], space: dict[str, Any],
+    feature_cache: bool = False,
 ) -> dict[str, Any]:
     """Optuna define-by-run: sample one trial's parameters.
 
-    The backbone LR (and its layer decay) only exist when some backbone group is trained,
-    so a linear probe does not spend TPE's budget on a parameter that has no effect.
+    A parameter is only sampled where it acts, so TPE spends no budget on ones without
+    effect: the backbone LR, layer decay and backbone regularizers when some backbone group
+    is trained; augmentation and EMA not for a linear probe on cached features
+    (`feature_cache`); a policy's own knobs only under that policy. Left out, `make_plan`
+    writes the neutral value, so the board shows what ran.
     """
     params: dict[str, Any] = {"backbone": trial.suggest_categorical("backbone", backbones)}
     for name, spec in space.items():
-        if name in _BACKBONE_ONLY and params.get("unfreeze_fraction", 1.0) == 0.0:
+        frozen = params.get("unfreeze_fraction", 1.0) == 0.0
+        if name in _BACKBONE_ONLY and frozen:
+            continue
+        if name in AUGMENTATION and frozen and feature_cache:
+            continue
+        if name in _POLICY_ONLY and params.get("augment", "none") not in _POLICY_ONLY[name]:
             continue
         if isinstance(spec, BaseDistribution):
             params[name] = _suggest(trial, name, spec)

@@ -174,7 +174,8 @@ def run_trials(
     context = context.replace(trials_dir=trials_dir,
                               deadline=budget.deadline() if budget is not None else None)
     space = functools.partial(
-        sample_trial, backbones=[b.label for b in config.backbones], space=config.space
+        sample_trial, backbones=[b.label for b in config.backbones], space=config.space,
+        feature_cache=config.train.feature_cache and config.resources.workers_per_trial == 1,
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     searcher = OptunaSearch(

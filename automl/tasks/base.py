@@ -73,9 +73,18 @@ class Task(Protocol):
         or checkpoint directory instead of the original weights)."""
 
     def collate(self, batch: pa.Table, plan: TrialPlan, device: torch.device,
-                augment: torch.Generator | None = None) -> tuple[Inputs, torch.Tensor]:
-        """Prepared rows → (model inputs, labels) on `device`, normalized; training batches
-        pass a generator for seeded augmentation."""
+                augment: int | None = None) -> tuple[Inputs, torch.Tensor]:
+        """Prepared rows → (model inputs, labels) on `device`: `host_batch` then `to_inputs`.
+        Training batches pass `augment`, the batch's seed (`steps.stream_seed`)."""
+
+    def host_batch(self, batch: pa.Table, plan: TrialPlan, augment: int | None = None
+                   ) -> tuple[Any, torch.Tensor]:
+        """The host half of `collate` (decode, augment, tokenize): plain CPU tensors, so it
+        can run in a decode worker process while the device trains."""
+
+    def to_inputs(self, host: Any, plan: TrialPlan, device: torch.device,
+                  augment: int | None = None) -> Inputs:
+        """The device half of `collate`: `host_batch`'s inputs as the model takes them."""
 
     def flips(self, plan: TrialPlan) -> bool:
         """Whether `collate` mirrors training examples at random for this plan (a feature

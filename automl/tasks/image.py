@@ -1,7 +1,8 @@
 """Image classification: timm backbones over an image folder or a manifest table.
 
-Prepared rows hold each image decoded, resized and center-cropped once (uint8 HWC bytes);
-workers normalize them with the backbone's mean/std and flip training images at random.
+Prepared rows hold each image encoded (`automl.tasks.image_codec`); workers decode them per
+step — the eval transform, or timm's train transform for training — and normalize them with
+the backbone's mean/std on the device.
 
 timm is imported inside the methods that build models: validating a config and reading a
 board consult the task without loading torch's model zoo.
@@ -21,11 +22,13 @@ from automl.backbones.registry import check_timm_name
 from automl.data import sources
 from automl.data.catalog import Catalog, fingerprint, split_array, stratified_split
 from automl.errors import DataError
+from automl.tasks import image_codec
 from automl.tasks.base import to_device
 from automl.tasks.image_files import (
     UNREADABLE,
     list_images,
     load_image,
+    read_image_file,
     read_manifest,
     scan_folder,
 )
@@ -91,25 +94,24 @@ class ImageClassification:
         return timm_data_config(choice.name, config.data.image_size)
 
     def variant(self, preprocessing: dict[str, Any]) -> dict[str, Any]:
-        """Size, interpolation and crop decide the decoded pixels."""
+        """Size, interpolation and crop decide how far an image is downscaled."""
         return {k: preprocessing[k] for k in ("image_size", "interpolation", "crop_pct")}
 
     def prepare_batch(self, batch: pa.Table, variant: dict[str, Any]) -> pa.Table:
-        """Decode, resize and crop every readable image into fixed-size uint8 bytes."""
-        size = int(variant["image_size"])
-        keys, labels, pixels = [], [], []
+        """Every readable image, encoded as small as its trials allow (`image_codec`)."""
+        keys, labels, images = [], [], []
         for key, label in zip(batch.column("key").to_pylist(),
                               batch.column("label").to_pylist(), strict=True):
             try:
-                array = load_image(key, size, variant["interpolation"], variant["crop_pct"])
+                encoded = image_codec.encode_for_storage(read_image_file(key), variant)
             except UNREADABLE:
                 continue
             keys.append(key)
             labels.append(label)
-            pixels.append(array.tobytes())
+            images.append(encoded)
         return pa.table({"key": pa.array(keys, pa.string()),
                          "label": pa.array(labels, pa.int32()),
-                         "pixels": pa.array(pixels, pa.binary(size * size * 3))})
+                         "image": pa.array(images, pa.binary())})
 
     def build_model(self, plan: TrialPlan, saved: Path | None = None
                     ) -> tuple[nn.Module, LayerGroups]:
@@ -118,26 +120,37 @@ class ImageClassification:
         from automl.backbones.timm_backbone import create_timm_model, timm_layer_groups
 
         weights = "scratch" if saved is not None else plan.weights
-        model = create_timm_model(plan.backbone, weights, plan.num_classes)
+        model = create_timm_model(plan.backbone, weights, plan.num_classes,
+                                  plan.drop_path_rate)
         groups, head = timm_layer_groups(model)
         return model, LayerGroups(groups, head)
 
     def flips(self, plan: TrialPlan) -> bool:
-        return plan.hflip
+        return plan.augmentation == "flip"
 
-    def collate(self, batch: pa.Table, plan: TrialPlan, device: torch.device,
-                augment: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 bytes → normalized NCHW floats; training batches flip half the images."""
+    def host_batch(self, batch: pa.Table, plan: TrialPlan, augment: int | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stored images → uint8 NCHW (decoded, transformed) and labels, on the host."""
         import torch
 
-        size = int(plan.preprocessing["image_size"])
-        pixels = torch.from_numpy(fixed_bytes(batch.column("pixels"), (size, size, 3)))
+        images = batch.column("image").to_pylist()
         labels = torch.from_numpy(batch.column("label").to_numpy().astype(np.int64))
-        if augment is not None and plan.hflip:
-            flip = torch.rand(len(pixels), generator=augment) < 0.5
-            pixels = torch.where(flip[:, None, None, None], pixels.flip(2), pixels)
-        return (normalize(to_device(pixels, device), plan.preprocessing),
-                to_device(labels, device))
+        return image_codec.decode_batch(images, plan, augment), labels
+
+    def to_inputs(self, host: torch.Tensor, plan: TrialPlan, device: torch.device,
+                  augment: int | None = None) -> torch.Tensor:
+        """uint8 NCHW → normalized floats on `device` (+ random erasing when training)."""
+        inputs = normalize(to_device(host, device), plan.preprocessing)
+        if augment is not None:
+            inputs = image_codec.augment_on_device(inputs, plan, augment)
+        return inputs
+
+    def collate(self, batch: pa.Table, plan: TrialPlan, device: torch.device,
+                augment: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prepared rows → normalized NCHW floats and labels on `device`; `augment` (a seed)
+        applies the plan's training augmentation."""
+        host, labels = self.host_batch(batch, plan, augment)
+        return self.to_inputs(host, plan, device, augment), to_device(labels, device)
 
     def forward(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         """Images are one tensor."""
@@ -160,7 +173,8 @@ class ImageClassification:
                                              pre["crop_pct"]))
                 except UNREADABLE as exc:
                     raise DataError(f"cannot read image {file!r}: {exc}") from None
-            yield chunk, normalize(torch.from_numpy(np.stack(arrays)), pre)
+            pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
+            yield chunk, normalize(pixels, pre)
 
     def example_input(self, plan: TrialPlan) -> torch.Tensor:
         """One mid-grey image of the trained size."""
@@ -186,20 +200,11 @@ class ImageClassification:
         return list(inputs)
 
 
-def fixed_bytes(column: pa.ChunkedArray | pa.Array, shape: tuple[int, ...]) -> np.ndarray:
-    """A fixed-size binary column as one (rows, *shape) uint8 array, without a Python loop."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    width = int(np.prod(shape))
-    data = np.frombuffer(array.buffers()[1], dtype=np.uint8, count=len(array) * width,
-                         offset=array.offset * width)
-    return data.reshape(len(array), *shape).copy()
-
-
 def normalize(pixels: torch.Tensor, preprocessing: dict[str, Any]) -> torch.Tensor:
-    """uint8 NHWC → float NCHW normalized with the backbone's mean and std."""
+    """uint8 NCHW → float NCHW normalized with the backbone's mean and std."""
     import torch
 
     mean = torch.tensor(preprocessing["mean"], device=pixels.device).view(1, -1, 1, 1)
     std = torch.tensor(preprocessing["std"], device=pixels.device).view(1, -1, 1, 1)
-    x = pixels.permute(0, 3, 1, 2).float().div_(255.0)
+    x = pixels.float().div_(255.0)
     return ((x - mean) / std).contiguous()

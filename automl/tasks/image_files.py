@@ -172,14 +172,20 @@ def _local_stat(location: str) -> tuple[tuple[int, int], str | None]:
     return (-1, 0), f"{location} is {kind}, not an image file"
 
 
+def read_image_file(location: str | Path) -> bytes:
+    """The bytes of one image file (local path or URI); a FIFO, folder or device raises one
+    of UNREADABLE (skipped and counted like a bad image)."""
+    problem = regular_file_problem(str(location))
+    if problem:
+        raise ValueError(problem)
+    with sources.open_input(str(location)) as raw:
+        return bytes(raw.read())
+
+
 def load_image(location: str | Path, size: int, interpolation: str, crop_pct: float
                ) -> np.ndarray:
     """Decode one image (local path or URI) to RGB, resize and center-crop it."""
-    problem = regular_file_problem(str(location))
-    if problem:
-        raise ValueError(problem)  # one of UNREADABLE: skipped and counted like a bad image
-    with sources.open_input(str(location)) as raw:
-        data = raw.read()
+    data = read_image_file(location)
     with Image.open(io.BytesIO(data)) as source:
         return resize_crop(to_rgb(source), size, interpolation, crop_pct)
 

@@ -140,15 +140,27 @@ class TextClassification:
 
         source = str(saved / HF_SUBDIR) if saved is not None else plan.preprocessing["source"]
         model = create_text_model(plan.backbone, "scratch" if saved else plan.weights,
-                                  plan.num_classes, pooling=plan.pooling, source=source)
+                                  plan.num_classes, pooling=plan.pooling, source=source,
+                                  dropout=plan.dropout)
         return model, model.layer_groups()
 
     def flips(self, plan: TrialPlan) -> bool:
         return False
 
     def collate(self, batch: pa.Table, plan: TrialPlan, device: torch.device,
-                augment: torch.Generator | None = None
+                augment: int | None = None
                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """`host_batch`, then onto `device`."""
+        host, labels = self.host_batch(batch, plan, augment)
+        return self.to_inputs(host, plan, device, augment), to_device(labels, device)
+
+    def to_inputs(self, host: dict[str, torch.Tensor], plan: TrialPlan, device: torch.device,
+                  augment: int | None = None) -> dict[str, torch.Tensor]:
+        """Token tensors onto `device` (text has no augmentation)."""
+        return {k: to_device(v, device) for k, v in host.items()}
+
+    def host_batch(self, batch: pa.Table, plan: TrialPlan, augment: int | None = None
+                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Cut each row to the trial's max_length (keeping the closing special tokens), pad
         to the longest row of the batch."""
         import torch
@@ -170,9 +182,8 @@ class TextClassification:
             input_ids[i, :len(ids)] = ids
             mask[i, :len(ids)] = 1
         labels = torch.from_numpy(batch.column("label").to_numpy().astype(np.int64))
-        inputs = {"input_ids": to_device(torch.from_numpy(input_ids), device),
-                  "attention_mask": to_device(torch.from_numpy(mask), device)}
-        return inputs, to_device(labels, device)
+        return ({"input_ids": torch.from_numpy(input_ids),
+                 "attention_mask": torch.from_numpy(mask)}, labels)
 
     def forward(self, model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Text models take keyword tensors."""

@@ -68,11 +68,20 @@ def save_checkpoint(model: nn.Module, plan: TrialPlan, directory: Path, **metric
     get_task(plan.task).save_extras(unwrap(model), directory, plan)
 
 
-def save_train_state(directory: Path, optimizer: torch.optim.Optimizer, state: TrainState
-                     ) -> None:
-    """The optimizer and loop state next to the weights (loadable with weights_only=True)."""
+def save_train_state(directory: Path, optimizer: torch.optim.Optimizer, state: TrainState,
+                     scheduler: Any = None, raw_model: nn.Module | None = None) -> None:
+    """The optimizer, LR schedule and loop state next to the weights (loadable with
+    weights_only=True); with an EMA the weights file holds the average, and `raw_model`'s
+    own weights go here, for the restart."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    extra: dict[str, Any] = {}
+    if scheduler is not None:
+        extra["scheduler"] = scheduler.state_dict()
+    if raw_model is not None:
+        extra["raw_model"] = {k: v.detach().cpu() for k, v in unwrap(raw_model).state_dict()
+                              .items()}
     torch.save({
+        **extra,
         "optimizer": optimizer.state_dict(),
         "epoch": state.epoch, "best": state.best, "restarts": state.restarts,
         "stream": dict(state.stream), "timings": state.timings.to_dict(),
@@ -82,15 +91,23 @@ def save_train_state(directory: Path, optimizer: torch.optim.Optimizer, state: T
     }, directory / TRAIN_STATE_FILE)
 
 
-def load_train_state(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer
-                     ) -> TrainState:
-    """Restore weights, optimizer and RNGs from a checkpoint directory; return the loop state
-    (its restart count already incremented)."""
+def load_train_state(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     scheduler: Any = None, ema: Any = None) -> TrainState:
+    """Restore weights (and their EMA), optimizer, LR schedule and RNGs from a checkpoint
+    directory; return the loop state (its restart count already incremented)."""
     from safetensors.torch import load_file
 
-    unwrap(model).load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+    weights = load_file(str(directory / WEIGHTS_FILE))
     saved = torch.load(directory / TRAIN_STATE_FILE, weights_only=True)
+    if "raw_model" in saved:
+        unwrap(model).load_state_dict(saved["raw_model"])
+        if ema is not None:
+            ema.module.load_state_dict(weights)
+    else:
+        unwrap(model).load_state_dict(weights)
     optimizer.load_state_dict(saved["optimizer"])
+    if scheduler is not None and "scheduler" in saved:
+        scheduler.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["torch_rng"])
     python_rng = saved["python_rng"]
     random.setstate((python_rng[0], tuple(python_rng[1]), python_rng[2]))

@@ -65,6 +65,7 @@ class SearchContext:
     precision: str = "fp32"
     grad_clip: float | None = None
     hflip: bool = True
+    """Older `static.json` files lack it: their trials flipped."""
     steps_per_epoch: int | None = None
     max_restarts: int = 2
     feature_cache: bool = True
@@ -165,9 +166,13 @@ class LoopSettings:
 
 
 def make_plan(params: dict[str, Any], context: SearchContext) -> TrialPlan:
-    """Combine one trial's sampled parameters with the search's shared context into its plan."""
+    """Combine one trial's sampled parameters with the search's shared context into its plan.
+
+    Every recipe value is written out; a knob the sampler left out (it does not act for this
+    trial: `spaces.sample_trial`) gets its neutral value, so the plan says what ran."""
     label = params["backbone"]
     unfrozen = float(params["unfreeze_fraction"]) > 0
+    augment = str(params.get("augment", "none")) if context.task == "image" else None
     return TrialPlan(
         task=context.task,
         backbone=context.backbones[label].name,
@@ -188,4 +193,17 @@ def make_plan(params: dict[str, Any], context: SearchContext) -> TrialPlan:
         lp_ft_epochs=int(params.get("lp_ft_epochs", 0)) if unfrozen else 0,
         max_length=int(params.get("max_length", 128)),
         pooling=str(params.get("pooling", "mean")),
+        lr_schedule=str(params.get("lr_schedule", "constant")),
+        warmup=float(params.get("warmup", 0.0)),
+        min_lr_ratio=float(params.get("min_lr_ratio", 0.0)),
+        label_smoothing=float(params.get("label_smoothing", 0.0)),
+        augment=augment,
+        randaugment_magnitude=int(params.get("randaugment_magnitude", 9)),
+        crop_scale=float(params.get("crop_scale", 1.0)),
+        random_erasing=float(params.get("random_erasing", 0.0)),
+        mixup=float(params.get("mixup", 0.0)),
+        cutmix=float(params.get("cutmix", 0.0)),
+        drop_path_rate=float(params.get("drop_path_rate", 0.0)),
+        dropout=float(params["dropout"]) if "dropout" in params else None,
+        ema_decay=float(params.get("ema_decay", 0.0)),
     )

@@ -24,14 +24,20 @@ from automl.trial.checkpoints import (
     load_train_state,
     save_checkpoint,
     save_train_state,
-    unwrap,
 )
 from automl.trial.context import LoopSettings
 from automl.trial.measure import latency_ms, peak_memory_mb
 from automl.trial.metrics import EpochMetrics
 from automl.trial.plan import TrialPlan
 from automl.trial.probe import cached_probe
-from automl.trial.steps import TrialSetup, evaluate, setup_trial, sum_over_ranks, train_epoch
+from automl.trial.steps import (
+    TRAIN_SAMPLE,
+    TrialSetup,
+    evaluate,
+    setup_trial,
+    sum_over_ranks,
+    train_epoch,
+)
 from automl.trial.workers import RayTrainWorker, Worker
 
 SHUFFLE_BATCHES = 16
@@ -54,13 +60,14 @@ def train_loop(settings: LoopSettings, worker: Worker) -> None:
     device = worker.device()
 
     t0 = time.time()
-    setup = setup_trial(plan)
+    setup = setup_trial(plan, planned_steps(settings, plan, world))
     train_batches = _shard_batches(worker, plan, settings.steps_per_epoch)
     state = TrainState()
     resumed = worker.latest_checkpoint()
     if resumed is not None:
         with resumed.as_directory() as directory:
-            state = load_train_state(Path(directory), setup.model, setup.optimizer)
+            state = load_train_state(Path(directory), setup.model, setup.optimizer,
+                                     setup.scheduler, setup.ema)
             saved_metrics = checkpoint_metrics(Path(directory))
         train_batches.resume(state.stream)
         if state.epoch >= plan.epochs:
@@ -102,14 +109,17 @@ def train_loop(settings: LoopSettings, worker: Worker) -> None:
             val = itertools.chain([first] if first is not None else [], val)
         totals = (probe.evaluate() if probe is not None and on_features
                   else evaluate(setup, plan, device, val))
+        seen = (probe.evaluate_train() if probe is not None and on_features
+                else evaluate(setup, plan, device, _train_sample(worker, plan)))
         # Another epoch like this one would end after the search's deadline: this is the last.
         late = (deadline is not None and epoch < plan.epochs
                 and time.time() + (time.time() - epoch_start + checkpoint_s) > deadline)
-        train_totals = torch.tensor([stats.correct, stats.examples, late], dtype=totals.dtype)
-        correct, count, loss_sum, train_correct, train_count, late_ranks = sum_over_ranks(
-            torch.cat([totals, train_totals.to(totals.device)]), world)
+        train_totals = torch.tensor([stats.examples, late], dtype=totals.dtype)
+        correct, count, loss_sum, train_correct, train_count, _, train_examples, late_ranks = \
+            sum_over_ranks(torch.cat([totals, seen.to(totals.device),
+                                      train_totals.to(totals.device)]), world)
         timings.eval_time_s += time.time() - t
-        timings.train_samples += train_count
+        timings.train_samples += train_examples
         if first is not None:
             latency = _latency(setup, plan, device, first)
         metrics = EpochMetrics(
@@ -138,8 +148,9 @@ def train_loop(settings: LoopSettings, worker: Worker) -> None:
         t = time.time()
         with tempfile.TemporaryDirectory() as tmp:
             if rank == 0:
-                save_checkpoint(setup.model, plan, Path(tmp), **metrics)
-                save_train_state(Path(tmp), setup.optimizer, state)
+                save_checkpoint(setup.evaluated, plan, Path(tmp), **metrics)
+                save_train_state(Path(tmp), setup.optimizer, state, setup.scheduler,
+                                 setup.model if setup.ema is not None else None)
             worker.report(metrics, Path(tmp) if rank == 0 else None)
         checkpoint_s = time.time() - t
         timings.checkpoint_time_s = (timings.checkpoint_time_s or 0.0) + checkpoint_s
@@ -151,7 +162,7 @@ def _latency(setup: TrialSetup, plan: TrialPlan, device: torch.device, batch: pa
              ) -> float:
     """Per-sample inference latency of the trial's model on a real validation example."""
     inputs, _ = setup.task.collate(batch, plan, device)
-    return latency_ms(unwrap(setup.model), setup.task, inputs, device)
+    return latency_ms(setup.evaluated, setup.task, inputs, device)
 
 
 def _shard_batches(worker: Worker, plan: TrialPlan, steps: int | None) -> EpochBatches:
@@ -165,6 +176,30 @@ def _shard_batches(worker: Worker, plan: TrialPlan, steps: int | None) -> EpochB
             local_shuffle_seed=plan.seed * 100_003 + number * 1_009 + worker.rank))
 
     return EpochBatches(one_pass, steps)
+
+
+def planned_steps(settings: LoopSettings, plan: TrialPlan, world: int) -> int:
+    """Optimizer steps per epoch on each rank (what the LR schedule is laid out over)."""
+    if settings.steps_per_epoch:
+        return settings.steps_per_epoch
+    rows = int(settings.train_rows or 0) // max(world, 1)
+    return max(1, rows // plan.batch_size + (rows % plan.batch_size > 1))
+
+
+def _train_sample(worker: Worker, plan: TrialPlan) -> Iterator[pa.Table]:
+    """A fixed sample of training examples (the first `TRAIN_SAMPLE` rows of the shuffled
+    split) read like validation — the eval transform, no augmentation or mixing — so the
+    board's train − validation gap measures overfitting, not the augmentation."""
+    stream = worker.dataset("train").iter_batches(
+        batch_size=max(plan.batch_size, 64), batch_format="pyarrow")
+    taken = 0
+    for i, batch in enumerate(stream):
+        if taken >= TRAIN_SAMPLE:
+            return
+        batch = batch.slice(0, TRAIN_SAMPLE - taken)
+        taken += batch.num_rows
+        if i % worker.world == worker.rank:
+            yield batch
 
 
 def _val_batches(worker: Worker, plan: TrialPlan) -> Iterator[pa.Table]:

@@ -40,11 +40,48 @@ class TrialPlan:
     lp_ft_epochs: int = 0
     max_length: int = 128
     pooling: str = "mean"
+    # The fine-tuning recipe (`automl.trial.recipe`). These defaults are what every trial did
+    # before the recipe existed, so a plan.json written then rebuilds the same training;
+    # `make_plan` always writes each value out.
+    lr_schedule: str = "constant"
+    warmup: float = 0.0
+    """Fraction of the planned steps the LR rises linearly from 0."""
+    min_lr_ratio: float = 0.0
+    """The decay's floor, as a fraction of each group's LR."""
+    schedule_epochs: int | None = None
+    """Epochs the LR schedule spans (None: `epochs`); a refit stops at the trial's best epoch
+    on the trial's schedule."""
+    label_smoothing: float = 0.0
+    augment: str | None = None
+    """Images: none | flip | trivialaugment | randaugment (None: `flip` when `hflip`)."""
+    randaugment_magnitude: int = 9
+    crop_scale: float = 1.0
+    """Random-resized crop: the smallest crop area, as a fraction of the image."""
+    random_erasing: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    drop_path_rate: float = 0.0
+    dropout: float | None = None
+    """Text: the encoder's hidden and attention dropout (None: the model's own)."""
+    ema_decay: float = 0.0
+    """0: off; else the trial's model is the EMA of its weights (timm's ModelEmaV3)."""
 
     @property
     def pretrained(self) -> bool:
         """False for the from-scratch baseline."""
         return self.weights != "scratch"
+
+    @property
+    def augmentation(self) -> str:
+        """The image augmentation policy that runs (`augment`, or what older plans did)."""
+        if self.augment is not None:
+            return self.augment
+        return "flip" if self.hflip else "none"
+
+    @property
+    def planned_epochs(self) -> int:
+        """The epochs the LR schedule spans."""
+        return self.schedule_epochs or self.epochs
 
     @property
     def num_classes(self) -> int:

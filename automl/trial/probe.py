@@ -27,11 +27,12 @@ from torch import nn
 
 from automl import storage
 from automl.tasks import get_task
+from automl.trial import recipe
 from automl.trial.checkpoints import unwrap
 from automl.trial.context import LoopSettings
 from automl.trial.features import read_arrays, write_arrays
 from automl.trial.plan import TrialPlan
-from automl.trial.steps import EpochStats, check_finite
+from automl.trial.steps import TRAIN_SAMPLE, EpochStats, check_finite
 
 if TYPE_CHECKING:
     from automl.trial.steps import EpochStats, TrialSetup
@@ -71,11 +72,12 @@ def cached_probe(worker: Worker, setup: TrialSetup, plan: TrialPlan, settings: L
                  device: torch.device, done: int) -> CachedProbe | None:
     """A `CachedProbe` when this trial's epochs (some, with LP-FT) train only the head of a
     frozen backbone, on one rank, and read the whole training split at least once (a cache
-    of a split far larger than the trial reads would cost more than it saves)."""
+    of a split far larger than the trial reads would cost more than it saves). Not with an
+    EMA of weights: the average, not the head trained here, is what such a trial reports."""
     features_dir, steps = settings.features_dir, settings.steps_per_epoch
     probing = probe_epochs(setup, plan)
     seen = plan.epochs * steps * plan.batch_size if steps else None
-    if (features_dir is None or worker.world > 1 or probing <= done
+    if (features_dir is None or worker.world > 1 or probing <= done or plan.ema_decay
             or (seen is not None and seen < int(settings.train_rows or 0))):
         return None
     head = probe_module(unwrap(setup.model), list(setup.head_params))
@@ -131,12 +133,12 @@ class CachedProbe:
             inputs = self.views[view, index].to(self.device)
             labels = self.labels[index].to(self.device)
             logits = self.head(inputs).float()
-            loss = F.cross_entropy(logits, labels)
+            loss = recipe.loss_fn(logits, labels, self.plan)
             self.setup.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.plan.grad_clip:
                 nn.utils.clip_grad_norm_(params, self.plan.grad_clip)
-            self.setup.optimizer.step()
+            self.setup.update(self.setup.model)
             loss_sum += loss.detach() * len(index)
             correct += (logits.detach().argmax(1) == labels).sum()
             stats.examples += len(index)
@@ -144,14 +146,22 @@ class CachedProbe:
         stats.correct = float(correct)
         return stats
 
-    @torch.inference_mode()
     def evaluate(self) -> torch.Tensor:
         """[correct, count, loss sum] over the whole validation split."""
+        return self._evaluate(self.val, self.val_labels)
+
+    def evaluate_train(self) -> torch.Tensor:
+        """The same over the loop's fixed training sample (its first `TRAIN_SAMPLE` rows,
+        unflipped), as the streaming epochs measure it."""
+        return self._evaluate(self.views[0, :TRAIN_SAMPLE], self.labels[:TRAIN_SAMPLE])
+
+    @torch.inference_mode()
+    def _evaluate(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         self.head.eval()
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)
-        for start in range(0, len(self.val), 256):
-            logits = self.head(self.val[start:start + 256].to(self.device)).float()
-            labels = self.val_labels[start:start + 256].to(self.device)
+        for start in range(0, len(features), 256):
+            logits = self.head(features[start:start + 256].to(self.device)).float()
+            labels = targets[start:start + 256].to(self.device)
             totals[0] += (logits.argmax(1) == labels).sum()
             totals[1] += len(labels)
             totals[2] += F.cross_entropy(logits, labels, reduction="sum")

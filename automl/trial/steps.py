@@ -25,11 +25,13 @@ from torch import nn
 from automl.backbones.groups import apply_unfreeze, count_params, param_groups
 from automl.errors import TrialFailed
 from automl.tasks import Task, get_task
-from automl.trial.checkpoints import (
-    unwrap,
-)
+from automl.trial import recipe
+from automl.trial.checkpoints import unwrap
 from automl.trial.plan import TrialPlan
 
+TRAIN_SAMPLE = 500
+"""Training examples evaluated each epoch (eval transform) for the board's train accuracy
+and its train − validation gap."""
 FINITE_CHECK_STEPS = 50
 """Steps between checks that the training loss is finite (each check syncs with the GPU)."""
 
@@ -46,6 +48,25 @@ class TrialSetup:
     trainable_params: int
     total_params: int
     head_params: tuple[str, ...] = ()
+    scheduler: Any = None
+    """The per-step LR schedule (`recipe.make_scheduler`), stepped after every update."""
+    ema: Any = None
+    """timm's ModelEmaV3 when the plan averages weights: then it is the trial's model."""
+    mixup: Any = None
+
+    def update(self, model: nn.Module) -> None:
+        """After an optimizer step: advance the schedule and the weight average."""
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(unwrap(model), step=self.scheduler.last_epoch
+                            if self.scheduler is not None else None)
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The model evaluated, checkpointed and exported: the EMA when there is one."""
+        return self.ema.module if self.ema is not None else unwrap(self.model)
 
 
 def seed_everything(seed: int) -> None:
@@ -55,8 +76,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def setup_trial(plan: TrialPlan) -> TrialSetup:
-    """Build model (weights loaded, last k groups unfrozen) and optimizer."""
+def setup_trial(plan: TrialPlan, steps_per_epoch: int = 1) -> TrialSetup:
+    """Build model (weights loaded, last k groups unfrozen), optimizer, the LR schedule over
+    `steps_per_epoch` × the planned epochs, the EMA and mixup when the plan uses them."""
     seed_everything(plan.seed)
     task = get_task(plan.task)
     model, layers = task.build_model(plan)
@@ -68,7 +90,8 @@ def setup_trial(plan: TrialPlan) -> TrialSetup:
     optimizer = torch.optim.AdamW(groups)
     trainable, _ = count_params(model)
     return TrialSetup(model, optimizer, task, depth, len(layers.groups), trainable, total,
-                      tuple(layers.head))
+                      tuple(layers.head), recipe.make_scheduler(optimizer, plan, steps_per_epoch),
+                      recipe.make_ema(model, plan), recipe.make_mixup(plan))
 
 
 def train_epoch(
@@ -83,7 +106,6 @@ def train_epoch(
     model, task = setup.model, setup.task
     model.train()
     frozen = _set_lp_ft_phase(setup, linear_probe=epoch <= plan.lp_ft_epochs)
-    generator = torch.Generator().manual_seed(plan.seed * 1000 + epoch)
     stats = EpochStats()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.float64, device=device)
@@ -91,11 +113,16 @@ def train_epoch(
     for step, batch in enumerate(batches):
         if batch.num_rows < 2:
             continue
-        inputs, labels = task.collate(batch, plan, device, generator)
+        seed = stream_seed(plan.seed, epoch, step)
+        inputs, labels = task.collate(batch, plan, device, seed)
+        targets = labels
+        if setup.mixup is not None:
+            inputs, targets = recipe.mix(setup.mixup, inputs, labels, seed)
+            labels = recipe.hard_labels(targets)
         stats.data_s += time.perf_counter() - waited
         with _autocast(plan, device):
             logits = task.forward(model, inputs)
-            loss = F.cross_entropy(logits.float(), labels)
+            loss = recipe.loss_fn(logits.float(), targets, plan)
         setup.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for p in frozen:
@@ -104,7 +131,7 @@ def train_epoch(
             nn.utils.clip_grad_norm_(
                 [p for p in model.parameters() if p.requires_grad], plan.grad_clip
             )
-        setup.optimizer.step()
+        setup.update(model)
         loss_sum += loss.detach() * len(labels)
         correct += (logits.detach().argmax(1) == labels).sum()
         stats.examples += len(labels)
@@ -114,6 +141,12 @@ def train_epoch(
     stats.loss_sum = check_finite(loss_sum, epoch, None)
     stats.correct = float(correct)
     return stats
+
+
+def stream_seed(seed: int, epoch: int, step: int) -> int:
+    """The seed of one training batch's augmentation (its examples add their row): the same
+    trial seed, epoch and step give the same draws after a restart."""
+    return (seed * 1_000_003 + epoch * 10_007 + step) * 4_099
 
 
 def _autocast(plan: TrialPlan, device: torch.device) -> AbstractContextManager[Any]:
@@ -182,7 +215,7 @@ def evaluate(
 
     Runs the unwrapped module: DDP's forward syncs buffers with the other ranks, which may
     evaluate a different number of batches."""
-    model, task = unwrap(setup.model), setup.task
+    model, task = setup.evaluated, setup.task
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # correct, count, loss sum
     for batch in batches:

@@ -1,0 +1,162 @@
+"""Images as prepared data keeps them — encoded — and what a worker makes of them.
+
+Preparation stores each image's **source bytes** when they are already small (a PNG or JPEG
+no larger than the size trials need), else the full frame downscaled once so its short side
+is the eval transform's resize (`size / crop_pct`) and re-encoded: PNG (lossless) for
+lossless sources, JPEG quality 95 with full-resolution colour for JPEG sources — those are
+already lossy, and at 95 the re-encoding error stays well below their own compression's
+while the file is ≈ 3× smaller than a PNG of a photo. The full frame (not the center crop)
+is kept, so training can take random-resized crops of it.
+
+Workers decode per step: the eval transform (resize the short side, center-crop: the same
+code `predict` and the export run) for validation, timm's train transform for training,
+each example seeded by (trial seed, epoch, step, row) through every generator timm's
+transforms draw from, so a restarted trial sees the same stream.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import random
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from automl.tasks.image_files import _RESAMPLE, resize_crop, to_rgb
+
+if TYPE_CHECKING:
+    import torch
+
+    from automl.trial.plan import TrialPlan
+
+LOSSLESS_FORMATS = {"PNG", "BMP", "TIFF", "GIF", "PPM", "TGA"}
+KEPT_FORMATS = {"PNG", "JPEG", "WEBP"}
+"""Source formats whose bytes are stored as they are when the image is small enough."""
+JPEG_QUALITY = 95
+MAX_ASPECT = 3.0
+"""Stored frames are cut to at most this long side / short side: a random-resized crop
+(aspect ratio 3/4 .. 4/3) never needs more, and a 1 × 20000 strip stays small."""
+
+
+def stored_size(width: int, height: int, size: int, crop_pct: float) -> tuple[int, int]:
+    """The (width, height) the eval transform resizes a width × height image to."""
+    scale = int(size / crop_pct)
+    if width < height:
+        return scale, max(scale, round(height * scale / width))
+    return max(scale, round(width * scale / height)), scale
+
+
+def encode_for_storage(data: bytes, variant: dict[str, Any]) -> bytes:
+    """The bytes prepared data keeps for one image file (raises one of `UNREADABLE` if it is
+    not a readable image)."""
+    size, crop_pct = int(variant["image_size"]), float(variant["crop_pct"])
+    with Image.open(io.BytesIO(data)) as source:
+        source.load()  # a truncated file fails here, at preparation, not in a trial
+        width, height = source.size
+        target = stored_size(width, height, size, crop_pct)
+        small = width * height <= target[0] * target[1]
+        regular = max(width, height) <= MAX_ASPECT * min(width, height)
+        if small and regular and source.format in KEPT_FORMATS and len(data) < width * height * 3:
+            return data
+        image = to_rgb(source)
+        lossless = source.format in LOSSLESS_FORMATS
+    if not small:
+        resample = _RESAMPLE.get(variant["interpolation"], Image.Resampling.BILINEAR)
+        image = image.resize(target, resample)
+    image = _cut_aspect(image)
+    out = io.BytesIO()
+    if lossless:
+        image.save(out, format="PNG", optimize=False)
+    else:
+        image.save(out, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+    return out.getvalue()
+
+
+def _cut_aspect(image: Image.Image) -> Image.Image:
+    """The central part of an extreme strip, at most `MAX_ASPECT` long per short side."""
+    width, height = image.size
+    short = min(width, height)
+    limit = int(MAX_ASPECT * short)
+    if max(width, height) <= limit:
+        return image
+    if width > height:
+        left = (width - limit) // 2
+        return image.crop((left, 0, left + limit, height))
+    top = (height - limit) // 2
+    return image.crop((0, top, width, top + limit))
+
+
+def eval_pixels(data: bytes, preprocessing: dict[str, Any]) -> np.ndarray:
+    """Stored bytes → HWC uint8 of the backbone's eval transform (what predict computes)."""
+    with Image.open(io.BytesIO(data)) as source:
+        return resize_crop(to_rgb(source), int(preprocessing["image_size"]),
+                           preprocessing["interpolation"], float(preprocessing["crop_pct"]))
+
+
+def decode_batch(images: Sequence[bytes], plan: TrialPlan, seed: int | None) -> torch.Tensor:
+    """Stored images → uint8 NCHW: the eval transform, or with `seed` the plan's training
+    augmentation, example i seeded by seed + i (Python's, NumPy's and torch's global
+    generators, which timm's and torchvision's transforms draw from, are restored after)."""
+    import torch
+
+    pre = plan.preprocessing
+    policy = plan.augmentation if seed is not None else "none"
+    if policy in ("none", "flip"):
+        pixels = torch.from_numpy(np.stack([eval_pixels(b, pre) for b in images]))
+        pixels = pixels.permute(0, 3, 1, 2)
+        if policy == "flip":
+            flip = torch.rand(len(pixels), generator=torch.Generator().manual_seed(seed or 0))
+            pixels = torch.where((flip < 0.5)[:, None, None, None], pixels.flip(3), pixels)
+        return pixels.contiguous()
+    transform = train_transform(policy, int(pre["image_size"]), pre["interpolation"],
+                                tuple(pre["mean"]), plan.crop_scale, plan.hflip,
+                                plan.randaugment_magnitude)
+    assert seed is not None
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        out = []
+        for i, data in enumerate(images):
+            random.seed(seed + i)
+            np.random.seed((seed + i) % 2**32)
+            torch.manual_seed(seed + i)
+            with Image.open(io.BytesIO(data)) as source:
+                out.append(transform(to_rgb(source)))
+        return torch.stack(out)
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+@functools.lru_cache(maxsize=8)
+def train_transform(policy: str, size: int, interpolation: str, mean: tuple[float, ...],
+                    crop_scale: float, hflip: bool, magnitude: int) -> Any:
+    """timm's training transform (random-resized crop, flip, the policy) ending in uint8
+    CHW; normalization and random erasing follow on the device (`augment_on_device`)."""
+    from timm.data import create_transform
+
+    policies = {"trivialaugment": "rand-n1-m10-mstd101-inc1-p1.0",
+                "randaugment": f"rand-m{magnitude}-n2-mstd0.5-inc1"}
+    return create_transform(
+        input_size=size, is_training=True, scale=(crop_scale, 1.0), hflip=0.5 if hflip else 0.0,
+        auto_augment=policies[policy], interpolation=interpolation,
+        mean=mean, normalize=False)
+
+
+def augment_on_device(inputs: torch.Tensor, plan: TrialPlan, seed: int) -> torch.Tensor:
+    """Random erasing (timm's, constant fill: draws only from Python's generator, seeded
+    here) on a normalized batch."""
+    if not plan.random_erasing:
+        return inputs
+    from timm.data.random_erasing import RandomErasing
+
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        return RandomErasing(plan.random_erasing, mode="const", device=str(inputs.device))(
+            inputs)
+    finally:
+        random.setstate(state)
