@@ -90,7 +90,8 @@ def test_predict_on_both_runtimes_matches_the_trained_model(image_export: tuple)
     preds = predict(out, [str(folder)], top_k=2)
     pixels = np.stack([load_image(p.input, 32, "bilinear", 1.0) for p in preds])
     with torch.no_grad():
-        probs = setup.model(normalize(torch.from_numpy(pixels).permute(0, 3, 1, 2), PRE)).softmax(-1)
+        batch = torch.from_numpy(pixels).permute(0, 3, 1, 2)
+        probs = setup.model(normalize(batch, PRE)).softmax(-1)
     assert len(preds) == 36
     assert [p.label for p in preds] == [classes[int(i)] for i in probs.argmax(-1)]
     assert np.allclose([p.probability for p in preds], probs.max(-1).values, atol=1e-5)

@@ -180,7 +180,13 @@ def test_stream_resumes_where_a_checkpoint_left_it() -> None:
         assert seen == expected, steps
 
 
-def test_resuming_from_a_checkpoint_trains_like_no_interruption(image_folder: Path,
+RECIPE = {"lr_schedule": "cosine", "warmup": 0.2, "min_lr_ratio": 0.1, "label_smoothing": 0.1,
+          "augment": "trivialaugment", "crop_scale": 0.5, "random_erasing": 0.5, "mixup": 0.2,
+          "cutmix": 1.0, "ema_decay": 0.9}
+
+
+@pytest.mark.parametrize("recipe", [{}, RECIPE], ids=["plain", "full-recipe"])
+def test_resuming_from_a_checkpoint_trains_like_no_interruption(recipe: dict, image_folder: Path,
                                                                tmp_path: Path) -> None:
     """Weights, optimizer moments and RNG states come back: epoch 2 after a restart gives the
     same weights as epoch 2 straight after epoch 1."""
@@ -192,21 +198,31 @@ def test_resuming_from_a_checkpoint_trains_like_no_interruption(image_folder: Pa
     )
 
     tables, classes = tiny_tables(image_folder)
-    plan = tiny_plan(classes, lp_ft_epochs=1)
-    setup = setup_trial(plan)
+    plan = tiny_plan(classes, lp_ft_epochs=1, **recipe)
+    setup = setup_trial(plan, steps_per_epoch=4)
     train_epoch(setup, plan, 1, CPU, local_batches(tables["train"], 8, seed=1))
-    save_checkpoint(setup.model, plan, tmp_path, val_accuracy=0.5, epoch=1)
-    save_train_state(tmp_path, setup.optimizer, TrainState(epoch=1, best=0.5, restarts=0))
+    save_checkpoint(setup.evaluated, plan, tmp_path, val_accuracy=0.5, epoch=1)
+    save_train_state(tmp_path, setup.optimizer, TrainState(epoch=1, best=0.5, restarts=0),
+                     setup.scheduler, setup.model if setup.ema is not None else None)
     torch.manual_seed(123)  # whatever ran after the checkpoint must not matter
     train_epoch(setup, plan, 2, CPU, local_batches(tables["train"], 8, seed=2))
     straight = {k: v.clone() for k, v in setup.model.state_dict().items()}
+    straight_eval = {k: v.clone() for k, v in setup.evaluated.state_dict().items()}
+    lrs = [g["lr"] for g in setup.optimizer.param_groups]
 
-    restarted = setup_trial(plan)
-    state = load_train_state(tmp_path, restarted.model, restarted.optimizer)
+    restarted = setup_trial(plan, steps_per_epoch=4)
+    state = load_train_state(tmp_path, restarted.model, restarted.optimizer,
+                             restarted.scheduler, restarted.ema)
     assert (state.epoch, state.best, state.restarts) == (1, 0.5, 1)
     train_epoch(restarted, plan, 2, CPU, local_batches(tables["train"], 8, seed=2))
     after = restarted.model.state_dict()
     assert all(torch.equal(straight[k], after[k]) for k in straight)
+    assert all(torch.equal(straight_eval[k], v) for k, v in restarted.evaluated.state_dict()
+               .items())
+    assert [g["lr"] for g in restarted.optimizer.param_groups] == lrs
+    if recipe:  # the schedule moved, and the EMA is not the raw model
+        assert lrs != [g["initial_lr"] for g in setup.optimizer.param_groups]
+        assert not all(torch.equal(straight[k], straight_eval[k]) for k in straight)
 
 
 def test_group_starts_are_counted_in_the_trial_storage(tmp_path: Path) -> None:

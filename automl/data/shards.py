@@ -41,7 +41,9 @@ from automl.tasks import Task, get_task
 if TYPE_CHECKING:
     from automl.config.schema import DataConfig
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""In every variant's cache key: 2 keeps images encoded (1 held raw pixels), so shards of
+one format are never read as the other."""
 ROWS_PER_PART = 250
 """Source rows per Parquet part: each part is one preparation task and one shard."""
 

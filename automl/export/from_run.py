@@ -108,7 +108,8 @@ def _refit(run: RunDir, row: pd.Series, search: SearchContext | None, plan: Tria
     started = time.time()
     ray_session.init_ray(address)
     train, val = (dataset_of(folders[s], None) for s in ("train", "val"))
-    refit_plan = dataclasses.replace(plan, epochs=epochs)
+    # The trial's schedule, stopped at its best epoch (not squeezed into fewer epochs).
+    refit_plan = dataclasses.replace(plan, epochs=epochs, schedule_epochs=plan.planned_epochs)
     name = f"{row['trial_id']}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         result = fit_plan(refit_plan, {"train": train.union(val), "val": val}, search, name,

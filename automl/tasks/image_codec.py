@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from automl.tasks.image_files import _RESAMPLE, resize_crop, to_rgb
+from automl.tasks.image_files import (
+    MAX_ASPECT,
+    cut_aspect,
+    eval_frame,
+    eval_frame_size,
+    resize_crop,
+    to_rgb,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -36,57 +43,32 @@ LOSSLESS_FORMATS = {"PNG", "BMP", "TIFF", "GIF", "PPM", "TGA"}
 KEPT_FORMATS = {"PNG", "JPEG", "WEBP"}
 """Source formats whose bytes are stored as they are when the image is small enough."""
 JPEG_QUALITY = 95
-MAX_ASPECT = 3.0
-"""Stored frames are cut to at most this long side / short side: a random-resized crop
-(aspect ratio 3/4 .. 4/3) never needs more, and a 1 × 20000 strip stays small."""
-
-
-def stored_size(width: int, height: int, size: int, crop_pct: float) -> tuple[int, int]:
-    """The (width, height) the eval transform resizes a width × height image to."""
-    scale = int(size / crop_pct)
-    if width < height:
-        return scale, max(scale, round(height * scale / width))
-    return max(scale, round(width * scale / height)), scale
 
 
 def encode_for_storage(data: bytes, variant: dict[str, Any]) -> bytes:
     """The bytes prepared data keeps for one image file (raises one of `UNREADABLE` if it is
-    not a readable image)."""
+    not a readable image): the source when no larger than the eval frame, else the eval
+    frame (`image_files.eval_frame`), so the eval transform of either is today's pixels."""
     size, crop_pct = int(variant["image_size"]), float(variant["crop_pct"])
     with Image.open(io.BytesIO(data)) as source:
         source.load()  # a truncated file fails here, at preparation, not in a trial
         width, height = source.size
-        target = stored_size(width, height, size, crop_pct)
+        target = eval_frame_size(width, height, size, crop_pct)
         small = width * height <= target[0] * target[1]
         regular = max(width, height) <= MAX_ASPECT * min(width, height)
         if small and regular and source.format in KEPT_FORMATS and len(data) < width * height * 3:
             return data
         image = to_rgb(source)
         lossless = source.format in LOSSLESS_FORMATS
-    if not small:
-        resample = _RESAMPLE.get(variant["interpolation"], Image.Resampling.BILINEAR)
-        image = image.resize(target, resample)
-    image = _cut_aspect(image)
+    # Upscaling is left to the worker (a larger file for no information).
+    image = (cut_aspect(image) if small
+             else eval_frame(image, size, variant["interpolation"], crop_pct))
     out = io.BytesIO()
     if lossless:
-        image.save(out, format="PNG", optimize=False)
+        image.save(out, format="PNG")
     else:
         image.save(out, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
     return out.getvalue()
-
-
-def _cut_aspect(image: Image.Image) -> Image.Image:
-    """The central part of an extreme strip, at most `MAX_ASPECT` long per short side."""
-    width, height = image.size
-    short = min(width, height)
-    limit = int(MAX_ASPECT * short)
-    if max(width, height) <= limit:
-        return image
-    if width > height:
-        left = (width - limit) // 2
-        return image.crop((left, 0, left + limit, height))
-    top = (height - limit) // 2
-    return image.crop((0, top, width, top + limit))
 
 
 def eval_pixels(data: bytes, preprocessing: dict[str, Any]) -> np.ndarray:

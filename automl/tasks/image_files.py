@@ -119,23 +119,50 @@ def _check_classes(where: str, classes: list[str]) -> None:
                         "classification needs at least two classes")
 
 
-def resize_crop(img: Image.Image, size: int, interpolation: str, crop_pct: float) -> np.ndarray:
-    """Resize the short side to size/crop_pct and center-crop to size (timm's eval transform).
+MAX_ASPECT = 3.0
+"""Frames are cut to at most this long side / short side before resizing: the eval crop is
+square and a random-resized crop (aspect 3/4 .. 4/3) never needs more, and a 1 × 20000
+strip does not become a gigapixel image."""
 
-    Only the crop's box of the source is resampled, straight to `size` × `size`: memory is
-    bounded by the output, also for a 1 × 20000 strip (resizing it whole first would make a
-    gigapixel image of a 100-byte PNG)."""
+
+def eval_frame(img: Image.Image, size: int, interpolation: str, crop_pct: float
+               ) -> Image.Image:
+    """The whole frame (cut to `MAX_ASPECT`) with its short side resized to size/crop_pct:
+    what prepared data stores, and what the eval transform center-crops."""
+    img = cut_aspect(img)
+    target = eval_frame_size(*img.size, size, crop_pct)
+    if img.size == target:
+        return img
+    return img.resize(target, _RESAMPLE.get(interpolation, Image.Resampling.BILINEAR))
+
+
+def eval_frame_size(width: int, height: int, size: int, crop_pct: float) -> tuple[int, int]:
+    """The (width, height) the eval transform resizes a width × height image to."""
     scale = int(size / crop_pct)
-    w, h = img.size
-    if w < h:
-        new = (scale, max(scale, round(h * scale / w)))
-    else:
-        new = (max(scale, round(w * scale / h)), scale)
-    left, top = (new[0] - size) // 2, (new[1] - size) // 2
-    sx, sy = w / new[0], h / new[1]
-    box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
-    resample = _RESAMPLE.get(interpolation, Image.Resampling.BILINEAR)
-    return np.asarray(img.resize((size, size), resample, box=box), dtype=np.uint8)
+    if width < height:
+        return scale, max(scale, round(height * scale / width))
+    return max(scale, round(width * scale / height)), scale
+
+
+def resize_crop(img: Image.Image, size: int, interpolation: str, crop_pct: float) -> np.ndarray:
+    """Resize the short side to size/crop_pct and center-crop to size (timm's eval transform)
+    as uint8 HWC."""
+    frame = eval_frame(img, size, interpolation, crop_pct)
+    left, top = (frame.size[0] - size) // 2, (frame.size[1] - size) // 2
+    return np.asarray(frame.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
+def cut_aspect(image: Image.Image) -> Image.Image:
+    """The central part of an extreme strip, at most `MAX_ASPECT` long per short side."""
+    width, height = image.size
+    limit = int(MAX_ASPECT * min(width, height))
+    if max(width, height) <= limit:
+        return image
+    if width > height:
+        left = (width - limit) // 2
+        return image.crop((left, 0, left + limit, height))
+    top = (height - limit) // 2
+    return image.crop((0, top, width, top + limit))
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
