@@ -149,7 +149,7 @@ def resize_crop(img: Image.Image, size: int, interpolation: str, crop_pct: float
     as uint8 HWC."""
     frame = eval_frame(img, size, interpolation, crop_pct)
     left, top = (frame.size[0] - size) // 2, (frame.size[1] - size) // 2
-    return np.asarray(frame.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    return np.array(frame.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
 def cut_aspect(image: Image.Image) -> Image.Image:
