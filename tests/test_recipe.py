@@ -241,3 +241,22 @@ def test_flip_augmentation_needs_hflip() -> None:
         parse.from_dict(raw)
     cfg = parse.from_dict({**raw, "train": {"hflip": True}})
     assert cfg.space["lr_schedule"] == "cosine" and cfg.space["label_smoothing"] == 0.1
+
+
+def test_decoding_in_worker_processes_gives_the_inline_stream(image_folder: Path) -> None:
+    from automl.trial.decode import Decoder
+    from tests.helpers import tiny_tables
+
+    tables, classes = tiny_tables(image_folder)
+    plan = tiny_plan(classes, augment="trivialaugment", hflip=True)
+    items = [(tables["train"].slice(i, 6), 100 + i) for i in range(0, 24, 6)]
+    items.append((tables["val"].slice(0, 6), None))  # an evaluation batch: no seed
+    inline = list(Decoder(0).batches(plan, items))
+    pool = Decoder(2)
+    try:
+        parallel = list(pool.batches(plan, items))
+    finally:
+        pool.close()
+    assert len(parallel) == len(inline) == 5
+    for (a, la, sa), (b, lb, sb) in zip(inline, parallel, strict=True):
+        assert torch.equal(a, b) and torch.equal(la, lb) and sa == sb

@@ -108,6 +108,9 @@ def _refit(run: RunDir, row: pd.Series, search: SearchContext | None, plan: Tria
     started = time.time()
     ray_session.init_ray(address)
     train, val = (dataset_of(folders[s], None) for s in ("train", "val"))
+    rows = int(train.count() + val.count())
+    # The schedule is laid out over the refit's own epochs of train + validation.
+    search = search.replace(data=dataclasses.replace(search.data, train_rows=rows))
     # The trial's schedule, stopped at its best epoch (not squeezed into fewer epochs).
     refit_plan = dataclasses.replace(plan, epochs=epochs, schedule_epochs=plan.planned_epochs)
     name = f"{row['trial_id']}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -118,8 +121,7 @@ def _refit(run: RunDir, row: pd.Series, search: SearchContext | None, plan: Tria
         raise AutomlError(f"--refit failed: {str(exc).splitlines()[0]}") from None
     if result.checkpoint is None:
         raise AutomlError("--refit produced no checkpoint")
-    examples = int(train.count() + val.count())
-    info = {"epochs": epochs, "examples": examples,
+    info = {"epochs": epochs, "examples": rows,
             "seconds": time.time() - started, "checkpoint": str(result.checkpoint.path),
             "train_accuracy_after": (result.metrics or {}).get("train_accuracy")}
     return storage.to_location(result.checkpoint.path, run.location), info

@@ -153,6 +153,8 @@ class LoopSettings:
     deadline: float | None = None
     features_dir: str | None = None
     train_rows: int | None = None
+    decode_workers: int = 0
+    """Processes decoding/augmenting batches beside the step (0: inline)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values, the plan as `TrialPlan.to_dict`."""

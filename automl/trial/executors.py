@@ -20,6 +20,7 @@ from automl.errors import TrialFailed, root_cause
 from automl.trial import failures, loop
 from automl.trial.checkpoints import retention
 from automl.trial.context import LoopSettings, SearchContext
+from automl.trial.decode import decode_workers
 from automl.trial.plan import TrialPlan
 from automl.trial.workers import InProcessWorker, in_process_supported
 
@@ -126,4 +127,8 @@ def _loop_settings(plan: TrialPlan, context: SearchContext, started: float | Non
         deadline=context.deadline, threads=max(1, int(context.resources.cpus_per_worker)),
         # Set by the search only (`features_dir`): export's refit trains on other data.
         features_dir=context.features_dir, train_rows=context.data.train_rows,
+        # A GPU worker decodes in processes on its other CPUs; a CPU worker's threads all
+        # train, and it decodes inline.
+        decode_workers=(decode_workers(context.resources.cpus_per_worker)
+                        if context.resources.use_gpu else 0),
     )

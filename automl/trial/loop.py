@@ -53,14 +53,22 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 def train_loop(settings: LoopSettings, worker: Worker) -> None:
     """Fine-tune one plan, report and checkpoint every epoch; after a lost worker, node or
     trial process this resumes from the latest checkpoint, exactly where it stopped."""
-    t_trial_start = settings.trial_start
-    rank, world = worker.rank, worker.world
     torch.set_num_threads(max(1, settings.threads))
-    plan = settings.plan
-    device = worker.device()
-
     t0 = time.time()
-    setup = setup_trial(plan, planned_steps(settings, plan, world))
+    plan = settings.plan
+    setup = setup_trial(plan, planned_steps(settings, plan, worker.world),
+                        settings.decode_workers)
+    try:
+        _train(settings, worker, setup, t0)
+    finally:
+        setup.decoder.close()
+
+
+def _train(settings: LoopSettings, worker: Worker, setup: TrialSetup, t0: float) -> None:
+    """`train_loop` once the trial is set up."""
+    t_trial_start, plan = settings.trial_start, settings.plan
+    rank, world = worker.rank, worker.world
+    device = worker.device()
     train_batches = _shard_batches(worker, plan, settings.steps_per_epoch)
     state = TrainState()
     resumed = worker.latest_checkpoint()

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,8 +25,10 @@ from torch import nn
 from automl.backbones.groups import apply_unfreeze, count_params, param_groups
 from automl.errors import TrialFailed
 from automl.tasks import Task, get_task
+from automl.tasks.base import to_device
 from automl.trial import recipe
 from automl.trial.checkpoints import unwrap
+from automl.trial.decode import Decoder
 from automl.trial.plan import TrialPlan
 
 TRAIN_SAMPLE = 500
@@ -48,6 +50,8 @@ class TrialSetup:
     trainable_params: int
     total_params: int
     head_params: tuple[str, ...] = ()
+    decoder: Decoder = field(default_factory=Decoder)
+    """Decodes/augments batches on the host, inline or in worker processes."""
     scheduler: Any = None
     """The per-step LR schedule (`recipe.make_scheduler`), stepped after every update."""
     ema: Any = None
@@ -76,9 +80,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def setup_trial(plan: TrialPlan, steps_per_epoch: int = 1) -> TrialSetup:
+def setup_trial(plan: TrialPlan, steps_per_epoch: int = 1, decode_workers: int = 0
+                ) -> TrialSetup:
     """Build model (weights loaded, last k groups unfrozen), optimizer, the LR schedule over
-    `steps_per_epoch` × the planned epochs, the EMA and mixup when the plan uses them."""
+    `steps_per_epoch` × the planned epochs, the EMA and mixup when the plan uses them, and
+    the batch decoder (`decode_workers` processes; 0: inline)."""
     seed_everything(plan.seed)
     task = get_task(plan.task)
     model, layers = task.build_model(plan)
@@ -90,7 +96,8 @@ def setup_trial(plan: TrialPlan, steps_per_epoch: int = 1) -> TrialSetup:
     optimizer = torch.optim.AdamW(groups)
     trainable, _ = count_params(model)
     return TrialSetup(model, optimizer, task, depth, len(layers.groups), trainable, total,
-                      tuple(layers.head), recipe.make_scheduler(optimizer, plan, steps_per_epoch),
+                      tuple(layers.head), Decoder(decode_workers),
+                      recipe.make_scheduler(optimizer, plan, steps_per_epoch),
                       recipe.make_ema(model, plan), recipe.make_mixup(plan))
 
 
@@ -110,11 +117,12 @@ def train_epoch(
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.float64, device=device)
     waited = time.perf_counter()
-    for step, batch in enumerate(batches):
-        if batch.num_rows < 2:
-            continue
-        seed = stream_seed(plan.seed, epoch, step)
-        inputs, labels = task.collate(batch, plan, device, seed)
+    seeded = ((batch, stream_seed(plan.seed, epoch, step))
+              for step, batch in enumerate(batches) if batch.num_rows > 1)
+    for step, (host, labels, seed) in enumerate(setup.decoder.batches(plan, seeded)):
+        assert seed is not None
+        inputs = task.to_inputs(host, plan, device, seed)
+        labels = to_device(labels, device)
         targets = labels
         if setup.mixup is not None:
             inputs, targets = recipe.mix(setup.mixup, inputs, labels, seed)
@@ -218,8 +226,8 @@ def evaluate(
     model, task = setup.evaluated, setup.task
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64, device=device)  # correct, count, loss sum
-    for batch in batches:
-        inputs, labels = task.collate(batch, plan, device)
+    for host, labels, _ in setup.decoder.batches(plan, ((b, None) for b in batches)):
+        inputs, labels = task.to_inputs(host, plan, device), to_device(labels, device)
         with _autocast(plan, device):
             logits = task.forward(model, inputs).float()
         totals[0] += (logits.argmax(1) == labels).sum()
