@@ -5,11 +5,15 @@
    every 0.5 s from /proc, peak and curve printed.
 2. Preparation throughput with 1 and with 2 CPUs (fresh Ray each, fresh cache), then the
    same preparation again (cache hit).
-3. Trial training throughput (samples/s) of the demo's backbone: the streaming path (a
-   materialized Ray Dataset iterated like a trial worker does) vs the in-memory path (the whole
-   split as one table, indexed per batch — the old design).
+3. Trial training throughput (samples/s, one thread) of the demo's backbone: the streaming
+   path (a materialized Ray Dataset iterated like a trial worker does) vs the in-memory path;
+   then encoded images decoded per step (now) vs raw prepared pixels (format 1, before) on
+   the demo (96 px, flip only), and at 224 px with the full recipe (decode + augment cost).
+4. Prepared bytes and preparation time, encoded vs raw pixels: Fashion-MNIST at 224 px
+   (extrapolated to its 70k images) and photographs (random crops of scikit-learn's sample
+   photos as JPEG 90), full frame kept for random-resized crops.
 
-    python bench/streaming.py [--small 7000] [--large 70000] [--size 224]
+    python bench/streaming.py [--small 7000] [--large 70000] [--size 224] [--only N]
 """
 
 from __future__ import annotations
@@ -163,7 +167,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=7000)
     parser.add_argument("--large", type=int, default=70000)
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--only", type=int, choices=(1, 2, 3), help="run one measurement")
+    parser.add_argument("--only", type=int, choices=(1, 2, 3, 4), help="run one measurement")
     args = parser.parse_args()
     root = Path(os.environ.get("AUTOML_BENCH_DIR", tempfile.gettempdir())) / "automl-bench"
     work = Path(tempfile.mkdtemp(prefix="automl-stream-"))
@@ -171,6 +175,11 @@ def main() -> None:
     try:
         if args.only in (None, 3):
             throughput(work)
+            encoded_throughput()
+        if args.only in (None, 4):
+            encoded_bytes(root, args.small, args.large, work)
+        if args.only == 3 or args.only == 4:
+            return
         small = write_pngs(root / f"fmnist-{args.small}", args.small)
         large = write_pngs(root / f"fmnist-{args.large}", args.large)
         if args.only in (None, 2):
@@ -193,6 +202,78 @@ def throughput(work: Path) -> None:
     best = {k: max(tp[k]["samples_per_s"], tp[f"{k}_again"]["samples_per_s"])
             for k in ("in_memory", "streaming")}
     print(f"   streaming / in-memory: {best['streaming'] / best['in_memory']:.2f}x")
+
+
+ENCODED = """
+import json, sys
+import torch
+from automl.backbones.timm_backbone import timm_data_config
+from automl.config.schema import DataConfig
+from automl.data.shards import prepare_local
+from automl.tasks import get_task
+from automl.trial.plan import TrialPlan
+from bench.encoded_data import epoch_throughput, raw_table
+
+task = get_task("image")
+catalog = task.scan(DataConfig(path="data/fashion_mnist", val_fraction=0.2))
+out = {}
+for size, rows, recipe in ((96, None, "flip"), (224, 640, "flip"), (224, 640, "full")):
+    pre = timm_data_config("tf_efficientnet_lite0", size)
+    table = prepare_local(task, catalog, DataConfig(path="data/fashion_mnist"), pre)["train"]
+    table = table.slice(0, rows or table.num_rows)
+    knobs = {"augment": "flip"} if recipe == "flip" else {
+        "augment": "trivialaugment", "crop_scale": 0.7, "mixup": 0.2, "random_erasing": 0.25,
+        "label_smoothing": 0.1, "lr_schedule": "cosine", "warmup": 0.1}
+    plan = TrialPlan(task="image", backbone="tf_efficientnet_lite0", weights="package",
+                     classes=catalog.classes, preprocessing=pre, unfreeze_fraction=0.25,
+                     head_lr=0.01, backbone_lr=1e-3, layer_decay=1.0, weight_decay=0.0,
+                     batch_size=32, epochs=1, seed=0, hflip=True, **knobs)
+    raw = raw_table(table, plan)
+    runs = {"raw": [], "encoded": []}
+    for _ in range(2):  # alternated, best of two: the machine's noise hits both
+        runs["raw"].append(epoch_throughput(plan, raw, raw=True))
+        runs["encoded"].append(epoch_throughput(plan, table, raw=False))
+    out[f"{size}px {recipe}"] = {k: max(v, key=lambda r: r["samples_per_s"])
+                                 for k, v in runs.items()}
+print(json.dumps(out))
+"""
+
+
+def encoded_throughput() -> None:
+    """Measurement 3b: encoded images decoded per step vs raw pixels, one CPU thread."""
+    print("\n3b. encoded (decoded + augmented per step, inline) vs raw pixels (format 1), "
+          "Lite0 top 2 of 8 groups, batch 32, one thread:")
+    done = subprocess.run([sys.executable, "-c", ENCODED], capture_output=True, text=True,
+                          cwd=HERE.parent, env={**os.environ, "PYTHONPATH": str(HERE.parent)})
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-3000:])
+    for name, row in json.loads(done.stdout.strip().splitlines()[-1]).items():
+        raw, enc = row["raw"], row["encoded"]
+        print(f"   {name:14s} raw {raw['samples_per_s']:6.1f} samples/s (batches "
+              f"{raw['data_s']:.1f} of {raw['seconds']:.1f} s) | encoded "
+              f"{enc['samples_per_s']:6.1f} samples/s (decode+augment {enc['data_s']:.1f} of "
+              f"{enc['seconds']:.1f} s) | encoded / raw "
+              f"{enc['samples_per_s'] / raw['samples_per_s']:.2f}x")
+
+
+def encoded_bytes(root: Path, small: int, large: int, work: Path) -> None:
+    """Measurement 4: prepared bytes and preparation time, encoded vs raw pixels at 224 px."""
+    from encoded_data import photos, prepared_bytes  # beside this script
+
+    print("\n4. prepared data at 224 px (one process, same Parquet writer):")
+    sets = {f"Fashion-MNIST ({small} PNGs)": write_pngs(root / f"fmnist-{small}", small),
+            "photos (400 JPEG-90 crops)": photos(root / "photos-400", 400)}
+    for name, folder in sets.items():
+        row = prepared_bytes(folder, 224, work)
+        n = row["images"]
+        print(f"   {name}: source {row['source'] / n / 1e3:.1f} KB/image | raw pixels "
+              f"{row['raw_bytes'] / n / 1e3:.1f} KB/image in {row['raw_s']:.1f} s | encoded "
+              f"{row['encoded_bytes'] / n / 1e3:.1f} KB/image in {row['encoded_s']:.1f} s | "
+              f"raw / encoded {row['raw_bytes'] / row['encoded_bytes']:.1f}x smaller, "
+              f"time {row['encoded_s'] / row['raw_s']:.2f}x")
+        if name.startswith("Fashion"):
+            print(f"      at {large} images: raw {row['raw_bytes'] / n * large / 1e9:.2f} GB, "
+                  f"encoded {row['encoded_bytes'] / n * large / 1e9:.3f} GB")
 
 
 def preparation_scaling(large: Path, count: int, size: int, work: Path) -> None:

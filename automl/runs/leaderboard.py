@@ -21,6 +21,7 @@ from automl.runs.history import CHECKPOINT_PATH, DRIVER_LOST, OUT_OF_TIME, Trial
 from automl.tasks import get_task
 from automl.trial.context import SearchContext, make_plan
 from automl.trial.metrics import current_names
+from automl.trial.plan import TrialPlan
 
 OVERFIT_GAP = 0.10
 """Train accuracy above validation accuracy by more than this, at the selected epoch, is
@@ -29,11 +30,18 @@ STATUSES = ("finished", "stopped", "out_of_time", "errored", "interrupted", "run
 """stopped: by ASHA; out_of_time: still running when the search's time budget was spent."""
 HYPERPARAMETERS = ["unfreeze_fraction", "head_lr", "backbone_lr", "layer_decay", "lp_ft_epochs",
                    "weight_decay", "batch_size", "pooling", "max_length", "seed"]
+RECIPE = ["lr_schedule", "warmup", "min_lr_ratio", "label_smoothing", "ema_decay", "augment",
+          "crop_scale", "randaugment_magnitude", "random_erasing", "mixup", "cutmix",
+          "drop_path_rate", "dropout"]
+"""The fine-tuning recipe of each trial, as it ran (`TrialPlan`; blank where it has no
+meaning for the task)."""
+IMAGE_ONLY = ("augment", "crop_scale", "randaugment_magnitude", "random_erasing", "mixup",
+              "cutmix", "drop_path_rate")
 TIMING_COLUMNS = ["train_time_s", "data_time_s", "eval_time_s", "checkpoint_time_s"]
 """Trial timings shown under the names the trial reports them by (`trial.metrics`)."""
 COLUMNS = [
     "rank", "trial_id", "status", "eligible", "backbone", "weights", "pretrained",
-    "unfreeze_depth", "layer_groups", *HYPERPARAMETERS,
+    "unfreeze_depth", "layer_groups", *HYPERPARAMETERS, *RECIPE,
     "val_accuracy", "best_epoch", "epochs", "val_loss", "train_accuracy", "overfit_gap",
     "overfitting", "transfer_gain", "negative_transfer", "knn_accuracy", "logme",
     "trial_time_s", "device", "device_hours", "trainable_params", "total_params",
@@ -124,6 +132,7 @@ def _row(record: TrialRecord, context: SearchContext, running: bool) -> dict[str
         "layer_groups": last.get("layer_groups"),
         **{k: getattr(plan, k) for k in HYPERPARAMETERS if k not in ("pooling", "max_length")},
         **{k: getattr(plan, k) if k in task_fields else None for k in ("pooling", "max_length")},
+        **_recipe(plan),
         "val_accuracy": best.get("val_accuracy"),
         "best_epoch": best.get("epoch"),
         "epochs": epochs,
@@ -153,6 +162,17 @@ def _row(record: TrialRecord, context: SearchContext, running: bool) -> dict[str
         "refit": _refit_note(record.refit),
         "error": record.error,
     }
+
+
+def _recipe(plan: TrialPlan) -> dict[str, Any]:
+    """The plan's recipe columns; image-only knobs blank for text, `dropout` for images."""
+    image = plan.task == "image"
+    values = {k: getattr(plan, k) for k in RECIPE}
+    values["augment"] = plan.augmentation
+    for key in IMAGE_ONLY:
+        values[key] = values[key] if image else None
+    values["dropout"] = None if image else plan.dropout
+    return values
 
 
 def _scores(ranked: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -174,7 +174,11 @@ def make_plan(params: dict[str, Any], context: SearchContext) -> TrialPlan:
     trial: `spaces.sample_trial`) gets its neutral value, so the plan says what ran."""
     label = params["backbone"]
     unfrozen = float(params["unfreeze_fraction"]) > 0
-    augment = str(params.get("augment", "none")) if context.task == "image" else None
+    # Trials of a run from before the recipe sampled no recipe knob: their augmentation
+    # follows hflip (plan.augmentation); a newer trial the sampler gave none did not augment.
+    legacy = "lr_schedule" not in params
+    augment = (None if legacy or context.task != "image"
+               else str(params.get("augment", "none")))
     return TrialPlan(
         task=context.task,
         backbone=context.backbones[label].name,

@@ -154,7 +154,7 @@ def train_epoch(
 def stream_seed(seed: int, epoch: int, step: int) -> int:
     """The seed of one training batch's augmentation (its examples add their row): the same
     trial seed, epoch and step give the same draws after a restart."""
-    return (seed * 1_000_003 + epoch * 10_007 + step) * 4_099
+    return (seed * 1_000_003 + epoch * 10_007 + step) * 4_099 % 2**62
 
 
 def _autocast(plan: TrialPlan, device: torch.device) -> AbstractContextManager[Any]:
