@@ -22,8 +22,9 @@ from typing import Any
 
 sys.modules.setdefault("ray", None)  # type: ignore[arg-type]  # the loop must not need Ray
 
-RECIPE: dict[str, Any] = {"augment": "trivialaugment", "crop_scale": 0.7, "mixup": 0.2, "random_erasing": 0.25,
-          "label_smoothing": 0.1, "lr_schedule": "cosine", "warmup": 0.1, "ema_decay": 0.999}
+RECIPE: dict[str, Any] = {
+    "augment": "trivialaugment", "crop_scale": 0.7, "mixup": 0.2, "random_erasing": 0.25,
+    "label_smoothing": 0.1, "lr_schedule": "cosine", "warmup": 0.1, "ema_decay": 0.999}
 
 
 def prepare(out: Path, train: int, val: int, size: int) -> None:
