@@ -25,6 +25,7 @@ from automl.data.batches import local_batches
 from automl.tasks import get_task
 from automl.tasks.image import ImageClassification
 from automl.tasks.image_files import UNREADABLE, load_image
+from automl.trial.decode import Decoder
 from automl.trial.plan import TrialPlan
 from automl.trial.steps import setup_trial, train_epoch
 
@@ -126,6 +127,7 @@ def epoch_throughput(plan: TrialPlan, table: pa.Table, raw: bool) -> dict[str, f
     setup = setup_trial(plan, steps_per_epoch=table.num_rows // plan.batch_size)
     if raw:
         setup.task = RawPixels()
+        setup.decoder = Decoder(0, setup.task)
     start = time.time()
     stats = train_epoch(setup, plan, 1, torch.device("cpu"),
                         local_batches(table, plan.batch_size, seed=0))

@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 import torch
 
-from automl.tasks import get_task
+from automl.tasks import Task, get_task
 from automl.trial.plan import TrialPlan
 
 
@@ -33,8 +33,10 @@ def decode_workers(cpus_per_worker: float) -> int:
 class Decoder:
     """Host-side batch preparation for one trial, inline or in a process pool."""
 
-    def __init__(self, workers: int = 0) -> None:
+    def __init__(self, workers: int = 0, task: Task | None = None) -> None:
         self.workers = workers
+        self.task = task
+        """Inline only: the task whose `host_batch` runs (default: the plan's)."""
         self._pool: ProcessPoolExecutor | None = None
         self.wait_s = 0.0
         """Seconds the trial waited for host batches (decode it could not hide)."""
@@ -44,7 +46,7 @@ class Decoder:
         """(host inputs, labels, seed) of each (prepared rows, augmentation seed or None) of
         `plan`'s trial, in order."""
         if self.workers == 0:
-            task = get_task(plan.task)
+            task = self.task or get_task(plan.task)
             for batch, seed in items:
                 started = time.perf_counter()
                 host, labels = task.host_batch(batch, plan, seed)

@@ -98,6 +98,7 @@ def _train(settings: LoopSettings, worker: Worker, setup: TrialSetup, t0: float)
     if probe is not None:
         timings.features_s = probe.seconds
     latency: float | None = None
+    train_sample: list[pa.Table] | None = None
     deadline = settings.deadline
     checkpoint_s = 0.0
     for epoch in range(state.epoch + 1, plan.epochs + 1):
@@ -117,8 +118,10 @@ def _train(settings: LoopSettings, worker: Worker, setup: TrialSetup, t0: float)
             val = itertools.chain([first] if first is not None else [], val)
         totals = (probe.evaluate() if probe is not None and on_features
                   else evaluate(setup, plan, device, val))
+        if train_sample is None:  # read once: its rows are the same every epoch
+            train_sample = list(_train_sample(worker, plan))
         seen = (probe.evaluate_train() if probe is not None and on_features
-                else evaluate(setup, plan, device, _train_sample(worker, plan)))
+                else evaluate(setup, plan, device, train_sample))
         # Another epoch like this one would end after the search's deadline: this is the last.
         late = (deadline is not None and epoch < plan.epochs
                 and time.time() + (time.time() - epoch_start + checkpoint_s) > deadline)
