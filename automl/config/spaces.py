@@ -99,8 +99,8 @@ PARAM_RULES: dict[str, ParamRule] = {
 # Parameters sampled only when the backbone is (partly) unfrozen.
 _BACKBONE_ONLY = ("backbone_lr", "layer_decay", "lp_ft_epochs", "drop_path_rate", "dropout")
 # Parameters that do nothing for a trial training only its head on cached frozen features.
-AUGMENTATION = ("augment", "randaugment_magnitude", "crop_scale", "random_erasing", "mixup",
-                "cutmix", "ema_decay")
+_NOT_ON_CACHED_FEATURES = ("augment", "randaugment_magnitude", "crop_scale", "random_erasing",
+                           "mixup", "cutmix", "ema_decay")
 # Parameters that only act under some augmentation policies.
 _POLICY_ONLY = {"randaugment_magnitude": ("randaugment",),
                 "crop_scale": ("trivialaugment", "randaugment"),
@@ -197,7 +197,7 @@ def sample_trial(
         frozen = params.get("unfreeze_fraction", 1.0) == 0.0
         if name in _BACKBONE_ONLY and frozen:
             continue
-        if name in AUGMENTATION and frozen and feature_cache:
+        if name in _NOT_ON_CACHED_FEATURES and frozen and feature_cache:
             continue
         if name in _POLICY_ONLY and params.get("augment", "none") not in _POLICY_ONLY[name]:
             continue
