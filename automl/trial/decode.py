@@ -11,7 +11,6 @@ which the trial's own thread (dropout) also uses.
 from __future__ import annotations
 
 import multiprocessing
-import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -38,8 +37,6 @@ class Decoder:
         self.task = task
         """Inline only: the task whose `host_batch` runs (default: the plan's)."""
         self._pool: ProcessPoolExecutor | None = None
-        self.wait_s = 0.0
-        """Seconds the trial waited for host batches (decode it could not hide)."""
 
     def batches(self, plan: TrialPlan, items: Iterable[tuple[pa.Table, int | None]]
                 ) -> Iterator[tuple[Any, torch.Tensor, int | None]]:
@@ -48,27 +45,18 @@ class Decoder:
         if self.workers == 0:
             task = self.task or get_task(plan.task)
             for batch, seed in items:
-                started = time.perf_counter()
                 host, labels = task.host_batch(batch, plan, seed)
-                self.wait_s += time.perf_counter() - started
                 yield host, labels, seed
             return
         pool = self._start()
         pending: deque[Future[Any]] = deque()
-        source = iter(items)
         raw = plan.to_dict()
-        for batch, seed in source:
+        for batch, seed in items:
             pending.append(pool.submit(_host_batch, raw, batch, seed))
             if len(pending) >= 2 * self.workers:
-                yield self._result(pending.popleft())
+                yield pending.popleft().result()
         while pending:
-            yield self._result(pending.popleft())
-
-    def _result(self, future: Future[Any]) -> tuple[Any, torch.Tensor, int | None]:
-        started = time.perf_counter()
-        host, labels, seed = future.result()
-        self.wait_s += time.perf_counter() - started
-        return host, labels, seed
+            yield pending.popleft().result()
 
     def _start(self) -> ProcessPoolExecutor:
         if self._pool is None:

@@ -20,9 +20,6 @@ from torch import nn
 if TYPE_CHECKING:
     from automl.trial.plan import TrialPlan
 
-SCHEDULES = ("cosine", "linear", "constant")
-AUGMENTS = ("none", "flip", "trivialaugment", "randaugment")
-
 
 def lr_factor(step: int, total: int, warmup: float, schedule: str, min_ratio: float) -> float:
     """The LR multiplier before optimizer step `step` (0-based) of `total` planned steps:
