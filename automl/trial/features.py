@@ -80,12 +80,13 @@ def extract(plan_dict: dict[str, Any], train: Any, val: Any, location: str
         return {**read_arrays(location), "seconds": time.time() - started, "cached": True}
     import torch
 
+    from automl.trial.steps import fast_layout
 
     torch.set_num_threads(1)
     plan = TrialPlan.from_dict(plan_dict)
     task = get_task(plan.task)
     model, layers = task.build_model(plan)
-    model.eval()
+    model = fast_layout(model).eval()
     captured: list[torch.Tensor] = []
     head = model.get_submodule(_head_module(layers.head))
     hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
