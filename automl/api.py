@@ -318,8 +318,9 @@ def _default_run_dir(cfg: Config, root: str | None) -> RunDir:
 
 
 def _export_best(run: RunDir, board: pd.DataFrame, context: SearchContext, log: Any) -> str:
-    """Export the selected trial into `RUN/export` in every format; a format that fails its
-    check costs the search nothing: the safetensors export is kept and the cause printed."""
+    """Export the selected trial into `RUN/export` in every format, in a Ray task (the
+    driver's memory stays flat); a format that fails its check costs the search nothing: the
+    safetensors export (light: no conversion) is made here and the cause printed."""
     from automl.export import ALL_FORMATS
     from automl.export.from_run import export_trial
 
@@ -327,7 +328,7 @@ def _export_best(run: RunDir, board: pd.DataFrame, context: SearchContext, log: 
     log(f"Exporting trial {row['trial_id']}; each format is checked against PyTorch on "
         "validation examples")
     try:
-        export_trial(run, row, board, context, target, ALL_FORMATS, log=log)
+        export_trial(run, row, board, context, target, ALL_FORMATS, log=log, on_ray=True)
     except Exception as exc:  # exporters raise anything; the search's results come first
         log(f"warning: {exc}; kept safetensors + config only (retry: automl export {run} "
             "--format ...)")

@@ -41,3 +41,14 @@ def test_lines_count_finished_stopped_and_errored_trials_with_the_best(
                                "1 stopped early, 1 errored of 3 (3 done)")
     saved = tmp_path / "logs" / "c.error.txt"
     assert lines[8] == f"  full error: {saved}" and "lr overflow" in saved.read_text()
+
+
+def test_a_start_line_names_only_what_was_sampled(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The space's fixed knobs are printed once in the header, not on every start line."""
+    printer = ProgressPrinter(epochs=2, num_samples=1, log_dir=tmp_path / "logs",
+                              fixed=frozenset({"lr_schedule"}))
+    trial = SimpleNamespace(trial_id="a", last_result={}, config={
+        "backbone": "lite0", "head_lr": 0.0031, "lr_schedule": "cosine"})
+    printer.on_trial_start(0, [], trial)
+    assert capsys.readouterr().out.split("] ", 1)[1].strip() == "start a lite0 head_lr=0.0031"

@@ -3,6 +3,7 @@ the encoded images it reads."""
 
 from __future__ import annotations
 
+import copy
 import io
 import random
 from pathlib import Path
@@ -12,6 +13,7 @@ import optuna
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from automl.config import parse
 from automl.config.spaces import parse_param, recipe_before, sample_trial
@@ -53,6 +55,23 @@ def test_scheduler_scales_every_group_and_spans_the_planned_epochs() -> None:
         setup.scheduler.step()
     lrs = {g["name"]: g["lr"] / g["initial_lr"] for g in setup.optimizer.param_groups}
     assert all(v == pytest.approx(0.5) for v in lrs.values())
+
+
+def test_trial_models_are_channels_last_and_save_standard_weights(tmp_path: Path) -> None:
+    """The trial's layout (timm's --channels-last) is the trial's own: the weights it saves
+    are ordinary contiguous tensors, and its logits are the standard layout's."""
+    from automl.trial.checkpoints import save_checkpoint
+
+    plan = tiny_plan(["a", "b"])
+    setup = setup_trial(plan)
+    convs = [p for p in setup.model.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    x = torch.randn(2, 3, 24, 24)
+    standard = copy.deepcopy(setup.model).to(memory_format=torch.contiguous_format).eval()
+    assert torch.allclose(setup.model.eval()(x), standard(x), atol=1e-5)
+    save_checkpoint(setup.model, plan, tmp_path)
+    saved = load_file(str(tmp_path / "model.safetensors"))
+    assert all(t.is_contiguous() for t in saved.values())
 
 
 def test_label_smoothing_and_soft_targets() -> None:

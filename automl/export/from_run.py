@@ -25,7 +25,7 @@ from automl.runs.leaderboard import outcome
 from automl.search import ray_session
 from automl.tasks import get_task
 from automl.trial.executors import fit_plan
-from automl.trial.plan import TrialPlan
+from automl.trial.plan import PLAN_FILE, TrialPlan
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,39 +38,81 @@ if TYPE_CHECKING:
 def export_trial(run: RunDir, row: pd.Series, board: pd.DataFrame,
                  search: SearchContext | None,
                  out: str, formats: Sequence[str], refit: bool = False,
-                 address: str | None = None, log: Callable[[str], Any] = print) -> str:
+                 address: str | None = None, log: Callable[[str], Any] = print,
+                 on_ray: bool = False) -> str:
     """Export the board's `row` to `out` (a folder or storage URI); returns where it went.
-    `search`: the run's shared context (None for a run too old to have `static.json`)."""
-    with storage.local_copy(row["checkpoint"]) as checkpoint:
-        plan = TrialPlan.load(checkpoint)
-        context = _context(run, row, board, search, plan)
-        if not refit:
-            return _write(checkpoint, out, formats, context, log)
+    `search`: the run's shared context (None for a run too old to have `static.json`).
+    `on_ray`: build and check the formats in a Ray task (Ray must be initialized), so the
+    driver's memory stays flat when a large model converts (`export_on_ray`)."""
+    location = str(row["checkpoint"])
+    plan = TrialPlan.from_dict(json.loads(storage.read_text(storage.join(location, PLAN_FILE))))
+    context = _context(run, row, board, search, plan)
+    if refit:
         epochs = int(row["best_epoch"])
         log(f"refit: trial {row['trial_id']}'s configuration on train + validation for "
             f"{epochs} epoch(s) (Ray Train)")
-    refit_checkpoint, info = _refit(run, row, search, plan, epochs, address)
-    info["export"] = paths.resolve(out, "--out")
-    log(f"refit: {info['examples']} examples, {epochs} epoch(s) in {info['seconds']:.0f} s")
-    context = dataclasses.replace(context, refit=info)
-    with storage.local_copy(refit_checkpoint) as checkpoint:
-        target = _write(checkpoint, out, formats, context, log)
-    _record_refit(run, str(row["trial_id"]), info)
+        location, info = _refit(run, row, search, plan, epochs, address)
+        info["export"] = paths.resolve(out, "--out")
+        log(f"refit: {info['examples']} examples, {epochs} epoch(s) in {info['seconds']:.0f} s")
+        context = dataclasses.replace(context, refit=info)
+    if on_ray:
+        target = export_on_ray(location, out, formats, context, log)
+    else:
+        target = write_export(location, out, formats, context, log)
+    if refit:
+        _record_refit(run, str(row["trial_id"]), context.refit or {})
     return target
 
 
-def _write(checkpoint: Path, out: str, formats: Sequence[str], context: ExportContext,
-           log: Callable[[str], Any]) -> str:
+def write_export(location: str, out: str, formats: Sequence[str], context: ExportContext,
+                 log: Callable[[str], Any]) -> str:
+    """Export the checkpoint at `location` (a path or URI) to `out` in this process."""
     target = paths.resolve(out, "--out")
-    if not paths.is_remote(target):
-        return str(export_checkpoint(checkpoint, target, formats, context, log))
-    check_export_target(target)
-    with tempfile.TemporaryDirectory(prefix="automl-export-") as tmp:
-        staged = Path(tmp) / "export"
-        export_checkpoint(checkpoint, staged, formats, context, log)
-        remove_files(target, check_export_target(target))  # only the earlier export's files
-        storage.upload(staged, target)
+    with storage.local_copy(location) as checkpoint:
+        if not paths.is_remote(target):
+            return str(export_checkpoint(checkpoint, target, formats, context, log))
+        check_export_target(target)
+        with tempfile.TemporaryDirectory(prefix="automl-export-") as tmp:
+            staged = Path(tmp) / "export"
+            export_checkpoint(checkpoint, staged, formats, context, log)
+            remove_files(target, check_export_target(target))  # only the earlier export's files
+            storage.upload(staged, target)
     return target
+
+
+def export_on_ray(location: str, out: str, formats: Sequence[str], context: ExportContext,
+                  log: Callable[[str], Any]) -> str:
+    """`write_export` as a Ray task: conversion and checks (ONNX's peak memory) run in a
+    worker, not in the driver. An export to a local folder runs on the driver's node, where
+    that folder is; one to storage (`s3://…`) runs wherever the cluster has room. The
+    per-format lines print when it ends; its error is raised here as one `AutomlError`."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    target = paths.resolve(out, "--out")
+    options: dict[str, Any] = {"num_cpus": 1, "max_retries": 0}
+    if not paths.is_remote(target):
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
+            ray.get_runtime_context().get_node_id(), soft=False)
+    task = ray.remote(_export_task).options(**options)
+    lines, error = ray.get(task.remote(location, target, tuple(formats), context))
+    for line in lines:
+        log(line)
+    if error is not None:
+        raise AutomlError(error)
+    return target
+
+
+def _export_task(location: str, out: str, formats: tuple[str, ...], context: ExportContext
+                 ) -> tuple[list[str], str | None]:
+    """Ray task body of `export_on_ray`: the log lines, and the error as one line (a Ray task
+    error would carry the worker's traceback)."""
+    lines: list[str] = []
+    try:
+        write_export(location, out, formats, context, lines.append)
+    except Exception as exc:  # exporters raise anything; the driver reports it in one line
+        return lines, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return lines, None
 
 
 def _context(run: RunDir, row: pd.Series, board: pd.DataFrame, search: SearchContext | None,

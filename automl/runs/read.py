@@ -142,8 +142,9 @@ def export(run_dir: str | Path, out: str | Path | None = None, trial_id: str | N
         target = run.uri(name)
         check_export_target(target)
     row = best_trial(board, trial_id)
+    # A refit has Ray up anyway: its export runs there too, off the driver.
     exported = export_trial(run, row, board, read_context(run), target, wanted, refit, address,
-                            log)
+                            log, on_ray=refit)
     if refit:  # the board's `refit` column comes from the history the refit appended to
         write_leaderboard(load_run(run_dir, constraints)[1], run.local)
         for name in (LEADERBOARD_CSV, LEADERBOARD_PARQUET) if run.remote else ():

@@ -17,11 +17,14 @@ from automl.search.budget import TimeBudget
 
 
 class ProgressPrinter(Callback):
-    """Prints trial starts, epoch results, ends and errors, with counts and the best so far."""
+    """Prints trial starts, epoch results, ends and errors, with counts and the best so far.
+    A start line names the sampled values; `fixed` names the space's fixed knobs, printed
+    once in the search's header instead."""
 
     def __init__(self, epochs: int, num_samples: int | None, log_dir: Path,
-                 budget: TimeBudget | None = None) -> None:
+                 budget: TimeBudget | None = None, fixed: frozenset[str] = frozenset()) -> None:
         self.log_dir = log_dir
+        self.fixed = fixed
         self.epochs = epochs
         self.num_samples = num_samples
         self.budget = budget
@@ -33,6 +36,7 @@ class ProgressPrinter(Callback):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("fixed", frozenset())  # pickled by an older automl
         if (run := restored_run()) is not None:  # a moved run dir keeps its logs in it
             self.log_dir = run.local / self.log_dir.name
 
@@ -67,7 +71,7 @@ class ProgressPrinter(Callback):
         cfg = trial.config
         knobs = ", ".join(
             f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in cfg.items() if k != "backbone"
+            for k, v in cfg.items() if k != "backbone" and k not in self.fixed
         )
         self._say(f"start {trial.trial_id} {cfg.get('backbone')} {knobs}")
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import optuna
 import ray
+from optuna.distributions import BaseDistribution
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
@@ -206,7 +207,8 @@ def run_trials(
     # A restored experiment brings the callbacks it was started with (Tune pickles them).
     callbacks = [
         ProgressPrinter(config.train.epochs, config.search.max_trials, run.local / LOG_DIR,
-                        budget),
+                        budget, frozenset(k for k, v in config.space.items()
+                                          if not isinstance(v, BaseDistribution))),
         HistoryWriter(run, budget),
         JsonLoggerCallback(),
         *tracking_callbacks(config.tracking.mlflow, config.tracking.tensorboard,

@@ -85,7 +85,7 @@ def fast_layout(model: nn.Module) -> nn.Module:
     """The model with 4-D weights channels-last (timm's `--channels-last`): convolutions run
     1.4× faster on a CPU (oneDNN) and use tensor cores under AMP on a GPU; the inputs follow
     the weights' layout, and models without 4-D weights are unchanged."""
-    return model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model.to(memory_format=torch.channels_last)
 
 
 def setup_trial(plan: TrialPlan, steps_per_epoch: int = 1, decode_workers: int = 0
