@@ -21,7 +21,7 @@ from automl.config.schema import Config
 from automl.data import prepare
 from automl.data.catalog import TRAIN
 from automl.data.shards import load_datasets
-from automl.errors import AutomlError, SearchFailed, SearchInterrupted
+from automl.errors import AutomlError, SearchFailed, SearchInterrupted, root_cause
 from automl.ownership import check_new_run_dir, check_resumable, mark_run, write_atomic
 from automl.runs.board_io import write_leaderboard
 from automl.runs.history import write_state
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
     from automl.config.schema import Config
     from automl.data.catalog import Catalog
+    from automl.runs.history import TrialRecord
     from automl.search.budget import TimeBudget
 
 
@@ -204,6 +205,8 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
         prepared = prepare.prepare_data(cfg, catalog, preprocessing, out.location)
         datasets = load_datasets(prepared)
     log(prepared.summary(catalog.source, catalog.dropped))
+    for note in catalog.notes:
+        log(f"note: {note}")
     # A restored Tune experiment keeps the budget it started with; a search resumed before
     # Tune started (killed while preparing or ranking) starts its budget now.
     restoring = resume and search.can_restore(out)
@@ -244,6 +247,11 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     write_state(out.local, "finished" if complete else "interrupted")
     if complete and wanted is not None and len(records) < wanted:
         log(f"the time budget ended the search after {len(records)} of {wanted} trials")
+    test = None
+    if complete and has_checkpoint(board).any():
+        records, test = _score_test(out, board, records, context, cfg.resources.use_gpu, log)
+        board = build_leaderboard(records, context)
+        write_leaderboard(board, out.local)
     try:
         write_report(out, board, records, None)
     except Exception as exc:  # the report must never cost the search its results
@@ -265,6 +273,7 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
         "wall_time_s": wall, "concurrency": concurrency, "trials": len(board),
         "status_counts": board["status"].value_counts().to_dict(),
         "best_val_accuracy": _float(board["val_accuracy"].max()),
+        "test": test,
         "export_dir": export_dir,
         "disk_bytes": out.disk_usage(),
     }, indent=2))
@@ -315,6 +324,32 @@ def _default_run_dir(cfg: Config, root: str | None) -> RunDir:
     # Seconds alone collide (two zero-config searches started together): add a random tag.
     stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     return RunDir.at(storage.join(base, f"{name}-{stamp}"))
+
+
+def _score_test(run: RunDir, board: pd.DataFrame, records: list[TrialRecord],
+                context: SearchContext, use_gpu: bool, log: Any
+                ) -> tuple[list[TrialRecord], dict[str, Any] | None]:
+    """Score the selected trial on the test split (a Ray task) once selection is over, and
+    record it in the run's history: the board's `test_accuracy` comes from there."""
+    from automl.export.score import describe, score_selected
+    from automl.runs.history import append_event, event, load_records
+
+    row = best_trial(board)
+    try:
+        score = score_selected(row, context.data_root, use_gpu)
+    except Exception as exc:  # a report-only number: it must not cost the search its export
+        log(f"warning: the test split could not be scored ({root_cause(exc)})")
+        return records, None
+    if score is None:
+        return records, None
+    log(f"Selected trial {row['trial_id']}: " + describe(score, float(row["val_accuracy"]),
+                                                         float(row["val_se"])))
+    append_event(run.local / HISTORY_FILE, event("test", str(row["trial_id"]),
+                                                 **score.to_json()))
+    return load_records(run.local, run.location), {
+        "trial_id": str(row["trial_id"]), **score.to_json(),
+        "val_accuracy": float(row["val_accuracy"]), "val_se": float(row["val_se"]),
+        "selection_optimism": float(row["val_accuracy"]) - score.accuracy}
 
 
 def _export_best(run: RunDir, board: pd.DataFrame, context: SearchContext, log: Any) -> str:

@@ -7,6 +7,7 @@ run=runs/ci-smoke
 rm -rf "$run"
 .venv/bin/automl search search_spaces/demo_vision.yaml --run-dir "$run" --num-samples 2 --epochs 1
 .venv/bin/python - "$run" <<'PY'
+import json
 import sys
 from pathlib import Path
 
@@ -17,10 +18,12 @@ board = pd.read_csv(run / "leaderboard.csv")
 finished = board[board["status"] == "finished"]
 assert len(finished) >= 1, f"smoke: no trial finished:\n{board[['trial_id', 'status', 'error']]}"
 assert (run / "export" / "model.safetensors").is_file(), "smoke: no exported model"
+# The selected trial scored on the demo's test images (data.test_path), which nothing in the
+# search read.
+test = json.loads((run / "summary.json").read_text())["test"]
+assert test and test["examples"] == 1000 and 0 < test["accuracy"] <= 1, test
 # The real demo model in every format, each checked against PyTorch by the export itself; and
 # the ONNX runtime predicts what PyTorch predicts on real images.
-import json
-
 import automl
 import numpy as np
 
@@ -33,6 +36,7 @@ on_onnx = automl.load(run / "export", runtime="onnx").predict_proba(images)
 assert (on_torch.idxmax(axis=1) == on_onnx.idxmax(axis=1)).all()
 gap = float(np.abs(on_torch.to_numpy() - on_onnx.to_numpy()).max())
 print(f"smoke: ok, {len(finished)} of {len(board)} trials finished, best val_accuracy "
-      f"{board['val_accuracy'].max():.3f}, export in {run / 'export'} (torchscript, onnx "
+      f"{board['val_accuracy'].max():.3f}, test accuracy {test['accuracy']:.3f} ± "
+      f"{test['se']:.3f} on {test['examples']} images, export in {run / 'export'} (torchscript, onnx "
       f"checked; onnxruntime = PyTorch on {len(images)} images, max |Δ prob| {gap:.1g})")
 PY

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 # seed 2 the trials are (1e38: errors, 0.03: learns, 1e-7: stays at chance, 0.03).
 SPACE = """
 task: image
-data: {val_fraction: 0.25, image_size: 32}
+data: {val_fraction: 0.25, image_size: 32, test_path: test_images}
 backbones: [{name: test_efficientnet, weights: scratch}]
 space:
   unfreeze_fraction: 0.0
@@ -126,6 +126,7 @@ def searched(tmp_path_factory: pytest.TempPathFactory, ray_cleanup: object) -> S
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(work)  # relative paths, as a user types them
         images = write_image_folder(work / "images", per_class=30)
+        write_image_folder(work / "test_images", per_class=8, seed=5)
         Path("space.yaml").write_text(SPACE)
         with _captured_output() as output:
             code = main(["search", "space.yaml", "--data", "images", "--run-dir", "run"])
@@ -213,6 +214,27 @@ def test_exported_winner_reproduces_its_board_accuracy(
     accuracy = np.mean([p == t for p, t in zip(labels, truth, strict=True)])
     assert accuracy == pytest.approx(board.iloc[0]["val_accuracy"])
     predicted["labels"], predicted["files"] = labels, files
+
+
+def test_only_the_selected_trial_is_scored_on_the_test_set(
+        in_work: SearchedRun, capfd: pytest.CaptureFixture[str]) -> None:
+    """The test images never entered the search; afterwards the selected trial alone is
+    scored on them, and its export predicts them with exactly that accuracy."""
+    board = in_work.board
+    assert board["test_accuracy"].notna().sum() == 1
+    assert pd.notna(board.iloc[0]["test_accuracy"]) and pd.notna(board.iloc[0]["test_se"])
+    summary = json.loads((in_work.run / "summary.json").read_text())["test"]
+    assert summary["trial_id"] == board.iloc[0]["trial_id"] and summary["examples"] == 24
+    assert summary["selection_optimism"] == pytest.approx(
+        board.iloc[0]["val_accuracy"] - summary["accuracy"])
+    assert f"Selected trial {summary['trial_id']}: test accuracy" in in_work.out
+    assert "/ 24 test" in in_work.out  # the data line counts them apart
+    files = sorted((in_work.work / "test_images").rglob("*.png"))
+    capfd.readouterr()
+    assert main(["predict", "run/export", *map(str, files)]) == 0
+    labels = [line.split("\t")[1] for line in capfd.readouterr().out.strip().splitlines()]
+    accuracy = np.mean([p == f.parent.name for p, f in zip(labels, files, strict=True)])
+    assert accuracy == pytest.approx(summary["accuracy"])
 
 
 def test_exports_check_every_format_and_a_refit_trains_on_more(

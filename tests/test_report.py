@@ -179,3 +179,24 @@ def test_an_unusable_tracking_server_is_a_clear_error(tmp_path: Path) -> None:
         tracking_callbacks("http://127.0.0.1:9", False, "x", RunDir.at(tmp_path))
     (tensorboard,) = tracking_callbacks(None, True, "x", RunDir.at(tmp_path))
     assert type(tensorboard).__name__ == "TBXLoggerCallback"
+
+
+def test_a_test_event_scores_the_selected_row_and_the_report_says_so() -> None:
+    """Validation's SE comes from its example count; the test score only from a `test`
+    event in the history, on that trial's row; the report shows both and the optimism."""
+    history = [{**h, "val_examples": 400} for h in _history([0.8, 0.9])]
+    events = [json.loads(event("start", "a", params={**PARAMS, "backbone": "m:package"})),
+              *(json.loads(event("result", "a", metrics=h)) for h in history),
+              json.loads(event("end", "a")),
+              json.loads(event("test", "a", accuracy=0.85, loss=0.4, examples=1000,
+                               se=math.sqrt(0.85 * 0.15 / 1000)))]
+    board = build_leaderboard(trial_records(events, "/run"), STATIC)
+    row = board.iloc[0]
+    assert row["val_se"] == pytest.approx(math.sqrt(0.9 * 0.1 / 400))
+    assert row["test_accuracy"] == 0.85 and row["test_se"] == pytest.approx(0.01129, abs=1e-5)
+    page = build_report(board, [], {}, "t", "finished")
+    assert "<b>0.8500 ± 0.0113 </b>(selection optimism +0.0500)" in page
+    assert "val_accuracy 0.9000 ± 0.0150 at epoch 2" in page
+    no_test = build_leaderboard(trial_records(events[:-1], "/run"), STATIC)
+    assert no_test["test_accuracy"].isna().all()
+    assert "No test split" in build_report(no_test, [], {}, "t", "finished")

@@ -187,13 +187,17 @@ def _resolve_data_paths(data: DataConfig, problems: list[str]) -> DataConfig:
             return str(value)
 
     return dataclasses.replace(data, path=resolved("path"), val_path=resolved("val_path"),
-                               cache_dir=resolved("cache_dir"))
+                               test_path=resolved("test_path"), cache_dir=resolved("cache_dir"))
 
 
 def _check_values(sections: dict[str, Any], problems: list[str]) -> None:
     data, train, search, res = (sections[k] for k in ("data", "train", "search", "resources"))
     rules = [
         ("data.val_fraction", 0.0 < data.val_fraction < 1.0, "must be between 0 and 1"),
+        ("data.test_fraction", data.test_fraction is None or 0.0 <= data.test_fraction <= 0.5,
+         "must be between 0 and 0.5 (0: no test split)"),
+        ("data.test_fraction", data.test_fraction is None or data.test_path is None,
+         "cannot be set with data.test_path (the test set is that file or folder)"),
         ("data.image_size", data.image_size is None or data.image_size >= 16, "must be >= 16"),
         ("data.seed", data.seed >= 0, "must be >= 0"),
         ("train.seed", train.seed >= 0, "must be >= 0"),

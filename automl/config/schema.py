@@ -51,6 +51,12 @@ class DataConfig:
     """Text tables: the column holding the class label."""
     val_path: str | None = None
     """Text tables: a separate validation file (default: split data.path)."""
+    test_path: str | None = None
+    """A test set like `path` (folder, manifest or table) that no trial, ranking or selection
+    sees; the selected model is scored on it after the search."""
+    test_fraction: float | None = None
+    """Without `test_path`: the fraction of each class held out as the test split, before
+    anything else. Default: 0.1 (at least 300 examples) from 3,000 examples up, else none."""
     path_column: str = "path"
     """Image manifests (a CSV/Parquet of image paths and labels): the path column."""
     cache_dir: str | None = None

@@ -14,8 +14,14 @@ import numpy as np
 from automl.errors import DataError
 
 MIN_PER_CLASS = 2
-TRAIN, VAL, UNUSED = 0, 1, -1
-SPLIT_NAMES = {TRAIN: "train", VAL: "val"}
+TRAIN, VAL, TEST, UNUSED = 0, 1, 2, -1
+SPLIT_NAMES = {TRAIN: "train", VAL: "val", TEST: "test"}
+SEARCH_SPLITS = ("train", "val")
+"""The splits trials, ranking and feature caches read; `test` is read only to score the
+selected model after the search."""
+AUTO_TEST_MIN_DATA = 3_000
+AUTO_TEST_FRACTION = 0.1
+AUTO_TEST_MIN_ROWS = 300
 
 
 @dataclass(frozen=True)
@@ -31,12 +37,14 @@ class Catalog:
     labels: np.ndarray
     """int32 class index per example."""
     split: np.ndarray
-    """int8 per example: TRAIN, VAL or UNUSED (beyond max_per_class)."""
+    """int8 per example: TRAIN, VAL, TEST or UNUSED (beyond max_per_class)."""
     locations: tuple[str, ...]
     fingerprint: str
     """Hash of the content (files, sizes, mtimes, labels, split settings)."""
     dropped: int = 0
     """Rows dropped while scanning (empty text or label)."""
+    notes: tuple[str, ...] = ()
+    """What the scan decided that a user should read (e.g. why there is no test split)."""
 
     def count(self, which: int) -> int:
         """Examples in one split."""
@@ -71,6 +79,42 @@ def split_array(n: int, train: np.ndarray, val: np.ndarray) -> np.ndarray:
     split = np.full(n, UNUSED, dtype=np.int8)
     split[train] = TRAIN
     split[val] = VAL
+    return split
+
+
+def holdout_fraction(rows: int, fraction: float | None) -> tuple[float, str | None]:
+    """The test fraction to hold out of `rows` examples, and a note when the default holds
+    none: `data.test_fraction` when set, else 0.1 (at least 300 examples) from 3,000 up."""
+    if fraction is not None:
+        return fraction, None
+    if rows >= AUTO_TEST_MIN_DATA:
+        return max(AUTO_TEST_FRACTION, AUTO_TEST_MIN_ROWS / rows), None
+    return 0.0, (f"no test split: {rows} examples (< {AUTO_TEST_MIN_DATA}); the selected "
+                 "model's validation score is optimistic — set data.test_fraction or "
+                 "data.test_path to hold one out")
+
+
+def split_with_test(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int,
+                    max_per_class: int | None = None) -> np.ndarray:
+    """The split column: first `test_fraction` of each class (of its `max_per_class` when
+    set) held out as TEST, seeded apart from the validation split, then the rest split
+    train/val as `stratified_split` does."""
+    labels = np.asarray(labels)
+    split = np.full(len(labels), UNUSED, dtype=np.int8)
+    rest = np.arange(len(labels))
+    if test_fraction > 0:
+        rng = np.random.default_rng([seed, 1])  # its own stream: val stays val without test
+        held = []
+        for cls in np.unique(labels):
+            idx = rng.permutation(np.flatnonzero(labels == cls))
+            used = min(len(idx), max_per_class or len(idx))
+            held.append(idx[:max(0, min(round(used * test_fraction), len(idx) - MIN_PER_CLASS))])
+        test = np.concatenate(held) if held else np.array([], int)
+        split[test] = TEST
+        rest = np.flatnonzero(split != TEST)
+    train, val = stratified_split(labels[rest], val_fraction, seed, max_per_class)
+    split[rest[train]] = TRAIN
+    split[rest[val]] = VAL
     return split
 
 

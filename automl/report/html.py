@@ -18,7 +18,8 @@ from automl.search.transferability import ranking_quality
 TABLE_COLUMNS = [
     "rank", "trial_id", "status", "eligible", "backbone", "weights", "unfreeze_fraction",
     "unfreeze_depth", "head_lr", "backbone_lr", "layer_decay", "lp_ft_epochs", "weight_decay",
-    "batch_size", "val_accuracy", "best_epoch", "epochs", "train_accuracy", "overfit_gap",
+    "batch_size", "val_accuracy", "val_se", "test_accuracy", "best_epoch", "epochs",
+    "train_accuracy", "overfit_gap",
     "transfer_gain", "knn_accuracy", "trial_time_s", "device_hours", "trainable_params",
     "trainable_pct", "samples_per_s", "peak_memory_mb", "latency_ms", "startup_s", "restarts",
     "error",
@@ -135,6 +136,9 @@ def _cards(board: pd.DataFrame, constraints: Constraints) -> str:
               f"{board['device_hours'].sum():.3f}")]
     if best is not None:
         cards.insert(0, ("selected", f"{best['trial_id']} · {best['val_accuracy']:.4f}"))
+        if pd.notna(best.get("test_accuracy")):
+            cards.insert(1, ("test accuracy",
+                             f"{best['test_accuracy']:.4f} {_se(best.get('test_se'))}"))
     html_cards = "".join(f'<div class="card">{_e(k)}<b>{_e(v)}</b></div>' for k, v in cards)
     rule = ("Selection: the best validation accuracy over a trial's epochs; ties go to the "
             "cheaper trial (fewer device-hours, then fewer trainable parameters).")
@@ -145,8 +149,24 @@ def _cards(board: pd.DataFrame, constraints: Constraints) -> str:
         chosen = (f"<p>Selected: <b>{_e(best['trial_id'])}</b> — {_e(best['backbone'])} "
                   f"({_e(best['weights'])}), unfreeze {best['unfreeze_fraction']:g}, "
                   f"head_lr {best['head_lr']:.3g}, val_accuracy {best['val_accuracy']:.4f} "
-                  f"at epoch {best['best_epoch']:.0f}.</p>")
+                  f"{_se(best.get('val_se'))}at epoch {best['best_epoch']:.0f}."
+                  f"{_test(best)}</p>")
     return f'<div class="cards">{html_cards}</div><p>{rule}</p>{chosen}'
+
+
+def _se(value: Any) -> str:
+    """`± 0.0171 ` for a standard error, empty when there is none (older runs)."""
+    return f"± {value:.4f} " if isinstance(value, (int, float)) and pd.notna(value) else ""
+
+
+def _test(best: pd.Series) -> str:
+    """What the selected model scored on the test split, and how optimistic validation was
+    (it picked the best of many noisy estimates on the same examples)."""
+    if pd.isna(best.get("test_accuracy")):
+        return " No test split: its validation accuracy is optimistic (set data.test_path)."
+    return (f" On the test split, which no trial, ranking or selection saw: "
+            f"<b>{best['test_accuracy']:.4f} {_se(best.get('test_se'))}</b>(selection optimism "
+            f"{best['val_accuracy'] - best['test_accuracy']:+.4f}).")
 
 
 def _risks(board: pd.DataFrame) -> str:

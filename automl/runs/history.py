@@ -143,6 +143,9 @@ class TrialRecord:
     cut: str | None = None
     """Why a trial that ended had to stop before its last epoch, other than the scheduler
     (`time_budget`: the search's time budget was spent; `driver_lost`, see DRIVER_LOST)."""
+    test: dict[str, Any] | None = None
+    """The latest score of the trial's selected checkpoint on the test split (after the
+    search; `automl.export.score`): accuracy, loss, examples, se."""
 
 
 def trial_records(events: list[dict[str, Any]], location: str) -> list[TrialRecord]:
@@ -152,10 +155,11 @@ def trial_records(events: list[dict[str, Any]], location: str) -> list[TrialReco
     for item in events:
         trial = trials.setdefault(str(item["trial_id"]), {
             "params": {}, "epochs": {}, "error": None, "ended": False,
-            "start": item.get("time"), "last": item.get("time"), "refit": None, "cut": None})
+            "start": item.get("time"), "last": item.get("time"), "refit": None, "cut": None,
+            "test": None})
         kind = item["event"]
-        if kind == "refit":  # after the search: not part of the trial's time
-            trial["refit"] = {k: v for k, v in item.items() if k not in ("event", "trial_id")}
+        if kind in ("refit", "test"):  # after the search: not part of the trial's time
+            trial[kind] = {k: v for k, v in item.items() if k not in ("event", "trial_id")}
             continue
         trial["last"] = item.get("time", trial["last"])
         if kind == "start":
@@ -177,7 +181,7 @@ def trial_records(events: list[dict[str, Any]], location: str) -> list[TrialReco
             spent = (trial["last"] or 0.0) - (trial["start"] or 0.0)
         records.append(TrialRecord(trial_id, trial["params"], history, trial["error"],
                                    float(spent), trial["ended"], trial["start"],
-                                   trial["refit"], trial["cut"]))
+                                   trial["refit"], trial["cut"], trial["test"]))
     return records
 
 

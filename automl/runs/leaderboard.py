@@ -20,7 +20,7 @@ from automl.errors import AutomlError
 from automl.runs.history import CHECKPOINT_PATH, DRIVER_LOST, OUT_OF_TIME, TrialRecord
 from automl.tasks import get_task
 from automl.trial.context import SearchContext, make_plan
-from automl.trial.metrics import current_names
+from automl.trial.metrics import binomial_se, current_names
 from automl.trial.plan import TrialPlan
 
 OVERFIT_GAP = 0.10
@@ -42,7 +42,8 @@ TIMING_COLUMNS = ["train_time_s", "data_time_s", "eval_time_s", "checkpoint_time
 COLUMNS = [
     "rank", "trial_id", "status", "eligible", "backbone", "weights", "pretrained",
     "unfreeze_depth", "layer_groups", *HYPERPARAMETERS, *RECIPE,
-    "val_accuracy", "best_epoch", "epochs", "val_loss", "train_accuracy", "overfit_gap",
+    "val_accuracy", "val_se", "test_accuracy", "test_se", "best_epoch", "epochs", "val_loss",
+    "train_accuracy", "overfit_gap",
     "overfitting", "transfer_gain", "negative_transfer", "knn_accuracy", "logme",
     "trial_time_s", "device", "device_hours", "trainable_params", "total_params",
     "trainable_pct", "samples_per_s", "peak_memory_mb", "latency_ms",
@@ -134,6 +135,10 @@ def _row(record: TrialRecord, context: SearchContext, running: bool) -> dict[str
         **{k: getattr(plan, k) if k in task_fields else None for k in ("pooling", "max_length")},
         **_recipe(plan),
         "val_accuracy": best.get("val_accuracy"),
+        "val_se": _val_se(best),
+        # Scored after selection (`automl.export.score`); nothing that ranks reads it.
+        "test_accuracy": (record.test or {}).get("accuracy"),
+        "test_se": (record.test or {}).get("se"),
         "best_epoch": best.get("epoch"),
         "epochs": epochs,
         "val_loss": best.get("val_loss"),
@@ -162,6 +167,12 @@ def _row(record: TrialRecord, context: SearchContext, running: bool) -> dict[str
         "refit": _refit_note(record.refit),
         "error": record.error,
     }
+
+
+def _val_se(best: Mapping[str, Any]) -> float | None:
+    """Binomial standard error of the selected epoch's validation accuracy."""
+    accuracy, examples = _number(best.get("val_accuracy")), _number(best.get("val_examples"))
+    return None if accuracy is None or not examples else binomial_se(accuracy, int(examples))
 
 
 def _recipe(plan: TrialPlan) -> dict[str, Any]:

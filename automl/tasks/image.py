@@ -18,9 +18,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from automl import storage
 from automl.backbones.registry import check_timm_name
 from automl.data import sources
-from automl.data.catalog import Catalog, fingerprint, split_array, stratified_split
+from automl.data.catalog import (
+    TEST,
+    Catalog,
+    class_codes,
+    fingerprint,
+    holdout_fraction,
+    split_with_test,
+)
 from automl.errors import DataError
 from automl.tasks import image_codec
 from automl.tasks.base import to_device
@@ -60,22 +68,28 @@ class ImageClassification:
         return check_timm_name(name)
 
     def scan(self, data: DataConfig) -> Catalog:
-        """A folder of class sub-folders, or a manifest table with a path and a label column."""
+        """A folder of class sub-folders, or a manifest table with a path and a label column;
+        the test split held out of it (`data.test_fraction`) or read from `data.test_path`."""
         assert data.path is not None
-        if sources.is_table(data.path):
-            locations, names, dropped, images = read_manifest(data.path, data.path_column,
-                                                              data.label_column)
-            stats: Any = (sources.file_info(data.path).mtime_ns, images)
-            classes = sorted(set(names))
-        else:
-            locations, names, classes, stats = scan_folder(data.path)
-            dropped = 0
-        index = {c: i for i, c in enumerate(classes)}
-        labels = np.array([index[n] for n in names], dtype=np.int32)
-        train, val = stratified_split(labels, data.val_fraction, data.seed, data.max_per_class)
-        split = split_array(len(labels), train, val)
-        key = fingerprint(self.name, data.path, locations, stats, labels, split)
-        return Catalog(data.path, tuple(classes), labels, split, tuple(locations), key, dropped)
+        locations, names, dropped, stats = _scan_source(data.path, data)
+        classes = sorted(set(names))
+        labels = class_codes(names, classes, data.path)
+        fraction, note = (0.0, None) if data.test_path else holdout_fraction(
+            len(labels), data.test_fraction)
+        split = split_with_test(labels, data.val_fraction, fraction, data.seed,
+                                data.max_per_class)
+        if data.test_path:
+            if not storage.exists(data.test_path):
+                raise DataError(f"data.test_path {data.test_path!r} does not exist; set it to a "
+                                "folder of class sub-folders or a manifest table")
+            test_locations, test_names, lost, test_stats = _scan_source(data.test_path, data)
+            locations, dropped = locations + test_locations, dropped + lost
+            labels = np.concatenate([labels, class_codes(test_names, classes, data.test_path)])
+            split = np.concatenate([split, np.full(len(test_names), TEST, np.int8)])
+            stats = (stats, test_stats)
+        key = fingerprint(self.name, data.path, data.test_path, locations, stats, labels, split)
+        return Catalog(data.path, tuple(classes), labels, split, tuple(locations), key, dropped,
+                       (note,) if note else ())
 
     def source_rows(self, catalog: Catalog, data: DataConfig) -> Iterator[pd.DataFrame]:
         """File locations with their label and split, shuffled (folders are sorted by class),
@@ -208,3 +222,15 @@ def normalize(pixels: torch.Tensor, preprocessing: dict[str, Any]) -> torch.Tens
     std = torch.tensor(preprocessing["std"], device=pixels.device).view(1, -1, 1, 1)
     x = pixels.float().div_(255.0)
     return ((x - mean) / std).contiguous()
+
+
+def _scan_source(location: str, data: DataConfig) -> tuple[list[str], list[str], int, Any]:
+    """Image locations, their class names, rows dropped and what the fingerprint hashes,
+    of a class-folder tree or a manifest table."""
+    if sources.is_table(location):
+        locations, names, dropped, images = read_manifest(location, data.path_column,
+                                                          data.label_column)
+        return list(locations), list(names), dropped, (sources.file_info(location).mtime_ns,
+                                                       images)
+    locations, names, _classes, stats = scan_folder(location)
+    return list(locations), list(names), 0, stats

@@ -22,13 +22,15 @@ import pyarrow as pa
 from automl.backbones.registry import check_hf_name
 from automl.data import sources
 from automl.data.catalog import (
+    TEST,
+    TRAIN,
     UNUSED,
     VAL,
     Catalog,
     class_codes,
     fingerprint,
-    split_array,
-    stratified_split,
+    holdout_fraction,
+    split_with_test,
 )
 from automl.errors import DataError
 from automl.tasks.base import to_device
@@ -58,9 +60,10 @@ class TextClassification:
         return check_hf_name(name, weights)
 
     def scan(self, data: DataConfig) -> Catalog:
-        """Stream the table(s) once for labels; split (or use data.val_path for validation)."""
+        """Stream the table(s) once for labels; split (or use data.val_path for validation);
+        the test split held out of data.path (`data.test_fraction`) or data.test_path."""
         assert data.path is not None
-        tables = (data.path, data.val_path) if data.val_path else (data.path,)
+        tables = tuple(t for t in (data.path, data.val_path, data.test_path) if t)
         names: list[np.ndarray] = []
         dropped = 0
         for table in tables:
@@ -72,20 +75,27 @@ class TextClassification:
             raise DataError(f"{data.path}: labels have a single value {classes}; need at "
                             "least two classes")
         labels = [class_codes(n, classes, t) for n, t in zip(names, tables, strict=True)]
+        fraction, note = (0.0, None) if data.test_path else holdout_fraction(
+            len(labels[0]), data.test_fraction)
         if data.val_path:
-            train = np.arange(len(labels[0]))
-            if data.max_per_class:  # a seeded subsample of the training table only
-                train = stratified_split(labels[0], 0.5, data.seed, data.max_per_class * 2)[0]
-            split = np.concatenate([split_array(len(labels[0]), train, np.array([], int)),
-                                    np.full(len(labels[1]), VAL, np.int8)])
+            # All of data.path trains (a seeded subsample with max_per_class) but its test share.
+            split = np.full(len(labels[0]), TRAIN, np.int8)
+            if fraction or data.max_per_class:
+                split = split_with_test(labels[0], 0.5, fraction, data.seed,
+                                        data.max_per_class * 2 if data.max_per_class else None)
+                split[split == VAL] = UNUSED if data.max_per_class else TRAIN
+            parts = [split, np.full(len(labels[1]), VAL, np.int8)]
         else:
-            split = split_array(len(labels[0]), *stratified_split(
-                labels[0], data.val_fraction, data.seed, data.max_per_class))
+            parts = [split_with_test(labels[0], data.val_fraction, fraction, data.seed,
+                                     data.max_per_class)]
+        if data.test_path:
+            parts.append(np.full(len(labels[-1]), TEST, np.int8))
+        split = np.concatenate(parts)
         infos = {t: sources.file_info(t) for t in tables}
         stats = [(t, info.size, info.mtime_ns) for t, info in infos.items()]
         key = fingerprint(self.name, stats, data.text_column, data.label_column, split)
         return Catalog(data.path, tuple(classes), np.concatenate(labels), split, tables, key,
-                       dropped)
+                       dropped, (note,) if note else ())
 
     def source_rows(self, catalog: Catalog, data: DataConfig) -> Iterator[pd.DataFrame]:
         """The usable rows again, in scan order, with their label and split."""

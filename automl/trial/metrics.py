@@ -9,6 +9,7 @@ names. Histories and checkpoints written before the names were unified used `LEG
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,14 @@ from automl.runs.history import OUT_OF_TIME
 LEGACY_NAMES = {"train_s": "train_time_s", "data_s": "data_time_s", "eval_s": "eval_time_s",
                 "checkpoint_s": "checkpoint_time_s"}
 """Timing names of runs made before the trial and the board used one name per metric."""
+
+
+def binomial_se(accuracy: float, examples: int) -> float:
+    """Standard error of an accuracy measured on `examples` independent examples:
+    sqrt(p (1 − p) / n)."""
+    if examples <= 0 or math.isnan(accuracy):
+        return math.nan
+    return math.sqrt(max(accuracy * (1 - accuracy), 0.0) / examples)
 
 
 def current_names(metrics: Mapping[str, Any]) -> dict[str, Any]:
