@@ -94,6 +94,24 @@ def write_rotten_tomatoes(out_file: str | Path, per_class: int = 1200, seed: int
     return out
 
 
+def write_rotten_tomatoes_test(out_file: str | Path, demo_csv: str | Path,
+                               per_class: int = 500, seed: int = 1) -> Path:
+    """Snippets the demo's table left out (`per_class` fresh and rotten, seeded), as a CSV
+    like it: the text demo's test split."""
+    import pandas as pd
+
+    out = Path(out_file)
+    if out.exists():
+        return out
+    corpus = pd.read_csv(rotten_tomatoes_source())
+    used = set(pd.read_csv(demo_csv)["text"])
+    rest = corpus[corpus["category"].isin(["fresh", "rotten"]) & ~corpus["text"].isin(used)]
+    rows = pd.concat(rest[rest["category"] == c].sample(n=per_class, random_state=seed)
+                     for c in ("fresh", "rotten"))
+    rows.rename(columns={"category": "label"})[["text", "label"]].to_csv(out, index=False)
+    return out
+
+
 def main(root: str = "data") -> None:
     """Write every demo dataset under `root` (idempotent)."""
     out = write_fashion_mnist(Path(root) / "fashion_mnist")
@@ -102,6 +120,8 @@ def main(root: str = "data") -> None:
     print(f"demo data: {test} (official test images: the demo's test split)")
     text = write_rotten_tomatoes(Path(root) / "rotten_tomatoes.csv")
     print(f"demo data: {text} (fresh / rotten reviews)")
+    held = write_rotten_tomatoes_test(Path(root) / "rotten_tomatoes_test.csv", text)
+    print(f"demo data: {held} (reviews the demo's table left out: its test split)")
 
 
 if __name__ == "__main__":

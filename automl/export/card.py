@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 CARD_FIELDS = (
     "trial_id", "status", "backbone", "weights", "unfreeze_fraction", "unfreeze_depth",
     "layer_groups", "head_lr", "backbone_lr", "layer_decay", "lp_ft_epochs", "weight_decay",
-    "batch_size", "pooling", "max_length", "val_accuracy", "val_loss", "best_epoch", "epochs",
+    "batch_size", "pooling", "max_length", "val_accuracy", "val_se", "test_accuracy", "test_se",
+    "val_loss", "best_epoch", "epochs",
     "train_accuracy", "overfit_gap", "transfer_gain", "trainable_params", "total_params",
     "latency_ms", "trial_time_s", "device_hours")
 
@@ -28,7 +29,8 @@ def model_card(config: dict[str, Any], checks: list[ExportedFormat], context: Ex
         "",
         f"Exported by automl from a transfer-learning search: backbone `{config['backbone']}` "
         f"({config['library']}, weights `{config['weights_source']}`)"
-        + (f", validation accuracy **{accuracy:.4f}**" if accuracy is not None else "") + ".",
+        + (f", validation accuracy **{accuracy:.4f}**" if accuracy is not None else "") + "."
+        + _test_line(context.trial),
         "",
         f"Classes: {', '.join(f'`{n}`' for n in names)}",
     ]
@@ -81,6 +83,17 @@ def model_card(config: dict[str, Any], checks: list[ExportedFormat], context: Ex
                   "logits = model(**tok(texts, truncation=True, padding=True, "
                   "return_tensors='pt')).logits", "```"]
     return "\n".join(lines) + "\n"
+
+
+def _test_line(trial: dict[str, Any]) -> str:
+    """The test split's score of a trial that was selected with one (the run's untouched
+    examples), with the selection's optimism on validation."""
+    test, val = trial.get("test_accuracy"), trial.get("val_accuracy")
+    if not isinstance(test, (int, float)) or test != test or not isinstance(val, (int, float)):
+        return ""
+    return (f" On the run's test split, which no trial, ranking or selection saw: "
+            f"**{test:.4f} ± {trial.get('test_se', float('nan')):.4f}** (validation − test: "
+            f"{val - test:+.4f}).")
 
 
 def _fmt(value: Any) -> str:
