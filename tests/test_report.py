@@ -197,6 +197,20 @@ def test_a_test_event_scores_the_selected_row_and_the_report_says_so() -> None:
     page = build_report(board, [], {}, "t", "finished")
     assert "<b>0.8500 ± 0.0113 </b>(selection optimism +0.0500)" in page
     assert "val_accuracy 0.9000 ± 0.0150 at epoch 2" in page
+    assert "Within noise" not in page  # a single trial
     no_test = build_leaderboard(trial_records(events[:-1], "/run"), STATIC)
     assert no_test["test_accuracy"].isna().all()
     assert "No test split" in build_report(no_test, [], {}, "t", "finished")
+
+
+def test_the_report_names_runners_up_within_noise() -> None:
+    """0.90 vs 0.89 on 400 examples is within 2 SE of the difference; 0.90 vs 0.70 is not."""
+    def run(trial_id: str, accs: list[float]) -> TrialRecord:
+        record = _trial(trial_id, "m:package", accs)
+        history = [{**h, "val_examples": 400} for h in record.history]
+        return TrialRecord(trial_id, record.params, history, None, 30.0, True, 1000.0)
+
+    board = build_leaderboard([run("a", [0.9]), run("b", [0.89]), run("c", [0.7])], STATIC)
+    page = build_report(board, [], {}, "t", "finished")
+    assert "Within noise: 1 other trial(s)" in page and "b (0.8900)" in page
+    assert "c (0.7000)" not in page

@@ -12,7 +12,7 @@ import pandas as pd
 
 from automl.report import plots
 from automl.runs.history import TrialRecord
-from automl.runs.leaderboard import OVERFIT_GAP, Constraints, selected
+from automl.runs.leaderboard import OVERFIT_GAP, Constraints, has_checkpoint, selected
 from automl.search.transferability import ranking_quality
 
 TABLE_COLUMNS = [
@@ -151,7 +151,24 @@ def _cards(board: pd.DataFrame, constraints: Constraints) -> str:
                   f"head_lr {best['head_lr']:.3g}, val_accuracy {best['val_accuracy']:.4f} "
                   f"{_se(best.get('val_se'))}at epoch {best['best_epoch']:.0f}."
                   f"{_test(best)}</p>")
-    return f'<div class="cards">{html_cards}</div><p>{rule}</p>{chosen}'
+    return f'<div class="cards">{html_cards}</div><p>{rule}</p>{chosen}{_within_noise(board)}'
+
+
+def _within_noise(board: pd.DataFrame) -> str:
+    """Which runners-up the selected trial beat by less than twice the standard error of the
+    difference (√(SE₁² + SE₂²); the same validation examples make it conservative)."""
+    best = selected(board)
+    if best is None or "val_se" not in board or pd.isna(best.get("val_se")):
+        return ""
+    others = board[has_checkpoint(board) & (board["trial_id"] != best["trial_id"])]
+    margin = 2 * (best["val_se"] ** 2 + others["val_se"].astype(float) ** 2) ** 0.5
+    close = others[best["val_accuracy"] - others["val_accuracy"] < margin]
+    if close.empty:
+        return ""
+    names = ", ".join(f"{_e(r.trial_id)} ({r.val_accuracy:.4f})" for r in close.itertuples())
+    return (f"<p class='flag'>Within noise: {len(close)} other trial(s) scored within two "
+            f"standard errors of the selected one on validation — {names}; which of them is "
+            "best is not resolved by this validation set.</p>")
 
 
 def _se(value: Any) -> str:
