@@ -26,3 +26,11 @@ def test_by_category_plots_scored_trials_only() -> None:
     assert "<svg" in svg and "unfrozen groups" in svg
     empty = plots.by_category(board.iloc[2:], "unfreeze_depth", "unfrozen groups")
     assert "No trial has a validation score yet." in empty
+
+
+def test_by_category_draws_standard_error_bars_when_the_board_has_them() -> None:
+    board = pd.DataFrame({"val_accuracy": [0.8, 0.9], "backbone": ["a", "b"],
+                          "val_se": [0.02, 0.015]})
+    with_bars = plots.by_category(board, "backbone", "backbone").count("LineCollection")
+    without = plots.by_category(board.drop(columns="val_se"), "backbone", "backbone")
+    assert with_bars == without.count("LineCollection") + 2  # one bar collection per value

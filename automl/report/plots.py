@@ -92,7 +92,8 @@ def learning_curves(records: list[TrialRecord], board: pd.DataFrame,
 
 
 def by_category(board: pd.DataFrame, column: str, xlabel: str) -> str:
-    """Each scored trial's accuracy per value of `column` (jittered strip plot)."""
+    """Each scored trial's accuracy per value of `column` (jittered strip plot), with ± 1
+    standard error bars where the board has them (`val_se`)."""
     scored = board[board["val_accuracy"].notna()]
     if scored.empty:
         return _note("No trial has a validation score yet.")
@@ -102,7 +103,11 @@ def by_category(board: pd.DataFrame, column: str, xlabel: str) -> str:
     for i, value in enumerate(order):
         ys = scored.loc[labels == value, "val_accuracy"].to_numpy()
         xs = [i + 0.15 * math.sin(7.3 * k) for k in range(len(ys))]  # deterministic jitter
-        ax.scatter(xs, ys, s=22, alpha=0.8)
+        points = ax.scatter(xs, ys, s=22, alpha=0.8)
+        if "val_se" in scored:
+            errors = pd.to_numeric(scored.loc[labels == value, "val_se"], errors="coerce")
+            ax.errorbar(xs, ys, yerr=errors.fillna(0).to_numpy(), fmt="none", linewidth=0.8,
+                        alpha=0.6, ecolor=points.get_facecolor()[0])
         ax.hlines(ys.max(), i - 0.3, i + 0.3, color="black", linewidth=1)
     ax.set_xticks(range(len(order)), order, rotation=20 if len(order) > 3 else 0, fontsize=8)
     ax.set_xlabel(xlabel)
