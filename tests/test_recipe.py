@@ -177,6 +177,14 @@ def test_an_extreme_strip_is_stored_small() -> None:
         assert max(img.size) <= 3 * min(img.size)
 
 
+def test_ddp_ranks_draw_their_own_augmentation_at_the_same_step() -> None:
+    from automl.trial.steps import stream_seed
+
+    assert stream_seed(3, 2, 5) == stream_seed(3, 2, 5, rank=0)  # one worker: as before
+    seeds = {stream_seed(3, 2, 5, rank) + row for rank in range(4) for row in range(512)}
+    assert len(seeds) == 4 * 512  # no example of one rank shares a seed with another's
+
+
 def test_seeded_augmentation_reproduces_and_leaves_global_generators_alone() -> None:
     images = [_png(_photo(40, 32)) for _ in range(4)]
     plan = TrialPlan(task="image", backbone="x", weights="scratch", classes=("a", "b"),

@@ -107,7 +107,8 @@ def _train(settings: LoopSettings, worker: Worker, setup: TrialSetup, t0: float)
         if probe is not None and on_features:
             stats = probe.train_epoch(epoch)
         else:
-            stats = train_epoch(setup, plan, epoch, device, train_batches.epoch())
+            stats = train_epoch(setup, plan, epoch, device, train_batches.epoch(),
+                                worker.rank)
         timings.train_time_s += time.time() - t
         timings.data_time_s += stats.data_s
         t = time.time()

@@ -112,7 +112,7 @@ def setup_trial(plan: TrialPlan, steps_per_epoch: int = 1, decode_workers: int =
 
 def train_epoch(
     setup: TrialSetup, plan: TrialPlan, epoch: int, device: torch.device,
-    batches: Iterable[pa.Table],
+    batches: Iterable[pa.Table], rank: int = 0,
 ) -> EpochStats:
     """One epoch over this worker's batches (all ranks get equally many: DDP needs equal
     step counts); a batch of one row is skipped (BatchNorm cannot train on it).
@@ -126,7 +126,7 @@ def train_epoch(
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.float64, device=device)
     waited = time.perf_counter()
-    seeded = ((batch, stream_seed(plan.seed, epoch, step))
+    seeded = ((batch, stream_seed(plan.seed, epoch, step, rank))
               for step, batch in enumerate(batches) if batch.num_rows > 1)
     for step, (host, labels, seed) in enumerate(setup.decoder.batches(plan, seeded)):
         assert seed is not None
@@ -160,10 +160,11 @@ def train_epoch(
     return stats
 
 
-def stream_seed(seed: int, epoch: int, step: int) -> int:
+def stream_seed(seed: int, epoch: int, step: int, rank: int = 0) -> int:
     """The seed of one training batch's augmentation (its examples add their row): the same
-    trial seed, epoch and step give the same draws after a restart."""
-    return (seed * 1_000_003 + epoch * 10_007 + step) * 4_099 % 2**62
+    trial seed, epoch, step and DDP rank give the same draws after a restart, and ranks draw
+    apart (the same step on two ranks holds other images)."""
+    return ((seed * 1_000_003 + epoch * 10_007 + step) * 4_099 + rank * 1_000_000_007) % 2**62
 
 
 def _autocast(plan: TrialPlan, device: torch.device) -> AbstractContextManager[Any]:
