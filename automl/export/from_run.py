@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automl import paths, storage
 from automl.data.shards import dataset_of, first_rows, split_dir
 from automl.errors import AutomlError, TrialFailed
 from automl.export.context import ExportContext
-from automl.export.writer import CHECK_ROWS, export_checkpoint
-from automl.ownership import check_export_target, remove_files
+from automl.export.remote import export_on_ray, write_export
+from automl.export.writer import CHECK_ROWS
 from automl.runs.history import append_event, event
 from automl.runs.layout import CONFIG_FILE as RUN_CONFIG_FILE
 from automl.runs.layout import HISTORY_FILE, REFIT_DIR
@@ -62,57 +60,6 @@ def export_trial(run: RunDir, row: pd.Series, board: pd.DataFrame,
     if refit:
         _record_refit(run, str(row["trial_id"]), context.refit or {})
     return target
-
-
-def write_export(location: str, out: str, formats: Sequence[str], context: ExportContext,
-                 log: Callable[[str], Any]) -> str:
-    """Export the checkpoint at `location` (a path or URI) to `out` in this process."""
-    target = paths.resolve(out, "--out")
-    with storage.local_copy(location) as checkpoint:
-        if not paths.is_remote(target):
-            return str(export_checkpoint(checkpoint, target, formats, context, log))
-        check_export_target(target)
-        with tempfile.TemporaryDirectory(prefix="automl-export-") as tmp:
-            staged = Path(tmp) / "export"
-            export_checkpoint(checkpoint, staged, formats, context, log)
-            remove_files(target, check_export_target(target))  # only the earlier export's files
-            storage.upload(staged, target)
-    return target
-
-
-def export_on_ray(location: str, out: str, formats: Sequence[str], context: ExportContext,
-                  log: Callable[[str], Any]) -> str:
-    """`write_export` as a Ray task: conversion and checks (ONNX's peak memory) run in a
-    worker, not in the driver. An export to a local folder runs on the driver's node, where
-    that folder is; one to storage (`s3://…`) runs wherever the cluster has room. The
-    per-format lines print when it ends; its error is raised here as one `AutomlError`."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    target = paths.resolve(out, "--out")
-    options: dict[str, Any] = {"num_cpus": 1, "max_retries": 0}
-    if not paths.is_remote(target):
-        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
-            ray.get_runtime_context().get_node_id(), soft=False)
-    task = ray.remote(_export_task).options(**options)
-    lines, error = ray.get(task.remote(location, target, tuple(formats), context))
-    for line in lines:
-        log(line)
-    if error is not None:
-        raise AutomlError(error)
-    return target
-
-
-def _export_task(location: str, out: str, formats: tuple[str, ...], context: ExportContext
-                 ) -> tuple[list[str], str | None]:
-    """Ray task body of `export_on_ray`: the log lines, and the error as one line (a Ray task
-    error would carry the worker's traceback)."""
-    lines: list[str] = []
-    try:
-        write_export(location, out, formats, context, lines.append)
-    except Exception as exc:  # exporters raise anything; the driver reports it in one line
-        return lines, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return lines, None
 
 
 def _context(run: RunDir, row: pd.Series, board: pd.DataFrame, search: SearchContext | None,
