@@ -31,32 +31,27 @@ def write_fashion_mnist(
 
     The source is Debian's `dataset-fashion-mnist` package (IDX files, MIT licence).
     """
-    out = Path(out_dir)
-    marker = out / f".complete-{per_class}-{seed}"
-    if marker.exists():
-        return out
-    images = _read_idx(source / "train-images-idx3-ubyte.gz")
-    labels = _read_idx(source / "train-labels-idx1-ubyte.gz")
-    rng = np.random.default_rng(seed)
-    for cls, name in enumerate(FASHION_MNIST_CLASSES):
-        folder = out / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for n, i in enumerate(rng.permutation(np.flatnonzero(labels == cls))[:per_class]):
-            Image.fromarray(images[i]).save(folder / f"{n:05d}.png")
-    marker.touch()
-    return out
+    return _write_subset(out_dir, source / "train-images-idx3-ubyte.gz",
+                         source / "train-labels-idx1-ubyte.gz", per_class, seed)
 
 
 def write_fashion_mnist_test(out_dir: str | Path, per_class: int = 100, seed: int = 0,
                              source: Path = FASHION_MNIST_DIR) -> Path:
     """A seeded, class-balanced subset of Fashion-MNIST's official test images (t10k), laid
     out like `write_fashion_mnist`: the demo's test split, which its search never sees."""
+    return _write_subset(out_dir, source / "t10k-images-idx3-ubyte.gz",
+                         source / "t10k-labels-idx1-ubyte.gz", per_class, seed)
+
+
+def _write_subset(out_dir: str | Path, images_file: Path, labels_file: Path, per_class: int,
+                  seed: int) -> Path:
+    """`per_class` seeded images of each class of an IDX pair as `out_dir/<class>/<n>.png`
+    (skipped when a marker says this subset was written)."""
     out = Path(out_dir)
     marker = out / f".complete-{per_class}-{seed}"
     if marker.exists():
         return out
-    images = _read_idx(source / "t10k-images-idx3-ubyte.gz")
-    labels = _read_idx(source / "t10k-labels-idx1-ubyte.gz")
+    images, labels = _read_idx(images_file), _read_idx(labels_file)
     rng = np.random.default_rng(seed)
     for cls, name in enumerate(FASHION_MNIST_CLASSES):
         folder = out / name
