@@ -15,11 +15,11 @@ DRIVER = """
 import json, sys, time
 import ray, ray.data
 from automl import storage
-from automl.data.shards import _read_table, dataset_of
+from automl.data.shards import dataset_of, read_table
 from automl.search import ray_session
 
 ray_session.init_ray(None)
-read = ray.remote(num_cpus=0)(_read_table)
+read = ray.remote(num_cpus=0)(read_table)
 
 def per_file(folder):
     refs = [read.remote(f, None) for f in storage.list_files(folder, ".parquet")]

@@ -17,15 +17,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from PIL import Image
 
-from automl.data.demo import (
-    FASHION_MNIST_CLASSES,
-    FASHION_MNIST_DIR,
-    _read_idx,
-    rotten_tomatoes_source,
-)
+from automl.data import demo
+from automl.data.demo import FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, _read_idx
 from automl.export.load import load
 
 
@@ -42,12 +37,9 @@ def test_images(out: Path, count: int) -> tuple[list[str], list[str]]:
 
 def held_back_reviews(per_class: int, demo_csv: Path = Path("data/rotten_tomatoes.csv")
                       ) -> tuple[list[str], list[str]]:
-    """`per_class` fresh and rotten snippets not in the demo's table (seeded)."""
-    corpus = pd.read_csv(rotten_tomatoes_source())
-    used = set(pd.read_csv(demo_csv)["text"])
-    rest = corpus[corpus["category"].isin(["fresh", "rotten"]) & ~corpus["text"].isin(used)]
-    rows = pd.concat(rest[rest["category"] == c].sample(n=per_class, random_state=1)
-                     for c in ("fresh", "rotten"))
+    """`per_class` fresh and rotten snippets not in the demo's table (seeded): the rows
+    `automl.data.demo.held_back_reviews` picks."""
+    rows = demo.held_back_reviews(demo_csv, per_class)
     return rows["text"].tolist(), rows["category"].tolist()
 
 

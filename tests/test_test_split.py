@@ -168,3 +168,22 @@ def test_the_search_loads_no_test_shards(monkeypatch: pytest.MonkeyPatch) -> Non
     datasets = shards.load_datasets(shards.PreparedData(("a",), {"k": variant}, {"b": "k"}))
     assert set(datasets["k"]) == {"train", "val"}
     assert loaded == ["/cache/k/train", "/cache/k/val"]
+
+
+def test_the_demo_test_sets_are_written_once_and_never_over_a_file(tmp_path: Path) -> None:
+    """`make demo` writes the test splits only where nothing is: a file already there (the
+    user's, or an earlier run's) is left byte for byte."""
+    from automl.data import demo
+
+    table = tmp_path / "reviews.csv"
+    table.write_text("text,label\nkeep me,fresh\n")
+    held = tmp_path / "held.csv"
+    held.write_text("mine\n")
+    assert demo.write_rotten_tomatoes(table) == table
+    assert demo.write_rotten_tomatoes_test(held, table) == held
+    assert table.read_text() == "text,label\nkeep me,fresh\n" and held.read_text() == "mine\n"
+    fresh = demo.write_rotten_tomatoes_test(tmp_path / "new.csv", table, per_class=3)
+    rows = pd.read_csv(fresh)
+    assert list(rows.columns) == ["text", "label"] and len(rows) == 6
+    assert "keep me" not in set(rows["text"])
+    assert not list(tmp_path.glob(".*.tmp"))  # written whole, nothing left behind

@@ -74,14 +74,6 @@ def stratified_split(
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
-def split_array(n: int, train: np.ndarray, val: np.ndarray) -> np.ndarray:
-    """The per-example split column for train / val index arrays (others UNUSED)."""
-    split = np.full(n, UNUSED, dtype=np.int8)
-    split[train] = TRAIN
-    split[val] = VAL
-    return split
-
-
 def holdout_fraction(rows: int, fraction: float | None) -> tuple[float, str | None]:
     """The test fraction to hold out of `rows` examples, and a note when the default holds
     none: `data.test_fraction` when set, else 0.1 (at least 300 examples) from 3,000 up."""

@@ -5,9 +5,15 @@ from __future__ import annotations
 import gzip
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+from automl.ownership import write_atomic
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = [
@@ -84,8 +90,7 @@ def write_rotten_tomatoes(out_file: str | Path, per_class: int = 1200, seed: int
         for label in ("fresh", "rotten")
     ]
     subset = pd.concat(parts).sample(frac=1.0, random_state=seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    subset.rename(columns={"category": "label"})[["text", "label"]].to_csv(out, index=False)
+    _write_table(subset, out)
     return out
 
 
@@ -93,18 +98,29 @@ def write_rotten_tomatoes_test(out_file: str | Path, demo_csv: str | Path,
                                per_class: int = 500, seed: int = 1) -> Path:
     """Snippets the demo's table left out (`per_class` fresh and rotten, seeded), as a CSV
     like it: the text demo's test split."""
+    out = Path(out_file)
+    if not out.exists():
+        _write_table(held_back_reviews(demo_csv, per_class, seed), out)
+    return out
+
+
+def held_back_reviews(demo_csv: str | Path, per_class: int, seed: int = 1) -> pd.DataFrame:
+    """`per_class` fresh and rotten snippets that are not in the demo's table (seeded), with
+    the corpus's `text` and `category` columns."""
     import pandas as pd
 
-    out = Path(out_file)
-    if out.exists():
-        return out
     corpus = pd.read_csv(rotten_tomatoes_source())
     used = set(pd.read_csv(demo_csv)["text"])
     rest = corpus[corpus["category"].isin(["fresh", "rotten"]) & ~corpus["text"].isin(used)]
-    rows = pd.concat(rest[rest["category"] == c].sample(n=per_class, random_state=seed)
+    return pd.concat(rest[rest["category"] == c].sample(n=per_class, random_state=seed)
                      for c in ("fresh", "rotten"))
-    rows.rename(columns={"category": "label"})[["text", "label"]].to_csv(out, index=False)
-    return out
+
+
+def _write_table(rows: pd.DataFrame, out: Path) -> None:
+    """Corpus rows as a `text,label` CSV at `out`, written whole (temporary name, then
+    rename); callers write only where nothing is yet."""
+    write_atomic(out, rows.rename(columns={"category": "label"})[["text", "label"]]
+                 .to_csv(index=False))
 
 
 def main(root: str = "data") -> None:

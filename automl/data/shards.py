@@ -137,7 +137,7 @@ def first_rows(folder: str, rows: int) -> pa.Table | None:
         return None
     tables: list[pa.Table] = []
     for file in storage.list_files(folder, ".parquet"):
-        tables.append(_read_table(file))
+        tables.append(read_table(file))
         if sum(t.num_rows for t in tables) >= rows:
             break
     return pa.concat_tables(tables).slice(0, rows) if tables else None
@@ -188,7 +188,8 @@ def _write_table(table: pa.Table, location: str) -> None:
     pq.write_table(table, path, filesystem=fs)
 
 
-def _read_table(location: str, columns: list[str] | None = None) -> pa.Table:
+def read_table(location: str, columns: list[str] | None = None) -> pa.Table:
+    """One prepared Parquet shard (a path or URI)."""
     fs, path = storage.filesystem(location)
     return pq.read_table(path, columns=columns, filesystem=fs)
 
@@ -208,7 +209,7 @@ class _PartResult:
 def _prepare_part(part: str | pa.Table, task: str, variant: dict[str, Any], out: str,
                   num_classes: int) -> _PartResult:
     """One Ray task: a source part (a Parquet file, or a shuffled block) → one shard file."""
-    source = _read_table(part) if isinstance(part, str) else part
+    source = read_table(part) if isinstance(part, str) else part
     prepared = get_task(task).prepare_batch(source, variant)
     size = 0
     if prepared.num_rows:
@@ -306,9 +307,9 @@ def _check_usable(catalog: Catalog, counts: dict[str, np.ndarray], skipped: int)
 
 
 def load_datasets(prepared: PreparedData) -> dict[str, dict[str, Any]]:
-    """Each variant's train/val shards (never the test split) as materialized Ray Datasets:
-    one read task per shard file on the cluster, blocks in the object store (spilled to disk
-    when it fills), none in the driver.
+    """Each variant's train/val shards (never the test split) as materialized Ray Datasets
+    (`dataset_of`): blocks in the object store (spilled to disk when it fills), none in the
+    driver.
 
     Materialized, not lazy: a lazy read inside a trial needs CPUs that the trials' workers
     hold, and hangs (measured; ../shared/FACTS.md). Reading with plain tasks into
@@ -346,7 +347,7 @@ def dataset_of(folder: str, columns: list[str] | None) -> Any:
 
 def _read_tables(locations: list[str], columns: list[str] | None) -> Any:
     """Ray task body of `dataset_of`: each file's table, as one return value per file."""
-    tables = [_read_table(f, columns) for f in locations]
+    tables = [read_table(f, columns) for f in locations]
     return tables[0] if len(tables) == 1 else tuple(tables)
 
 
@@ -368,5 +369,5 @@ def prepare_local(task: Task, catalog: Catalog, data: DataConfig,
 
 def read_split(variant: PreparedVariant, split: str) -> pa.Table:
     """A whole split in memory, without Ray (tests and the benchmark's in-memory baseline)."""
-    return pa.concat_tables(_read_table(f, list(variant.columns))
+    return pa.concat_tables(read_table(f, list(variant.columns))
                             for f in storage.list_files(variant.split_dir(split), ".parquet"))

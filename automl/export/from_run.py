@@ -23,7 +23,7 @@ from automl.runs.leaderboard import outcome
 from automl.search import ray_session
 from automl.tasks import get_task
 from automl.trial.executors import fit_plan
-from automl.trial.plan import PLAN_FILE, TrialPlan
+from automl.trial.plan import TrialPlan
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,7 +43,7 @@ def export_trial(run: RunDir, row: pd.Series, board: pd.DataFrame,
     `on_ray`: build and check the formats in a Ray task (Ray must be initialized), so the
     driver's memory stays flat when a large model converts (`export_on_ray`)."""
     location = str(row["checkpoint"])
-    plan = TrialPlan.from_dict(json.loads(storage.read_text(storage.join(location, PLAN_FILE))))
+    plan = TrialPlan.read(location)
     context = _context(run, row, board, search, plan)
     if refit:
         epochs = int(row["best_epoch"])

@@ -38,10 +38,10 @@ class SplitScore:
 def score_checkpoint(location: str, folder: str) -> SplitScore:
     """The checkpoint at `location` (path or URI) scored on every prepared row in `folder`
     (a split's shard folder), in this process, on its GPU when it has one."""
-    import pyarrow.parquet as pq
     import torch
     import torch.nn.functional as F
 
+    from automl.data.shards import read_table
     from automl.export.writer import load_weights, rebuild
     from automl.tasks import get_task
     from automl.trial.plan import WEIGHTS_FILE, TrialPlan
@@ -57,8 +57,7 @@ def score_checkpoint(location: str, folder: str) -> SplitScore:
     model = model.to(device).eval()
     with torch.inference_mode():
         for file in storage.list_files(folder, ".parquet"):
-            fs, path = storage.filesystem(file)
-            table = pq.read_table(path, filesystem=fs)
+            table = read_table(file)
             for start in range(0, table.num_rows, BATCH):
                 inputs, labels = task.collate(table.slice(start, BATCH), plan, device)
                 logits = task.forward(model, inputs).float()
@@ -84,16 +83,14 @@ def score_selected(row: Mapping[str, Any], data_root: str | None, use_gpu: bool 
                    ) -> SplitScore | None:
     """The board row's checkpoint scored on its variant's test split, as a Ray task; None
     when the run has no test split (or no checkpoint)."""
-    import json
-
     from automl.data.shards import split_dir
     from automl.tasks import get_task
-    from automl.trial.plan import PLAN_FILE, TrialPlan
+    from automl.trial.plan import TrialPlan
 
     location = row.get("checkpoint")
     if not isinstance(location, str) or not data_root:
         return None
-    plan = TrialPlan.from_dict(json.loads(storage.read_text(storage.join(location, PLAN_FILE))))
+    plan = TrialPlan.read(location)
     folder = split_dir(data_root, get_task(plan.task), plan.preprocessing, "test")
     if not storage.exists(folder) or not storage.list_files(folder, ".parquet"):
         return None

@@ -151,13 +151,13 @@ def _cards(board: pd.DataFrame, constraints: Constraints) -> str:
                   f"head_lr {best['head_lr']:.3g}, val_accuracy {best['val_accuracy']:.4f} "
                   f"{_se(best.get('val_se'))}at epoch {best['best_epoch']:.0f}."
                   f"{_test(best)}</p>")
-    return f'<div class="cards">{html_cards}</div><p>{rule}</p>{chosen}{_within_noise(board)}'
+    return f'<div class="cards">{html_cards}</div><p>{rule}</p>{chosen}{_within_noise(board, best)}'
 
 
-def _within_noise(board: pd.DataFrame) -> str:
-    """Which runners-up the selected trial beat by less than twice the standard error of the
-    difference (√(SE₁² + SE₂²); the same validation examples make it conservative)."""
-    best = selected(board)
+def _within_noise(board: pd.DataFrame, best: pd.Series | None) -> str:
+    """Which runners-up the selected trial (`best`) beat by less than twice the standard
+    error of the difference (√(SE₁² + SE₂²); the same validation examples make it
+    conservative)."""
     if best is None or "val_se" not in board or pd.isna(best.get("val_se")):
         return ""
     others = board[has_checkpoint(board) & (board["trial_id"] != best["trial_id"])]

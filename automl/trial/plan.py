@@ -110,3 +110,11 @@ class TrialPlan:
     def load(cls, directory: Path) -> TrialPlan:
         """Read the plan saved in a checkpoint or export directory."""
         return cls.from_dict(json.loads((directory / PLAN_FILE).read_text()))
+
+    @classmethod
+    def read(cls, location: str) -> TrialPlan:
+        """The plan of a checkpoint at `location` (a path or storage URI), without copying
+        the checkpoint's weights."""
+        from automl import storage
+
+        return cls.from_dict(json.loads(storage.read_text(storage.join(location, PLAN_FILE))))
