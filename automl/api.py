@@ -19,7 +19,7 @@ from automl.backbones.registry import hub_reachable
 from automl.config.durations import format_duration
 from automl.config.schema import Config
 from automl.data import prepare
-from automl.data.catalog import TRAIN
+from automl.data.catalog import TRAIN, balanced_weights, imbalance_note
 from automl.data.shards import load_datasets
 from automl.errors import AutomlError, SearchFailed, SearchInterrupted, root_cause
 from automl.ownership import check_new_run_dir, check_resumable, mark_run, write_atomic
@@ -205,7 +205,10 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
         prepared = prepare.prepare_data(cfg, catalog, preprocessing, out.location)
         datasets = load_datasets(prepared)
     log(prepared.summary(catalog.source, catalog.dropped))
-    for note in catalog.notes:
+    counts = catalog.class_counts(TRAIN)
+    imbalance = imbalance_note(counts, catalog.classes, cfg.search.metric_name,
+                               cfg.train.class_weights)
+    for note in (*catalog.notes, *([imbalance] if imbalance else [])):
         log(f"note: {note}")
     # A restored Tune experiment keeps the budget it started with; a search resumed before
     # Tune started (killed while preparing or ranking) starts its budget now.
@@ -222,6 +225,8 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     ).replace(
         data_root=storage.join(prepare.cache_root(cfg, out.location), catalog.fingerprint),
         data=DataFacts(catalog.source, first.train_rows, first.val_rows, cfg.data.text_column),
+        class_weights=(balanced_weights(counts) if cfg.train.class_weights == "balanced"
+                       else None),
     )
     ranked = rank_backbones(cfg, context, datasets, log)
     context = context.replace(transferability=ranked)
@@ -273,6 +278,7 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
         "wall_time_s": wall, "concurrency": concurrency, "trials": len(board),
         "status_counts": board["status"].value_counts().to_dict(),
         "best_val_accuracy": _float(board["val_accuracy"].max()),
+        "metric": context.metric, "best_val": _float(board[context.objective].max()),
         "test": test,
         "export_dir": export_dir,
         "disk_bytes": out.disk_usage(),
@@ -336,20 +342,19 @@ def _score_test(run: RunDir, board: pd.DataFrame, records: list[TrialRecord],
 
     row = best_trial(board)
     try:
-        score = score_selected(row, context.data_root, use_gpu)
+        score = score_selected(row, context.data_root, use_gpu, context.metric)
     except Exception as exc:  # a report-only number: it must not cost the search its export
         log(f"warning: the test split could not be scored ({root_cause(exc)})")
         return records, None
     if score is None:
         return records, None
-    log(f"Selected trial {row['trial_id']}: " + describe(score, float(row["val_accuracy"]),
-                                                         float(row["val_se"])))
+    val = float(row[context.objective])
+    log(f"Selected trial {row['trial_id']}: " + describe(score, val, float(row["val_se"])))
     append_event(run.local / HISTORY_FILE, event("test", str(row["trial_id"]),
                                                  **score.to_json()))
     return load_records(run.local, run.location), {
         "trial_id": str(row["trial_id"]), **score.to_json(),
-        "val_accuracy": float(row["val_accuracy"]), "val_se": float(row["val_se"]),
-        "selection_optimism": float(row["val_accuracy"]) - score.accuracy}
+        "val": val, "val_se": float(row["val_se"]), "selection_optimism": val - score.value}
 
 
 def _export_best(run: RunDir, board: pd.DataFrame, context: SearchContext, log: Any) -> str:

@@ -12,6 +12,7 @@ from automl.config.schema import DataConfig
 from automl.data.batches import local_batches
 from automl.data.shards import prepare_local
 from automl.tasks import get_task
+from automl.trial.classification import Evaluation
 from automl.trial.plan import TrialPlan
 from automl.trial.steps import TrialSetup, evaluate, train_epoch
 
@@ -47,8 +48,8 @@ def fit(setup: TrialSetup, plan: TrialPlan, tables: dict[str, pa.Table],
     for epoch in epochs:
         batches = local_batches(tables["train"], plan.batch_size, seed=plan.seed + epoch)
         loss = train_epoch(setup, plan, epoch, CPU, batches).loss
-    correct, count, _ = evaluate(setup, plan, CPU, local_batches(tables["val"], 64)).tolist()
-    return loss, correct / count
+    counts = evaluate(setup, plan, CPU, local_batches(tables["val"], 64)).tolist()
+    return loss, Evaluation.from_counts(counts, plan.num_classes).score("accuracy")
 
 
 def build_model(task: str, name: str, weights: str, num_classes: int) -> tuple[Any, Any]:

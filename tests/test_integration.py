@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from automl.cli import main
+from automl.trial.classification import metric_value
 
 pytestmark = pytest.mark.integration
 
@@ -225,8 +226,9 @@ def test_only_the_selected_trial_is_scored_on_the_test_set(
     assert pd.notna(board.iloc[0]["test_accuracy"]) and pd.notna(board.iloc[0]["test_se"])
     summary = json.loads((in_work.run / "summary.json").read_text())["test"]
     assert summary["trial_id"] == board.iloc[0]["trial_id"] and summary["examples"] == 24
-    assert summary["selection_optimism"] == pytest.approx(
-        board.iloc[0]["val_accuracy"] - summary["accuracy"])
+    assert summary["metric"] == "accuracy" and summary["val"] == board.iloc[0]["val_accuracy"]
+    assert summary["selection_optimism"] == pytest.approx(summary["val"] - summary["accuracy"])
+    assert sum(map(sum, summary["confusion"])) == 24
     assert f"Selected trial {summary['trial_id']}: test accuracy" in in_work.out
     assert "/ 24 test" in in_work.out  # the data line counts them apart
     files = sorted((in_work.work / "test_images").rglob("*.png"))
@@ -387,8 +389,8 @@ task: image
 data: {val_fraction: 0.25, image_size: 32, path_column: file}
 backbones: [{name: test_resnet, weights: scratch}]
 space: {unfreeze_fraction: 0.6, head_lr: 0.003, backbone_lr: 0.001, batch_size: 4}
-train: {epochs: 2, steps_per_epoch: 2}
-search: {num_samples: 1}
+train: {epochs: 2, steps_per_epoch: 2, class_weights: balanced}
+search: {num_samples: 1, metric: macro_f1}
 resources: {workers_per_trial: 2, cpus_per_worker: 1}
 """
 
@@ -416,7 +418,8 @@ def test_ddp_trial_reads_shards_of_a_manifest(
 ) -> None:
     """Two Ray Train workers (DDP, gloo) in one trial over an image manifest: each reads its
     own shard of the 27 training images, `steps_per_epoch: 2` batches of 4 per epoch, each
-    evaluates half of the 9 validation batches, and the all-reduce makes rank 0 report all 9."""
+    evaluates half of the 9 validation batches, and the all-reduce makes rank 0 report all 9
+    — and their confusion matrix, from which the search's metric (macro F1) is exact."""
     from automl.api import run_search
 
     manifest = tmp_path / "manifest.csv"
@@ -431,8 +434,12 @@ def test_ddp_trial_reads_shards_of_a_manifest(
     history = _tune_history(tmp_path / "run", row["trial_id"])
     assert [h["train_examples"] for h in history] == [8, 8]  # 2 steps × 4, on each rank
     saved = json.loads((Path(row["checkpoint"]) / "plan.json").read_text())
-    assert saved["val_examples"] == 9
+    assert saved["val_examples"] == 9 and np.sum(saved["val_confusion"]) == 9
     assert saved["val_accuracy"] == pytest.approx(row["val_accuracy"])
+    assert row["metric"] == "macro_f1" and saved["val_macro_f1"] == pytest.approx(
+        metric_value(np.array(saved["val_confusion"]), "macro_f1"))
+    assert row["val_macro_f1"] == pytest.approx(saved["val_macro_f1"])
+    assert saved["class_weights"] == pytest.approx([1.0, 1.0, 1.0])  # 3 × 9 balanced images
     assert result.export_dir is not None
 
 

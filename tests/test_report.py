@@ -214,3 +214,33 @@ def test_the_report_names_runners_up_within_noise() -> None:
     page = build_report(board, [], {}, "t", "finished")
     assert "Within noise: 1 other trial(s)" in page and "b (0.8900)" in page
     assert "c (0.7000)" not in page
+
+
+def test_the_report_shows_the_selected_trials_classes_on_validation_and_test(
+        tmp_path: Path) -> None:
+    """The confusion matrices come from the selected checkpoint (validation) and its test
+    event; classes are listed lowest recall first, under the search's metric."""
+    checkpoint = tmp_path / "ck"
+    checkpoint.mkdir()
+    (checkpoint / "plan.json").write_text(json.dumps(
+        {"classes": ["a", "b"], "val_confusion": [[40, 0], [6, 4]]}))
+    history = [{**h, "val_examples": 50, "val_balanced_accuracy": 0.7,
+                "val_balanced_accuracy_se": 0.08, "checkpoint_path": str(checkpoint)}
+               for h in _history([0.88])]
+    events = [json.loads(event("start", "a", params={**PARAMS, "backbone": "m:package"})),
+              json.loads(event("result", "a", metrics=history[0])),
+              json.loads(event("end", "a")),
+              json.loads(event("test", "a", metric="balanced_accuracy", accuracy=0.9,
+                               balanced_accuracy=0.75, macro_f1=0.8, loss=0.3, examples=100,
+                               se=0.05, confusion=[[85, 5], [5, 5]]))]
+    records = trial_records(events, "/run")
+    context = SearchContext.from_json({**STATIC_JSON, "metric": "balanced_accuracy"})
+    board = build_leaderboard(records, context)
+    page = build_report(board, records, {}, "t", "finished", metric="val_balanced_accuracy")
+    assert "Per class (selected trial a)" in page
+    assert "<td>b</td><td>10</td><td>0.400</td><td>1.000</td><td>10</td><td>0.500</td>" in page
+    assert page.index("<td>b</td><td>10</td>") < page.index("<td>a</td><td>40</td>")
+    assert "Confusion matrix on test" in page and ">85</td>" in page
+    assert "test balanced_accuracy<b>0.7500 ± 0.0500 </b>" in page
+    assert "val_balanced_accuracy 0.7000 ± 0.0800 at epoch 1" in page
+    assert "(selection optimism -0.0500)" in page

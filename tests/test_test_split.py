@@ -154,7 +154,8 @@ def test_scoring_a_checkpoint_counts_every_test_row(tmp_path: Path) -> None:
 def test_binomial_standard_error() -> None:
     assert binomial_se(0.9, 400) == pytest.approx(0.015)
     assert math.isnan(binomial_se(0.9, 0))
-    assert SplitScore(0.5, 0.7, 100).se == pytest.approx(0.05)
+    score = SplitScore(0.7, 100, np.array([[30, 20], [30, 20]]))
+    assert score.accuracy == 0.5 and score.se == pytest.approx(0.05)
 
 
 def test_the_search_loads_no_test_shards(monkeypatch: pytest.MonkeyPatch) -> None:

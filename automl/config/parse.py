@@ -18,6 +18,8 @@ from automl import paths
 from automl.backbones.registry import check_weights
 from automl.config import spaces
 from automl.config.schema import (
+    CLASS_WEIGHTS,
+    METRICS,
     SAMPLERS,
     SCHEDULERS,
     BackboneChoice,
@@ -214,7 +216,9 @@ def _check_values(sections: dict[str, Any], problems: list[str]) -> None:
          "must be > 0 (null turns clipping off)"),
         ("search.num_samples", search.num_samples is None or search.num_samples >= 1,
          "must be >= 1 (or leave it out: 8, or unlimited with search.time_budget)"),
-        ("search.metric", search.metric in ("val_accuracy",), "only val_accuracy is supported"),
+        ("search.metric", search.metric_name in METRICS, f"must be one of {list(METRICS)}"),
+        ("train.class_weights", train.class_weights in CLASS_WEIGHTS,
+         f"must be one of {list(CLASS_WEIGHTS)}"),
         ("search.grace_period", 1 <= search.grace_period <= train.epochs,
          f"must be between 1 and train.epochs ({train.epochs})"),
         ("search.reduction_factor", search.reduction_factor >= 2, "must be >= 2"),

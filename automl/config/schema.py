@@ -9,6 +9,9 @@ from automl.config.durations import parse_duration
 
 SAMPLERS = ("tpe", "random")
 SCHEDULERS = ("asha", "fifo")
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+"""What `search.metric` may name; trials report each as `val_<name>`."""
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,9 @@ class TrainConfig:
     in budgets smaller than an epoch. ASHA's rungs count these epochs either way."""
     max_restarts: int = 2
     """Times a trial restarts from its latest checkpoint after losing a worker or a node."""
+    class_weights: str = "none"
+    """`balanced`: weight each class's loss by n / (K · n_class) of the training split, so
+    rare classes count as much as common ones (imbalanced data)."""
     feature_cache: bool = True
     """Linear-probe epochs (nothing unfrozen, or LP-FT's first epochs) train the head on the
     frozen backbone's features, computed once per backbone and data and cached."""
@@ -98,8 +104,9 @@ class SearchConfig:
     time_budget: str | float | None = None
     """Stop the search after this long (e.g. `30m`, `1h30m`, or seconds), data preparation
     included; trials still running then keep their completed epochs (`out_of_time`)."""
-    metric: str = "val_accuracy"
-    """Objective reported every epoch (maximized)."""
+    metric: str = "accuracy"
+    """What ASHA, TPE, selection and the board maximize on validation: `accuracy`,
+    `balanced_accuracy` (mean per-class recall; for imbalanced classes) or `macro_f1`."""
     seed: int = 0
     """Seed of the TPE sampler."""
     grace_period: int = 1
@@ -115,6 +122,16 @@ class SearchConfig:
     """`tpe` (Optuna's TPESampler) or `random` (Optuna's RandomSampler: plain random search)."""
     scheduler: str = "asha"
     """`asha` (stop weak trials early at rungs) or `fifo` (every trial runs all its epochs)."""
+
+    @property
+    def metric_name(self) -> str:
+        """`metric` without the `val_` prefix older spaces wrote (`val_accuracy`)."""
+        return self.metric.removeprefix("val_")
+
+    @property
+    def objective(self) -> str:
+        """The reported result the search maximizes (`val_balanced_accuracy`)."""
+        return f"val_{self.metric_name}"
 
     @property
     def max_trials(self) -> int | None:

@@ -50,6 +50,40 @@ class Catalog:
         """Examples in one split."""
         return int((self.split == which).sum())
 
+    def class_counts(self, which: int = TRAIN) -> np.ndarray:
+        """Examples of each class in one split (int64, one entry per class)."""
+        return np.bincount(self.labels[self.split == which], minlength=len(self.classes))
+
+
+IMBALANCE_RATIO = 3.0
+"""Largest / smallest class of the training split above which the search says so."""
+
+
+def balanced_weights(counts: np.ndarray) -> tuple[float, ...]:
+    """scikit-learn's `balanced` class weights, n / (K · n_class): every class's examples
+    together weigh as much as an average class's."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return tuple(float(w) for w in counts.sum() / (len(counts) * np.maximum(counts, 1)))
+
+
+def imbalance_note(counts: np.ndarray, classes: tuple[str, ...], metric: str,
+                   class_weights: str) -> str | None:
+    """A line for the start of a search on strongly imbalanced classes (None otherwise)."""
+    counts = np.asarray(counts)
+    if len(counts) < 2 or counts.min() * IMBALANCE_RATIO > counts.max():
+        return None
+    big, small = int(counts.argmax()), int(counts.argmin())
+    ratio = counts[big] / max(int(counts[small]), 1)
+    line = (f"classes are imbalanced: {classes[big]!r} has {counts[big]} training examples, "
+            f"{classes[small]!r} {counts[small]} ({ratio:.0f}×)")
+    advice = [a for a, needed in (("search.metric: balanced_accuracy", metric == "accuracy"),
+                                  ("train.class_weights: balanced", class_weights == "none"))
+              if needed]
+    if advice:
+        line += ("; accuracy mostly measures the large classes — consider "
+                 + " and ".join(advice))
+    return line
+
 
 def stratified_split(
     labels: list[int] | np.ndarray, val_fraction: float, seed: int, max_per_class: int | None = None

@@ -13,7 +13,9 @@ if TYPE_CHECKING:
 CARD_FIELDS = (
     "trial_id", "status", "backbone", "weights", "unfreeze_fraction", "unfreeze_depth",
     "layer_groups", "head_lr", "backbone_lr", "layer_decay", "lp_ft_epochs", "weight_decay",
-    "batch_size", "pooling", "max_length", "val_accuracy", "val_se", "test_accuracy", "test_se",
+    "batch_size", "pooling", "max_length", "metric", "val_accuracy", "val_balanced_accuracy",
+    "val_macro_f1", "val_se", "test_accuracy", "test_balanced_accuracy", "test_macro_f1",
+    "test_se",
     "val_loss", "best_epoch", "epochs",
     "train_accuracy", "overfit_gap", "transfer_gain", "trainable_params", "total_params",
     "latency_ms", "trial_time_s", "device_hours")
@@ -88,12 +90,13 @@ def model_card(config: dict[str, Any], checks: list[ExportedFormat], context: Ex
 def _test_line(trial: dict[str, Any]) -> str:
     """The test split's score of a trial that was selected with one (the run's untouched
     examples), with the selection's optimism on validation."""
-    test, val = trial.get("test_accuracy"), trial.get("val_accuracy")
+    metric = trial.get("metric") if isinstance(trial.get("metric"), str) else "accuracy"
+    test, val = trial.get(f"test_{metric}"), trial.get(f"val_{metric}")
     if not isinstance(test, (int, float)) or test != test or not isinstance(val, (int, float)):
         return ""
     return (f" On the run's test split, which no trial, ranking or selection saw: "
-            f"**{test:.4f} ± {trial.get('test_se', float('nan')):.4f}** (validation − test: "
-            f"{val - test:+.4f}).")
+            f"{metric} **{test:.4f} ± {trial.get('test_se', float('nan')):.4f}** "
+            f"(validation − test: {val - test:+.4f}).")
 
 
 def _fmt(value: Any) -> str:

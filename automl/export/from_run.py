@@ -19,7 +19,7 @@ from automl.export.writer import CHECK_ROWS
 from automl.runs.history import append_event, event
 from automl.runs.layout import CONFIG_FILE as RUN_CONFIG_FILE
 from automl.runs.layout import HISTORY_FILE, REFIT_DIR
-from automl.runs.leaderboard import outcome
+from automl.runs.leaderboard import objective_column, outcome
 from automl.search import ray_session
 from automl.tasks import get_task
 from automl.trial.executors import fit_plan
@@ -73,8 +73,8 @@ def _context(run: RunDir, row: pd.Series, board: pd.DataFrame, search: SearchCon
     config_file = run.local / RUN_CONFIG_FILE
     space = json.loads(config_file.read_text()).get("source") if config_file.is_file() else None
     summary = {"space": space, "run_dir": run.location, "outcome": outcome(board),
-               "selection": "best val_accuracy; ties → fewer device-hours, then fewer "
-                            "trainable parameters"}
+               "selection": f"best {objective_column(board)}; ties → fewer device-hours, "
+                            "then fewer trainable parameters"}
     trial = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.to_dict().items()}
     data = dataclasses.asdict(search.data) if search is not None else {}
     return ExportContext(examples, trial, data, summary)

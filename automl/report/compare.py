@@ -11,8 +11,9 @@ from automl.runs.history import TrialRecord
 from automl.runs.leaderboard import selected
 
 COMPARED = ["trial_id", "backbone", "weights", "unfreeze_fraction", "unfreeze_depth",
-            "head_lr", "backbone_lr", "layer_decay", "batch_size", "val_accuracy", "val_se",
-            "test_accuracy", "test_se", "best_epoch",
+            "head_lr", "backbone_lr", "layer_decay", "batch_size", "metric", "val_accuracy",
+            "val_balanced_accuracy", "val_macro_f1", "val_se", "test_accuracy",
+            "test_balanced_accuracy", "test_macro_f1", "test_se", "best_epoch",
             "epochs", "transfer_gain", "overfit_gap", "trainable_params", "latency_ms",
             "trial_time_s"]
 

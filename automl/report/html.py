@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from automl.report import plots
+from automl.report import classes, plots
 from automl.runs.history import TrialRecord
 from automl.runs.leaderboard import OVERFIT_GAP, Constraints, has_checkpoint, selected
 from automl.search.transferability import ranking_quality
@@ -18,7 +18,8 @@ from automl.search.transferability import ranking_quality
 TABLE_COLUMNS = [
     "rank", "trial_id", "status", "eligible", "backbone", "weights", "unfreeze_fraction",
     "unfreeze_depth", "head_lr", "backbone_lr", "layer_decay", "lp_ft_epochs", "weight_decay",
-    "batch_size", "val_accuracy", "val_se", "test_accuracy", "best_epoch", "epochs",
+    "batch_size", "val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_se",
+    "test_accuracy", "test_balanced_accuracy", "test_macro_f1", "best_epoch", "epochs",
     "train_accuracy", "overfit_gap",
     "transfer_gain", "knn_accuracy", "trial_time_s", "device_hours", "trainable_params",
     "trainable_pct", "samples_per_s", "peak_memory_mb", "latency_ms", "startup_s", "restarts",
@@ -68,14 +69,16 @@ def build_report(board: pd.DataFrame, records: list[TrialRecord], config: dict[s
                  metric: str = "val_accuracy") -> str:
     """The report as one HTML string (see the module doc)."""
     constraints = constraints or Constraints()
+    name = metric.removeprefix("val_").replace("_", " ").capitalize()
     figures = [
         ("Best so far vs wall time", plots.best_so_far(records, metric)),
         ("Learning curves (every trial)", plots.learning_curves(records, board, metric)),
-        ("Accuracy by backbone", plots.by_category(
+        (f"{name} by backbone", plots.by_category(
             board.assign(choice=board["backbone"] + ":" + board["weights"].astype(str)),
-            "choice", "backbone:weights")),
-        ("Accuracy by unfreeze depth", plots.by_category(
-            board, "unfreeze_fraction", "unfreeze_fraction (0 = linear probe, 1 = full)")),
+            "choice", "backbone:weights", metric)),
+        (f"{name} by unfreeze depth", plots.by_category(
+            board, "unfreeze_fraction", "unfreeze_fraction (0 = linear probe, 1 = full)",
+            metric)),
         ("Learning rates, coloured by accuracy", plots.lr_scatter(board)),
         ("Transfer gain over training from scratch", plots.transfer_gain(board)),
         (f"Overfitting: train vs validation accuracy (flag: gap > {OVERFIT_GAP:g})",
@@ -85,7 +88,8 @@ def build_report(board: pd.DataFrame, records: list[TrialRecord], config: dict[s
         f"<h1>{_e(title)}</h1>",
         f"<p>Run state: <b>{_e(state)}</b> · report built {time.strftime('%Y-%m-%d %H:%M')}"
         "</p>",
-        _cards(board, constraints),
+        _cards(board, constraints, metric),
+        *classes.section(board, records),
         "<h2>Transfer risks</h2>", _risks(board),
         *_ranking(board),
         "<h2>Figures</h2>", '<div class="grid">',
@@ -126,7 +130,7 @@ def _ranking(board: pd.DataFrame) -> list[str]:
             "</table>"]
 
 
-def _cards(board: pd.DataFrame, constraints: Constraints) -> str:
+def _cards(board: pd.DataFrame, constraints: Constraints, objective: str) -> str:
     counts = board["status"].value_counts()
     best = selected(board)
     cards = [("trials", str(len(board))),
@@ -135,26 +139,27 @@ def _cards(board: pd.DataFrame, constraints: Constraints) -> str:
              (f"{board['device'].iloc[0] if len(board) else 'cpu'}-hours",
               f"{board['device_hours'].sum():.3f}")]
     if best is not None:
-        cards.insert(0, ("selected", f"{best['trial_id']} · {best['val_accuracy']:.4f}"))
-        if pd.notna(best.get("test_accuracy")):
-            cards.insert(1, ("test accuracy",
-                             f"{best['test_accuracy']:.4f} {_se(best.get('test_se'))}"))
+        cards.insert(0, ("selected", f"{best['trial_id']} · {best[objective]:.4f}"))
+        if pd.notna(best.get(test_of(objective))):
+            cards.insert(1, (f"test {objective.removeprefix('val_')}",
+                             f"{best[test_of(objective)]:.4f} {_se(best.get('test_se'))}"))
     html_cards = "".join(f'<div class="card">{_e(k)}<b>{_e(v)}</b></div>' for k, v in cards)
-    rule = ("Selection: the best validation accuracy over a trial's epochs; ties go to the "
-            "cheaper trial (fewer device-hours, then fewer trainable parameters).")
+    rule = (f"Selection: the best {objective} over a trial's epochs (search.metric); ties go "
+            "to the cheaper trial (fewer device-hours, then fewer trainable parameters).")
     if constraints.describe():
         rule += f" Constraints: {_e(constraints.describe())}."
     chosen = ""
     if best is not None:
         chosen = (f"<p>Selected: <b>{_e(best['trial_id'])}</b> — {_e(best['backbone'])} "
                   f"({_e(best['weights'])}), unfreeze {best['unfreeze_fraction']:g}, "
-                  f"head_lr {best['head_lr']:.3g}, val_accuracy {best['val_accuracy']:.4f} "
+                  f"head_lr {best['head_lr']:.3g}, {objective} {best[objective]:.4f} "
                   f"{_se(best.get('val_se'))}at epoch {best['best_epoch']:.0f}."
-                  f"{_test(best)}</p>")
-    return f'<div class="cards">{html_cards}</div><p>{rule}</p>{chosen}{_within_noise(board, best)}'
+                  f"{_test(best, objective)}</p>")
+    return (f'<div class="cards">{html_cards}</div><p>{rule}</p>{chosen}'
+            f"{_within_noise(board, best, objective)}")
 
 
-def _within_noise(board: pd.DataFrame, best: pd.Series | None) -> str:
+def _within_noise(board: pd.DataFrame, best: pd.Series | None, objective: str) -> str:
     """Which runners-up the selected trial (`best`) beat by less than twice the standard
     error of the difference (√(SE₁² + SE₂²); the same validation examples make it
     conservative)."""
@@ -162,10 +167,11 @@ def _within_noise(board: pd.DataFrame, best: pd.Series | None) -> str:
         return ""
     others = board[has_checkpoint(board) & (board["trial_id"] != best["trial_id"])]
     margin = 2 * (best["val_se"] ** 2 + others["val_se"].astype(float) ** 2) ** 0.5
-    close = others[best["val_accuracy"] - others["val_accuracy"] < margin]
+    close = others[best[objective] - others[objective] < margin]
     if close.empty:
         return ""
-    names = ", ".join(f"{_e(r.trial_id)} ({r.val_accuracy:.4f})" for r in close.itertuples())
+    names = ", ".join(f"{_e(t)} ({v:.4f})" for t, v in zip(close["trial_id"], close[objective],
+                                                          strict=True))
     return (f"<p class='flag'>Within noise: {len(close)} other trial(s) scored within two "
             f"standard errors of the selected one on validation — {names}; which of them is "
             "best is not resolved by this validation set.</p>")
@@ -176,14 +182,20 @@ def _se(value: Any) -> str:
     return f"± {value:.4f} " if isinstance(value, (int, float)) and pd.notna(value) else ""
 
 
-def _test(best: pd.Series) -> str:
+def test_of(objective: str) -> str:
+    """The board's test column of a validation column (`val_macro_f1` → `test_macro_f1`)."""
+    return "test_" + objective.removeprefix("val_")
+
+
+def _test(best: pd.Series, objective: str) -> str:
     """What the selected model scored on the test split, and how optimistic validation was
     (it picked the best of many noisy estimates on the same examples)."""
-    if pd.isna(best.get("test_accuracy")):
-        return " No test split: its validation accuracy is optimistic (set data.test_path)."
+    test = best.get(test_of(objective))
+    if test is None or pd.isna(test):
+        return " No test split: its validation score is optimistic (set data.test_path)."
     return (f" On the test split, which no trial, ranking or selection saw: "
-            f"<b>{best['test_accuracy']:.4f} {_se(best.get('test_se'))}</b>(selection optimism "
-            f"{best['val_accuracy'] - best['test_accuracy']:+.4f}).")
+            f"<b>{test:.4f} {_se(best.get('test_se'))}</b>(selection optimism "
+            f"{best[objective] - test:+.4f}).")
 
 
 def _risks(board: pd.DataFrame) -> str:

@@ -91,17 +91,18 @@ def learning_curves(records: list[TrialRecord], board: pd.DataFrame,
     return _svg(fig)
 
 
-def by_category(board: pd.DataFrame, column: str, xlabel: str) -> str:
-    """Each scored trial's accuracy per value of `column` (jittered strip plot), with ± 1
-    standard error bars where the board has them (`val_se`)."""
-    scored = board[board["val_accuracy"].notna()]
+def by_category(board: pd.DataFrame, column: str, xlabel: str,
+                metric: str = "val_accuracy") -> str:
+    """Each scored trial's `metric` (the ranked column) per value of `column` (jittered strip
+    plot), with ± 1 standard error bars where the board has them (`val_se`, its SE)."""
+    scored = board[board[metric].notna()]
     if scored.empty:
         return _note("No trial has a validation score yet.")
     labels = scored[column].astype(str)
     order = sorted(labels.unique())
     fig, ax = _figure()
     for i, value in enumerate(order):
-        ys = scored.loc[labels == value, "val_accuracy"].to_numpy()
+        ys = scored.loc[labels == value, metric].to_numpy()
         xs = [i + 0.15 * math.sin(7.3 * k) for k in range(len(ys))]  # deterministic jitter
         points = ax.scatter(xs, ys, s=22, alpha=0.8)
         if "val_se" in scored:
@@ -111,7 +112,7 @@ def by_category(board: pd.DataFrame, column: str, xlabel: str) -> str:
         ax.hlines(ys.max(), i - 0.3, i + 0.3, color="black", linewidth=1)
     ax.set_xticks(range(len(order)), order, rotation=20 if len(order) > 3 else 0, fontsize=8)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("val_accuracy")
+    ax.set_ylabel(metric)
     return _svg(fig)
 
 

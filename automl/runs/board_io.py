@@ -14,13 +14,23 @@ import pandas as pd
 from automl.errors import AutomlError
 from automl.ownership import write_atomic
 from automl.runs.layout import LEADERBOARD_CSV, LEADERBOARD_PARQUET
-from automl.runs.leaderboard import COLUMNS
+from automl.runs.leaderboard import COLUMNS, objective_column
 
 FORMATS = ("table", "csv", "parquet", "markdown", "json")
 SHOWN = ["rank", "trial_id", "status", "backbone", "pretrained", "unfreeze_depth", "head_lr",
          "backbone_lr", "val_accuracy", "epochs", "transfer_gain", "overfit_gap",
          "trial_time_s", "latency_ms"]
-"""Columns of the terminal table and the markdown view (csv/parquet/json hold all)."""
+"""Columns of the terminal table and the markdown view (csv/parquet/json hold all); the
+search's metric joins `val_accuracy` when it is another one."""
+
+
+def shown_columns(board: pd.DataFrame) -> list[str]:
+    """`SHOWN`, with the column the board is ranked by right after `val_accuracy`."""
+    objective = objective_column(board)
+    if objective == "val_accuracy":
+        return SHOWN
+    at = SHOWN.index("val_accuracy") + 1
+    return [*SHOWN[:at], objective, *SHOWN[at:]]
 
 
 def write_leaderboard(board: pd.DataFrame, run_dir: Path) -> Path:
@@ -83,7 +93,7 @@ def render(board: pd.DataFrame, fmt: str) -> str | bytes:
         board.to_parquet(buffer, index=False)
         return buffer.getvalue()
     if fmt == "markdown":
-        return to_markdown(board[SHOWN])
+        return to_markdown(board[shown_columns(board)])
     if fmt == "json":
         rows = [{k: _json_value(v) for k, v in row.items()} for row in board.to_dict("records")]
         return json.dumps(rows, indent=2)
@@ -92,7 +102,8 @@ def render(board: pd.DataFrame, fmt: str) -> str | bytes:
 
 def format_table(board: pd.DataFrame, limit: int | None = None) -> str:
     """A readable text table of the main columns, then each errored trial's cause."""
-    shown = board[SHOWN].head(limit) if limit else board[SHOWN]
+    shown = board[shown_columns(board)]
+    shown = shown.head(limit) if limit else shown
     text = shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")
     for _, row in board[board["status"] == "errored"].iterrows():
         text += f"\n  trial {row['trial_id']} errored: {row['error']}"

@@ -2,8 +2,8 @@
 (negative transfer, overfitting) and deployment constraints made explicit.
 
 Ranking: trials that meet the constraints and did not error first, then by the objective
-(best validation accuracy over the trial's epochs); ties go to the cheaper trial (fewer
-device-hours, then fewer trainable parameters).
+(the best validation `search.metric` over the trial's epochs; `val_se` is its standard
+error); ties go to the cheaper trial (fewer device-hours, then fewer trainable parameters).
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ TIMING_COLUMNS = ["train_time_s", "data_time_s", "eval_time_s", "checkpoint_time
 COLUMNS = [
     "rank", "trial_id", "status", "eligible", "backbone", "weights", "pretrained",
     "unfreeze_depth", "layer_groups", *HYPERPARAMETERS, *RECIPE,
-    "val_accuracy", "val_se", "test_accuracy", "test_se", "best_epoch", "epochs", "val_loss",
-    "train_accuracy", "overfit_gap",
+    "metric", "val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_se",
+    "test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_se", "best_epoch", "epochs",
+    "val_loss", "train_accuracy", "overfit_gap",
     "overfitting", "transfer_gain", "negative_transfer", "knn_accuracy", "logme",
     "trial_time_s", "device", "device_hours", "trainable_params", "total_params",
     "trainable_pct", "samples_per_s", "peak_memory_mb", "latency_ms",
@@ -89,20 +90,30 @@ def rank(board: pd.DataFrame, constraints: Constraints) -> pd.DataFrame:
     board["eligible"] = eligible
     board["_last"] = ~eligible | (board["status"] == "errored")
     board = board.sort_values(
-        ["_last", "val_accuracy", "device_hours", "trainable_params"],
+        ["_last", objective_column(board), "device_hours", "trainable_params"],
         ascending=[True, False, True, True], na_position="last", kind="stable",
     ).drop(columns="_last").reset_index(drop=True)
     board["rank"] = range(1, len(board) + 1)
     return board
 
 
+def objective_column(board: pd.DataFrame) -> str:
+    """The board column trials are ranked by: `val_<metric>` (boards from before
+    `search.metric` had a choice: `val_accuracy`)."""
+    metrics = board["metric"].dropna() if "metric" in board else pd.Series(dtype=object)
+    column = f"val_{metrics.iloc[0]}" if len(metrics) else "val_accuracy"
+    return column if column in board else "val_accuracy"
+
+
 def _row(record: TrialRecord, context: SearchContext, running: bool) -> dict[str, Any]:
     plan = make_plan(record.params, context)
     task_fields = get_task(plan.task).plan_fields
+    objective = context.objective
     history = [current_names(h) for h in record.history
                if _number(h.get("val_accuracy")) is not None]
     # Ties go to the latest epoch: that is the checkpoint Ray keeps (`trial.checkpoints.retention`).
-    best = max(reversed(history), key=lambda h: h["val_accuracy"]) if history else {}
+    best = (max(reversed(history), key=lambda h: _number(h.get(objective)) or -math.inf)
+            if history else {})
     last = history[-1] if history else {}
     epochs = int(last.get("epoch", 0))
     if record.error:
@@ -134,11 +145,14 @@ def _row(record: TrialRecord, context: SearchContext, running: bool) -> dict[str
         **{k: getattr(plan, k) for k in HYPERPARAMETERS if k not in ("pooling", "max_length")},
         **{k: getattr(plan, k) if k in task_fields else None for k in ("pooling", "max_length")},
         **_recipe(plan),
+        "metric": context.metric,
         "val_accuracy": best.get("val_accuracy"),
-        "val_se": _val_se(best),
+        "val_balanced_accuracy": best.get("val_balanced_accuracy"),
+        "val_macro_f1": best.get("val_macro_f1"),
+        "val_se": _val_se(best, context.metric),
         # Scored after selection (`automl.export.score`); nothing that ranks reads it.
-        "test_accuracy": (record.test or {}).get("accuracy"),
-        "test_se": (record.test or {}).get("se"),
+        **{f"test_{k}": (record.test or {}).get(k)
+           for k in ("accuracy", "balanced_accuracy", "macro_f1", "se")},
         "best_epoch": best.get("epoch"),
         "epochs": epochs,
         "val_loss": best.get("val_loss"),
@@ -169,8 +183,11 @@ def _row(record: TrialRecord, context: SearchContext, running: bool) -> dict[str
     }
 
 
-def _val_se(best: Mapping[str, Any]) -> float | None:
-    """Binomial standard error of the selected epoch's validation accuracy."""
+def _val_se(best: Mapping[str, Any], metric: str) -> float | None:
+    """Standard error of the selected epoch's validation `metric` (accuracy: binomial; the
+    others as the trial reported it)."""
+    if metric != "accuracy":
+        return _number(best.get(f"val_{metric}_se"))
     accuracy, examples = _number(best.get("val_accuracy")), _number(best.get("val_examples"))
     return None if accuracy is None or not examples else binomial_se(accuracy, int(examples))
 
@@ -203,10 +220,11 @@ def _transfer_gain(board: pd.DataFrame) -> None:
     """Each pretrained trial's accuracy minus the best from-scratch trial of the same
     architecture (blank without one); below zero, once the trial ended, is negative
     transfer."""
-    scored = board[board["val_accuracy"].notna()]
-    scratch = scored[~scored["pretrained"].astype(bool)].groupby("backbone")["val_accuracy"].max()
+    objective = objective_column(board)
+    scored = board[board[objective].notna()]
+    scratch = scored[~scored["pretrained"].astype(bool)].groupby("backbone")[objective].max()
     baseline = board["backbone"].map(scratch)
-    gain = (board["val_accuracy"] - baseline).where(board["pretrained"].astype(bool))
+    gain = (board[objective] - baseline).where(board["pretrained"].astype(bool))
     board["transfer_gain"] = gain
     # Flagged only once a trial has ended: a running or interrupted one may still catch up.
     ended = board["status"].isin(["finished", "stopped", "out_of_time"])

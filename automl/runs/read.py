@@ -27,7 +27,13 @@ from automl.runs.layout import (
     REPORT_FILE,
     STATE_FILE,
 )
-from automl.runs.leaderboard import Constraints, best_trial, build_leaderboard, rank
+from automl.runs.leaderboard import (
+    Constraints,
+    best_trial,
+    build_leaderboard,
+    objective_column,
+    rank,
+)
 from automl.runs.location import RunDir
 from automl.trial.context import SearchContext
 
@@ -105,7 +111,7 @@ def write_report(run: RunDir, board: pd.DataFrame, records: list[TrialRecord],
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
     state = json.loads(state_file.read_text()).get("state") if state_file.is_file() else "?"
     page = build_report(board, records, config, f"automl report — {run}", str(state),
-                        constraints)
+                        constraints, objective_column(board))
     if out is None:
         write_atomic(run.local / REPORT_FILE, page)
         if run.remote:

@@ -22,8 +22,10 @@ class ProgressPrinter(Callback):
     once in the search's header instead."""
 
     def __init__(self, epochs: int, num_samples: int | None, log_dir: Path,
-                 budget: TimeBudget | None = None, fixed: frozenset[str] = frozenset()) -> None:
+                 budget: TimeBudget | None = None, fixed: frozenset[str] = frozenset(),
+                 objective: str = "val_accuracy") -> None:
         self.log_dir = log_dir
+        self.objective = objective
         self.fixed = fixed
         self.epochs = epochs
         self.num_samples = num_samples
@@ -78,7 +80,8 @@ class ProgressPrinter(Callback):
     def on_trial_result(
         self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
     ) -> None:
-        acc = result.get("val_accuracy")
+        objective = getattr(self, "objective", "val_accuracy")  # a restored older printer
+        acc = result.get(objective)
         if acc is None:
             return
         if self.best is None or acc > self.best[0]:
@@ -87,7 +90,7 @@ class ProgressPrinter(Callback):
         if result.get("epoch") == 1 and isinstance(at := result.get("first_step_at"), float):
             first = f", startup {at - self.started.get(trial.trial_id, at):.1f}s"
         self._say(f"{trial.trial_id} epoch {result.get('epoch')}/{self.epochs} "
-                  f"val_accuracy {acc:.4f}{first} | {self._summary()}")
+                  f"{objective} {acc:.4f}{first} | {self._summary()}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.discard(trial.trial_id)

@@ -180,7 +180,7 @@ def run_trials(
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     searcher = OptunaSearch(
-        space=space, metric=config.search.metric, mode="max",
+        space=space, metric=config.search.objective, mode="max",
         points_to_evaluate=first_points or None,
         sampler=_sampler(config),
     )
@@ -208,7 +208,8 @@ def run_trials(
     callbacks = [
         ProgressPrinter(config.train.epochs, config.search.max_trials, run.local / LOG_DIR,
                         budget, frozenset(k for k, v in config.space.items()
-                                          if not isinstance(v, BaseDistribution))),
+                                          if not isinstance(v, BaseDistribution)),
+                        config.search.objective),
         HistoryWriter(run, budget),
         JsonLoggerCallback(),
         *tracking_callbacks(config.tracking.mlflow, config.tracking.tensorboard,
@@ -253,7 +254,7 @@ def _scheduler(config: Config) -> TrialScheduler:
     return ASHAScheduler(
         # Our epoch, not Tune's training_iteration: a trial Tune restarts (lost process)
         # resumes mid-run but counts its iterations from 1 again.
-        time_attr="epoch", metric=config.search.metric, mode="max",
+        time_attr="epoch", metric=config.search.objective, mode="max",
         max_t=config.train.epochs, grace_period=config.search.grace_period,
         reduction_factor=config.search.reduction_factor)
 

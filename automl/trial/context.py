@@ -69,6 +69,10 @@ class SearchContext:
     steps_per_epoch: int | None = None
     max_restarts: int = 2
     feature_cache: bool = True
+    metric: str = "accuracy"
+    """What the search maximizes on validation (`search.metric`; older runs: accuracy)."""
+    class_weights: tuple[float, ...] | None = None
+    """Per-class loss weights (`train.class_weights: balanced`), from the training split."""
     resources: TrialResources = TrialResources()
     data_root: str | None = None
     """Where the prepared data of this dataset lives (`<cache>/<fingerprint>`)."""
@@ -84,6 +88,11 @@ class SearchContext:
 
     RUNTIME = ("trials_dir", "deadline", "features_dir")
 
+    @property
+    def objective(self) -> str:
+        """The reported result trials are ranked by (`val_accuracy`, `val_macro_f1`, ...)."""
+        return f"val_{self.metric}"
+
     @classmethod
     def from_config(cls, config: Config, classes: list[str],
                     preprocessing: dict[str, dict[str, Any]],
@@ -97,7 +106,7 @@ class SearchContext:
             epochs=train.epochs, seed=train.seed, precision=train.precision,
             grad_clip=train.grad_clip, hflip=train.hflip,
             steps_per_epoch=train.steps_per_epoch, max_restarts=train.max_restarts,
-            feature_cache=train.feature_cache,
+            feature_cache=train.feature_cache, metric=config.search.metric_name,
             resources=TrialResources.from_config(config.resources),
         )
 
@@ -110,6 +119,8 @@ class SearchContext:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                if f.name not in self.RUNTIME}
         out["classes"] = list(self.classes)
+        if self.class_weights is not None:
+            out["class_weights"] = list(self.class_weights)
         out["backbones"] = {k: dataclasses.asdict(v) for k, v in self.backbones.items()}
         out["preprocessing"] = {k: dict(v) for k, v in self.preprocessing.items()}
         out["variant_of"] = dict(self.variant_of)
@@ -125,6 +136,8 @@ class SearchContext:
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in raw.items() if k in names}
         values["classes"] = tuple(raw.get("classes") or ())
+        if values.get("class_weights") is not None:
+            values["class_weights"] = tuple(values["class_weights"])
         values["backbones"] = {k: BackboneRef(v["name"], v["weights"])
                                for k, v in (raw.get("backbones") or {}).items()}
         values["resources"] = _known(TrialResources, raw.get("resources"))
@@ -212,4 +225,5 @@ def make_plan(params: dict[str, Any], context: SearchContext) -> TrialPlan:
         drop_path_rate=float(params.get("drop_path_rate", 0.0)),
         dropout=float(params["dropout"]) if "dropout" in params else None,
         ema_decay=float(params.get("ema_decay", 0.0)),
+        class_weights=context.class_weights,
     )

@@ -38,9 +38,11 @@ def fit_trial(plan: TrialPlan, datasets: dict[str, Any], context: SearchContext,
         raise TrialFailed(storage.read_text(failed))
     try:
         if in_process(context):
-            fit_in_process(plan, datasets, context, name, storage_path, started=started)
+            fit_in_process(plan, datasets, context, name, storage_path,
+                           keep=context.objective, started=started)
         else:
-            fit_plan(plan, datasets, context, name, storage_path, callbacks, started=started)
+            fit_plan(plan, datasets, context, name, storage_path, callbacks,
+                     keep=context.objective, started=started)
     except TrialFailed as exc:
         storage.write_text(failed, str(exc))
         raise

@@ -25,6 +25,7 @@ from automl.trial.checkpoints import (
     save_checkpoint,
     save_train_state,
 )
+from automl.trial.classification import Evaluation
 from automl.trial.context import LoopSettings
 from automl.trial.measure import latency_ms, peak_memory_mb
 from automl.trial.metrics import EpochMetrics
@@ -127,20 +128,27 @@ def _train(settings: LoopSettings, worker: Worker, setup: TrialSetup, t0: float)
         late = (deadline is not None and epoch < plan.epochs
                 and time.time() + (time.time() - epoch_start + checkpoint_s) > deadline)
         train_totals = torch.tensor([stats.examples, late], dtype=totals.dtype)
-        correct, count, loss_sum, train_correct, train_count, _, train_examples, late_ranks = \
-            sum_over_ranks(torch.cat([totals, seen.to(totals.device),
-                                      train_totals.to(totals.device)]), world)
+        reduced = sum_over_ranks(torch.cat([totals, seen.to(totals.device),
+                                            train_totals.to(totals.device)]), world)
+        size = len(totals)
+        val_eval = Evaluation.from_counts(reduced[:size], plan.num_classes)
+        seen_eval = Evaluation.from_counts(reduced[size:2 * size], plan.num_classes)
+        train_examples, late_ranks = reduced[2 * size:]
         timings.eval_time_s += time.time() - t
         timings.train_samples += train_examples
         if first is not None:
             latency = _latency(setup, plan, device, first)
         metrics = EpochMetrics(
             epoch=epoch,
-            val_accuracy=correct / max(count, 1),
-            val_loss=loss_sum / max(count, 1),
-            val_examples=int(count),
+            val_accuracy=val_eval.score("accuracy"),
+            val_loss=val_eval.loss,
+            val_examples=val_eval.examples,
+            val_balanced_accuracy=val_eval.score("balanced_accuracy"),
+            val_balanced_accuracy_se=val_eval.se("balanced_accuracy"),
+            val_macro_f1=val_eval.score("macro_f1"),
+            val_macro_f1_se=val_eval.se("macro_f1"),
             train_loss=stats.loss,
-            train_accuracy=train_correct / max(train_count, 1),
+            train_accuracy=seen_eval.score("accuracy"),
             train_examples=stats.examples,
             samples_per_s=timings.train_samples / max(timings.train_time_s, 1e-9),
             peak_memory_mb=peak_memory_mb(device),
@@ -155,12 +163,15 @@ def _train(settings: LoopSettings, worker: Worker, setup: TrialSetup, t0: float)
             feature_cache=probe.cache if probe is not None else None,
             out_of_time=bool(late_ranks),
         ).to_dict()
-        state.epoch, state.best = epoch, max(state.best, correct / max(count, 1))
+        state.epoch, state.best = epoch, max(state.best, val_eval.score("accuracy"))
         state.stream, state.timings = train_batches.position(), dataclasses.replace(timings)
         t = time.time()
         with tempfile.TemporaryDirectory() as tmp:
             if rank == 0:
-                save_checkpoint(setup.evaluated, plan, Path(tmp), **metrics)
+                # The confusion matrix stays beside the weights (K² numbers per epoch would
+                # swell the run's history): the report reads the selected checkpoint's.
+                save_checkpoint(setup.evaluated, plan, Path(tmp), **metrics,
+                                val_confusion=val_eval.confusion.tolist())
                 save_train_state(Path(tmp), setup.optimizer, state, setup.scheduler,
                                  setup.model if setup.ema is not None else None)
             worker.report(metrics, Path(tmp) if rank == 0 else None)

@@ -96,15 +96,19 @@ class EpochMetrics:
     """`hit` | `built` for a trial whose frozen epochs trained on cached features."""
     out_of_time: bool = False
     """Another epoch would have ended after the search's deadline: this was the last."""
+    val_balanced_accuracy: float | None = None
+    val_balanced_accuracy_se: float | None = None
+    val_macro_f1: float | None = None
+    val_macro_f1_se: float | None = None
+    """From the epoch's confusion matrix (`automl.trial.classification`), like accuracy."""
 
     def to_dict(self) -> dict[str, Any]:
         """The flat result: every metric by its board name; unset optional ones left out."""
+        optional = ("latency_ms", "feature_cache", "val_balanced_accuracy",
+                    "val_balanced_accuracy_se", "val_macro_f1", "val_macro_f1_se")
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name not in ("timings", "latency_ms", "feature_cache", "out_of_time")}
-        if self.latency_ms is not None:
-            out["latency_ms"] = self.latency_ms
-        if self.feature_cache is not None:
-            out["feature_cache"] = self.feature_cache
+               if f.name not in ("timings", "out_of_time", *optional)}
+        out.update({k: v for k in optional if (v := getattr(self, k)) is not None})
         out.update(self.timings.to_dict())
         if self.out_of_time:
             out[OUT_OF_TIME] = True

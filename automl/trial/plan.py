@@ -65,6 +65,8 @@ class TrialPlan:
     """Text: the encoder's hidden and attention dropout (None: the model's own)."""
     ema_decay: float = 0.0
     """0: off; else the trial's model is the EMA of its weights (timm's ModelEmaV3)."""
+    class_weights: tuple[float, ...] | None = None
+    """Per-class weights of the training loss (None: unweighted)."""
 
     @property
     def pretrained(self) -> bool:
@@ -92,6 +94,8 @@ class TrialPlan:
         """JSON-ready dict (tuples become lists)."""
         out = dataclasses.asdict(self)
         out["classes"] = list(self.classes)
+        if self.class_weights is not None:
+            out["class_weights"] = list(self.class_weights)
         return out
 
     @classmethod
@@ -100,6 +104,8 @@ class TrialPlan:
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in raw.items() if k in names}
         values["classes"] = tuple(values["classes"])
+        if values.get("class_weights") is not None:
+            values["class_weights"] = tuple(values["class_weights"])
         return cls(**values)
 
     def save(self, directory: Path, **extra: Any) -> None:

@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from automl import storage
 from automl.tasks import get_task
 from automl.trial import recipe
 from automl.trial.checkpoints import unwrap
+from automl.trial.classification import count_batch, new_counts
 from automl.trial.context import LoopSettings
 from automl.trial.features import read_arrays, write_arrays
 from automl.trial.plan import TrialPlan
@@ -147,7 +147,7 @@ class CachedProbe:
         return stats
 
     def evaluate(self) -> torch.Tensor:
-        """[correct, count, loss sum] over the whole validation split."""
+        """The counts of `classification.count_batch` over the whole validation split."""
         return self._evaluate(self.val, self.val_labels)
 
     def evaluate_train(self) -> torch.Tensor:
@@ -158,14 +158,11 @@ class CachedProbe:
     @torch.inference_mode()
     def _evaluate(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         self.head.eval()
-        totals = torch.zeros(3, dtype=torch.float64, device=self.device)
+        counts = new_counts(self.plan.num_classes, self.device)
         for start in range(0, len(features), 256):
             logits = self.head(features[start:start + 256].to(self.device)).float()
-            labels = targets[start:start + 256].to(self.device)
-            totals[0] += (logits.argmax(1) == labels).sum()
-            totals[1] += len(labels)
-            totals[2] += F.cross_entropy(logits, labels, reduction="sum")
-        return totals
+            count_batch(counts, logits, targets[start:start + 256].to(self.device))
+        return counts
 
     def _order(self, epoch: int) -> torch.Tensor:
         """The examples of `epoch`: one shuffled pass, or with `steps` per epoch the next

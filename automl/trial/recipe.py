@@ -80,10 +80,18 @@ def mix(mixup: Any, inputs: torch.Tensor, labels: torch.Tensor, seed: int
 
 
 def loss_fn(logits: torch.Tensor, targets: torch.Tensor, plan: TrialPlan) -> torch.Tensor:
-    """Cross-entropy with the plan's label smoothing; soft targets (mixup) as they come."""
+    """Cross-entropy with the plan's label smoothing; soft targets (mixup) as they come.
+    With class weights, each example counts by its (target-weighted) class weight and the
+    mean divides by the summed weights (PyTorch's weighted mean, extended to soft targets)."""
+    weight = (None if plan.class_weights is None
+              else torch.tensor(plan.class_weights, dtype=logits.dtype, device=logits.device))
     if targets.dim() == 2:
-        return torch.sum(-targets * F.log_softmax(logits, dim=-1), dim=-1).mean()
-    return F.cross_entropy(logits, targets, label_smoothing=plan.label_smoothing)
+        per_example = torch.sum(-targets * F.log_softmax(logits, dim=-1), dim=-1)
+        if weight is None:
+            return per_example.mean()
+        example_weight = targets @ weight
+        return (per_example * example_weight).sum() / example_weight.sum()
+    return F.cross_entropy(logits, targets, weight=weight, label_smoothing=plan.label_smoothing)
 
 
 def hard_labels(targets: torch.Tensor) -> torch.Tensor:

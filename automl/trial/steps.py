@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from automl.backbones.groups import apply_unfreeze, count_params, param_groups
@@ -28,6 +27,7 @@ from automl.tasks import Task, get_task
 from automl.tasks.base import to_device
 from automl.trial import recipe
 from automl.trial.checkpoints import unwrap
+from automl.trial.classification import count_batch, new_counts
 from automl.trial.decode import Decoder
 from automl.trial.plan import TrialPlan
 
@@ -229,21 +229,20 @@ def _set_lp_ft_phase(setup: TrialSetup, linear_probe: bool) -> list[nn.Parameter
 def evaluate(
     setup: TrialSetup, plan: TrialPlan, device: torch.device, batches: Iterable[pa.Table]
 ) -> torch.Tensor:
-    """(correct, count, summed loss) over the given validation batches, on `device`.
+    """The counts of `classification.count_batch` (loss, examples, confusion) over the given
+    validation batches, on `device`.
 
     Runs the unwrapped module: DDP's forward syncs buffers with the other ranks, which may
     evaluate a different number of batches."""
     model, task = setup.evaluated, setup.task
     model.eval()
-    totals = torch.zeros(3, dtype=torch.float64, device=device)  # correct, count, loss sum
+    counts = new_counts(plan.num_classes, device)
     for host, labels, _ in setup.decoder.batches(plan, ((b, None) for b in batches)):
         inputs, labels = task.to_inputs(host, plan, device), to_device(labels, device)
         with _autocast(plan, device):
             logits = task.forward(model, inputs).float()
-        totals[0] += (logits.argmax(1) == labels).sum()
-        totals[1] += len(labels)
-        totals[2] += F.cross_entropy(logits, labels, reduction="sum")
-    return totals
+        count_batch(counts, logits, labels)
+    return counts
 
 
 def sum_over_ranks(totals: torch.Tensor, world: int) -> list[float]:
