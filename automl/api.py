@@ -252,9 +252,9 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     write_state(out.local, "finished" if complete else "interrupted")
     if complete and wanted is not None and len(records) < wanted:
         log(f"the time budget ended the search after {len(records)} of {wanted} trials")
-    test = None
+    assessed: dict[str, Any] = {"test": None, "calibration": None}
     if complete and has_checkpoint(board).any():
-        records, test = _score_test(out, board, records, context, cfg.resources.use_gpu, log)
+        records, assessed = _assess_selected(out, board, records, cfg, context, log)
         board = build_leaderboard(records, context)
         write_leaderboard(board, out.local)
     try:
@@ -279,7 +279,7 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
         "status_counts": board["status"].value_counts().to_dict(),
         "best_val_accuracy": _float(board["val_accuracy"].max()),
         "metric": context.metric, "best_val": _float(board[context.objective].max()),
-        "test": test,
+        **assessed,
         "export_dir": export_dir,
         "disk_bytes": out.disk_usage(),
     }, indent=2))
@@ -332,29 +332,40 @@ def _default_run_dir(cfg: Config, root: str | None) -> RunDir:
     return RunDir.at(storage.join(base, f"{name}-{stamp}"))
 
 
-def _score_test(run: RunDir, board: pd.DataFrame, records: list[TrialRecord],
-                context: SearchContext, use_gpu: bool, log: Any
-                ) -> tuple[list[TrialRecord], dict[str, Any] | None]:
-    """Score the selected trial on the test split (a Ray task) once selection is over, and
-    record it in the run's history: the board's `test_accuracy` comes from there."""
-    from automl.export.score import describe, score_selected
+def _assess_selected(run: RunDir, board: pd.DataFrame, records: list[TrialRecord],
+                     cfg: Config, context: SearchContext, log: Any
+                     ) -> tuple[list[TrialRecord], dict[str, Any]]:
+    """Once selection is over, score the selected trial on the test split and fit its
+    temperature on validation (one Ray task), and record both in the run's history: the
+    board's test and calibration columns come from there. Returns the new records and the
+    summary's `test` and `calibration` entries."""
+    from automl.export.score import assess_selected, describe
     from automl.runs.history import append_event, event, load_records
 
     row = best_trial(board)
+    trial_id = str(row["trial_id"])
     try:
-        score = score_selected(row, context.data_root, use_gpu, context.metric)
-    except Exception as exc:  # a report-only number: it must not cost the search its export
-        log(f"warning: the test split could not be scored ({root_cause(exc)})")
-        return records, None
-    if score is None:
-        return records, None
-    val = float(row[context.objective])
-    log(f"Selected trial {row['trial_id']}: " + describe(score, val, float(row["val_se"])))
-    append_event(run.local / HISTORY_FILE, event("test", str(row["trial_id"]),
-                                                 **score.to_json()))
-    return load_records(run.local, run.location), {
-        "trial_id": str(row["trial_id"]), **score.to_json(),
-        "val": val, "val_se": float(row["val_se"]), "selection_optimism": val - score.value}
+        found = assess_selected(row, context.data_root, cfg.resources.use_gpu, context.metric,
+                                cfg.search.calibrate)
+    except Exception as exc:  # report-only numbers: they must not cost the search its export
+        log(f"warning: the selected trial could not be scored or calibrated "
+            f"({root_cause(exc)})")
+        return records, {"test": None, "calibration": None}
+    summary: dict[str, Any] = {"test": None, "calibration": None}
+    if found is None:
+        return records, summary
+    if (score := found.test) is not None:
+        val = float(row[context.objective])
+        log(f"Selected trial {trial_id}: " + describe(score, val, float(row["val_se"])))
+        append_event(run.local / HISTORY_FILE, event("test", trial_id, **score.to_json()))
+        summary["test"] = {"trial_id": trial_id, **score.to_json(), "val": val,
+                           "val_se": float(row["val_se"]), "selection_optimism": val - score.value}
+    if (calibration := found.calibration) is not None:
+        log(f"Selected trial {trial_id}: {calibration.describe()}")
+        append_event(run.local / HISTORY_FILE,
+                     event("calibration", trial_id, **calibration.to_json()))
+        summary["calibration"] = {"trial_id": trial_id, **calibration.to_json()}
+    return load_records(run.local, run.location), summary
 
 
 def _export_best(run: RunDir, board: pd.DataFrame, context: SearchContext, log: Any) -> str:

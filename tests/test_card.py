@@ -54,8 +54,8 @@ def test_a_trial_scored_on_the_test_split_says_so_first() -> None:
     trial = {"trial_id": "t1", "val_accuracy": 0.875, "val_se": 0.0165,
              "test_accuracy": 0.85, "test_se": 0.0113}
     card = model_card(_config(), CHECKS, ExportContext(trial=trial), "x", {})
-    assert ("On the run's test split, which no trial, ranking or selection saw: accuracy **0.8500 ± "
-            "0.0113** (validation − test: +0.0250).") in card
+    assert ("On the run's test split, which no trial, ranking or selection saw: accuracy "
+            "**0.8500 ± 0.0113** (validation − test: +0.0250).") in card
     assert "| test_accuracy | 0.85 |" in card
     assert "test split" not in model_card(_config(), CHECKS, ExportContext(
         trial={"trial_id": "t1", "val_accuracy": 0.875, "test_accuracy": float("nan")}), "x", {})

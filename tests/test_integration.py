@@ -236,7 +236,15 @@ def test_only_the_selected_trial_is_scored_on_the_test_set(
     assert main(["predict", "run/export", *map(str, files)]) == 0
     labels = [line.split("\t")[1] for line in capfd.readouterr().out.strip().splitlines()]
     accuracy = np.mean([p == f.parent.name for p, f in zip(labels, files, strict=True)])
-    assert accuracy == pytest.approx(summary["accuracy"])
+    assert accuracy == pytest.approx(summary["accuracy"])  # the temperature keeps the argmax
+    # Calibrated on validation in the same pass; the export carries the temperature.
+    calibration = json.loads((in_work.run / "summary.json").read_text())["calibration"]
+    assert calibration["trial_id"] == summary["trial_id"] and calibration["temperature"] > 0
+    assert board.iloc[0]["temperature"] == pytest.approx(calibration["temperature"])
+    assert calibration["test_ece_calibrated"] is not None
+    exported = json.loads((in_work.run / "export" / "config.json").read_text())
+    assert exported["calibration"]["temperature"] == pytest.approx(calibration["temperature"])
+    assert f"Selected trial {summary['trial_id']}: temperature" in in_work.out
 
 
 def test_exports_check_every_format_and_a_refit_trains_on_more(

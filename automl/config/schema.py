@@ -122,6 +122,9 @@ class SearchConfig:
     """`tpe` (Optuna's TPESampler) or `random` (Optuna's RandomSampler: plain random search)."""
     scheduler: str = "asha"
     """`asha` (stop weak trials early at rungs) or `fifo` (every trial runs all its epochs)."""
+    calibrate: bool = True
+    """After selection, fit a temperature on validation so the exported model's
+    probabilities are calibrated (every format carries it; accuracy is unchanged)."""
 
     @property
     def metric_name(self) -> str:

@@ -36,6 +36,7 @@ def model_card(config: dict[str, Any], checks: list[ExportedFormat], context: Ex
         "",
         f"Classes: {', '.join(f'`{n}`' for n in names)}",
     ]
+    lines += ["", _calibration_line(context)]
     if context.refit:
         refit = context.refit
         lines += ["", f"**Refit**: these weights were retrained on train + validation "
@@ -85,6 +86,23 @@ def model_card(config: dict[str, Any], checks: list[ExportedFormat], context: Ex
                   "logits = model(**tok(texts, truncation=True, padding=True, "
                   "return_tensors='pt')).logits", "```"]
     return "\n".join(lines) + "\n"
+
+
+def _calibration_line(context: ExportContext) -> str:
+    """Whether `predict_proba` returns calibrated probabilities, and how well."""
+    found = context.calibration
+    if not found:
+        why = ("the refit has no held-out data to fit a temperature on" if context.refit
+               else "no temperature was fitted (search.calibrate: false, or an older run)")
+        return f"Probabilities are the model's softmax, not calibrated: {why}."
+    line = (f"**Calibrated probabilities**: logits are divided by a temperature of "
+            f"{found['temperature']:.3g}, fitted on validation after selection and folded "
+            "into the classifier (every format below carries it; predictions are unchanged). "
+            f"Expected calibration error on validation {found['val_ece']:.3f} → "
+            f"{found['val_ece_calibrated']:.3f}")
+    if isinstance(found.get("test_ece"), float):
+        line += f"; on the test split {found['test_ece']:.3f} → {found['test_ece_calibrated']:.3f}"
+    return line + "."
 
 
 def _test_line(trial: dict[str, Any]) -> str:

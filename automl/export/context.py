@@ -24,3 +24,6 @@ class ExportContext:
     """The search that produced the trial: space, trials, how many finished."""
     refit: dict[str, Any] | None = None
     """Set when the weights come from a refit on train + validation."""
+    calibration: dict[str, Any] | None = None
+    """The trial's temperature scaling (`Calibration.to_json()`): its temperature is folded
+    into the exported classifier."""

@@ -19,7 +19,7 @@ from automl.export.writer import CHECK_ROWS
 from automl.runs.history import append_event, event
 from automl.runs.layout import CONFIG_FILE as RUN_CONFIG_FILE
 from automl.runs.layout import HISTORY_FILE, REFIT_DIR
-from automl.runs.leaderboard import objective_column, outcome
+from automl.runs.leaderboard import CALIBRATION, objective_column, outcome
 from automl.search import ray_session
 from automl.tasks import get_task
 from automl.trial.executors import fit_plan
@@ -52,7 +52,9 @@ def export_trial(run: RunDir, row: pd.Series, board: pd.DataFrame,
         location, info = _refit(run, row, search, plan, epochs, address)
         info["export"] = paths.resolve(out, "--out")
         log(f"refit: {info['examples']} examples, {epochs} epoch(s) in {info['seconds']:.0f} s")
-        context = dataclasses.replace(context, refit=info)
+        # The trial's temperature was fitted to the trial's weights; the refit has no
+        # held-out data to fit its own: it ships uncalibrated (the card says so).
+        context = dataclasses.replace(context, refit=info, calibration=None)
     if on_ray:
         target = export_on_ray(location, out, formats, context, log)
     else:
@@ -77,7 +79,10 @@ def _context(run: RunDir, row: pd.Series, board: pd.DataFrame, search: SearchCon
                             "then fewer trainable parameters"}
     trial = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.to_dict().items()}
     data = dataclasses.asdict(search.data) if search is not None else {}
-    return ExportContext(examples, trial, data, summary)
+    calibration = None
+    if isinstance(t := trial.get("temperature"), (int, float)) and t == t:
+        calibration = {k: trial.get(k) for k in CALIBRATION}
+    return ExportContext(examples, trial, data, summary, calibration=calibration)
 
 
 def _refit(run: RunDir, row: pd.Series, search: SearchContext | None, plan: TrialPlan,

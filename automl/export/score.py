@@ -1,5 +1,6 @@
-"""Score a trained model on a prepared split after the search: the test split, which no
-trial, ranking or selection ever reads (`automl.data.catalog.SEARCH_SPLITS`).
+"""Score the selected model after the search on the test split, which no trial, ranking or
+selection ever reads (`automl.data.catalog.SEARCH_SPLITS`), and fit its temperature on
+validation (`automl.export.calibrate`).
 
 Scoring is deterministic (the eval transform, no augmentation) and may be repeated; its
 result is only reported — nothing that ranks or selects trials receives it.
@@ -15,6 +16,7 @@ import numpy as np
 
 from automl import storage
 from automl.config.schema import METRICS
+from automl.export.calibrate import Calibration
 from automl.trial.classification import metric_se, metric_value
 
 BATCH = 64
@@ -54,53 +56,85 @@ class SplitScore:
                 "confusion": self.confusion.tolist()}
 
 
+@dataclass(frozen=True)
+class SelectedAssessment:
+    """What is measured on the selected trial once selection is over."""
+
+    test: SplitScore | None
+    """Its score on the test split (None: the run has none)."""
+    calibration: Calibration | None
+    """Its temperature, fitted on validation, with ECE before/after (None: not asked for)."""
+
+
 def score_checkpoint(location: str, folder: str, metric: str = "accuracy") -> SplitScore:
     """The checkpoint at `location` (path or URI) scored on every prepared row in `folder`
     (a split's shard folder), in this process, on its GPU when it has one."""
+    result = assess_checkpoint(location, None, folder, metric, calibrate=False)
+    assert result.test is not None
+    return result.test
+
+
+def assess_checkpoint(location: str, val_folder: str | None, test_folder: str | None,
+                      metric: str = "accuracy", calibrate: bool = True) -> SelectedAssessment:
+    """Score the checkpoint on the test split (`test_folder`, if any) and, with `calibrate`,
+    fit its temperature on the validation split (`val_folder`) and measure ECE before and
+    after on both. In this process, on its GPU when it has one."""
     import torch
 
-    from automl.data.shards import read_table
+    from automl.export.calibrate import calibrate as fit_calibration
     from automl.export.writer import load_weights, rebuild
-    from automl.tasks import get_task
     from automl.trial.classification import Evaluation, count_batch, new_counts
     from automl.trial.plan import WEIGHTS_FILE, TrialPlan
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     with storage.local_copy(location) as checkpoint:
         plan = TrialPlan.load(checkpoint)
-        task = get_task(plan.task)
         model = rebuild(plan, checkpoint)
         load_weights(model, checkpoint / WEIGHTS_FILE, allow_missing_bn_counters=True)
     model = model.to(device).eval()
-    counts = new_counts(plan.num_classes, device)
+    test = _logits(model, plan, test_folder, device) if test_folder else None
+    score = None
+    if test is not None:
+        counts = new_counts(plan.num_classes)
+        count_batch(counts, *test)
+        found = Evaluation.from_counts(counts.numpy(), plan.num_classes)
+        score = SplitScore(found.loss, found.examples, found.confusion, metric)
+    calibration = None
+    if calibrate and val_folder:
+        calibration = fit_calibration(_logits(model, plan, val_folder, device), test)
+    return SelectedAssessment(score, calibration)
+
+
+def _logits(model: Any, plan: Any, folder: str, device: Any) -> tuple[Any, Any]:
+    """(logits, labels) of every prepared row in `folder`, on the host (float32)."""
+    import torch
+
+    from automl.data.shards import read_table
+    from automl.tasks import get_task
+
+    task = get_task(plan.task)
+    logits, labels = [], []
     with torch.inference_mode():
         for file in storage.list_files(folder, ".parquet"):
             table = read_table(file)
             for start in range(0, table.num_rows, BATCH):
-                inputs, labels = task.collate(table.slice(start, BATCH), plan, device)
-                count_batch(counts, task.forward(model, inputs).float(), labels)
-    found = Evaluation.from_counts(counts.cpu().numpy(), plan.num_classes)
-    if found.examples == 0:
+                inputs, batch_labels = task.collate(table.slice(start, BATCH), plan, device)
+                logits.append(task.forward(model, inputs).float().cpu())
+                labels.append(batch_labels.cpu())
+    if not logits:
         raise ValueError(f"{folder} holds no rows to score")
-    return SplitScore(found.loss, found.examples, found.confusion, metric)
+    return torch.cat(logits), torch.cat(labels)
 
 
-def score_on_ray(location: str, folder: str, use_gpu: bool = False, metric: str = "accuracy"
-                 ) -> SplitScore:
-    """`score_checkpoint` as a Ray task anywhere in the cluster (the driver loads no model;
-    storage must be reachable from every node, as for the trials)."""
+def assess_selected(row: Mapping[str, Any], data_root: str | None, use_gpu: bool = False,
+                    metric: str = "accuracy", calibrate: bool = True
+                    ) -> SelectedAssessment | None:
+    """`assess_checkpoint` of the board row's checkpoint on its variant's splits, as a Ray
+    task anywhere in the cluster (the driver loads no model; storage must be reachable from
+    every node, as for the trials). None when there is nothing to do: no checkpoint, or
+    neither a test split nor calibration."""
     import ray
 
-    task = ray.remote(score_checkpoint).options(num_cpus=1, num_gpus=1 if use_gpu else 0,
-                                                max_retries=0)
-    # Ray's stubs type a remote function by its arity and miss the defaulted argument.
-    return ray.get(task.remote(location, folder, metric))  # type: ignore[call-arg]
-
-
-def score_selected(row: Mapping[str, Any], data_root: str | None, use_gpu: bool = False,
-                   metric: str = "accuracy") -> SplitScore | None:
-    """The board row's checkpoint scored on its variant's test split, as a Ray task; None
-    when the run has no test split (or no checkpoint)."""
     from automl.data.shards import split_dir
     from automl.tasks import get_task
     from automl.trial.plan import TrialPlan
@@ -109,10 +143,17 @@ def score_selected(row: Mapping[str, Any], data_root: str | None, use_gpu: bool 
     if not isinstance(location, str) or not data_root:
         return None
     plan = TrialPlan.read(location)
-    folder = split_dir(data_root, get_task(plan.task), plan.preprocessing, "test")
-    if not storage.exists(folder) or not storage.list_files(folder, ".parquet"):
+    folders = {name: split_dir(data_root, get_task(plan.task), plan.preprocessing, name)
+               for name in ("val", "test")}
+    found = {name: f if storage.exists(f) and storage.list_files(f, ".parquet") else None
+             for name, f in folders.items()}
+    if found["test"] is None and not (calibrate and found["val"]):
         return None
-    return score_on_ray(location, folder, use_gpu, metric)
+    task = ray.remote(assess_checkpoint).options(num_cpus=1, num_gpus=1 if use_gpu else 0,
+                                                 max_retries=0)
+    # Ray's stubs type a remote function by its arity and miss the defaulted arguments.
+    return ray.get(task.remote(location, found["val"], found["test"], metric,  # type: ignore[call-arg]
+                               calibrate))
 
 
 def describe(score: SplitScore, val_value: float, val_se: float) -> str:

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from automl.errors import AutomlError
+from automl.export.calibrate import fold_temperature
 from automl.export.card import model_card
 from automl.export.context import ExportContext
 from automl.export.formats import TOLERANCE, ExportedFormat, check, export_format
@@ -100,6 +101,8 @@ def _write(src: Path, out: Path, formats: tuple[str, ...], context: ExportContex
     wanted = _applicable(formats, task, explicit=set(formats) != set(ALL_FORMATS))
     model = rebuild(plan, src)
     load_weights(model, src / WEIGHTS_FILE, allow_missing_bn_counters=True)
+    if context.calibration:  # every format below is made from, and checked against, this
+        fold_temperature(model, float(context.calibration["temperature"]), plan.num_classes)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS_FILE))
     _copy_extras(src, out)
     inputs, checked_on = _check_inputs(task, plan, context.examples)
@@ -121,7 +124,8 @@ def _write(src: Path, out: Path, formats: tuple[str, ...], context: ExportContex
         "num_classes": plan.num_classes, "class_names": list(plan.classes),
         "preprocessing": plan.preprocessing, "inputs": [n for n, _ in task.export_inputs],
         "data": context.data, "hyperparameters": plan.to_dict(), "metrics": metrics,
-        "refit": context.refit, "formats": [c.name for c in checks],
+        "refit": context.refit, "calibration": context.calibration,
+        "formats": [c.name for c in checks],
     }
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
     sizes = {c.name: size_of(out / c.path) for c in checks}

@@ -19,7 +19,8 @@ TABLE_COLUMNS = [
     "rank", "trial_id", "status", "eligible", "backbone", "weights", "unfreeze_fraction",
     "unfreeze_depth", "head_lr", "backbone_lr", "layer_decay", "lp_ft_epochs", "weight_decay",
     "batch_size", "val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_se",
-    "test_accuracy", "test_balanced_accuracy", "test_macro_f1", "best_epoch", "epochs",
+    "test_accuracy", "test_balanced_accuracy", "test_macro_f1", "temperature",
+    "test_ece_calibrated", "best_epoch", "epochs",
     "train_accuracy", "overfit_gap",
     "transfer_gain", "knn_accuracy", "trial_time_s", "device_hours", "trainable_params",
     "trainable_pct", "samples_per_s", "peak_memory_mb", "latency_ms", "startup_s", "restarts",
@@ -154,7 +155,7 @@ def _cards(board: pd.DataFrame, constraints: Constraints, objective: str) -> str
                   f"({_e(best['weights'])}), unfreeze {best['unfreeze_fraction']:g}, "
                   f"head_lr {best['head_lr']:.3g}, {objective} {best[objective]:.4f} "
                   f"{_se(best.get('val_se'))}at epoch {best['best_epoch']:.0f}."
-                  f"{_test(best, objective)}</p>")
+                  f"{_test(best, objective)}{_calibration(best)}</p>")
     return (f'<div class="cards">{html_cards}</div><p>{rule}</p>{chosen}'
             f"{_within_noise(board, best, objective)}")
 
@@ -196,6 +197,20 @@ def _test(best: pd.Series, objective: str) -> str:
     return (f" On the test split, which no trial, ranking or selection saw: "
             f"<b>{test:.4f} {_se(best.get('test_se'))}</b>(selection optimism "
             f"{best[objective] - test:+.4f}).")
+
+
+def _calibration(best: pd.Series) -> str:
+    """The selected model's temperature and its expected calibration error before/after."""
+    temperature = best.get("temperature")
+    if temperature is None or pd.isna(temperature):
+        return ""
+    where, before, after = "validation (where it was fitted)", best["val_ece"], \
+        best["val_ece_calibrated"]
+    if pd.notna(best.get("test_ece")):
+        where, before, after = "test", best["test_ece"], best["test_ece_calibrated"]
+    return (f" Its probabilities are calibrated by a temperature of {temperature:.3g} "
+            f"(fitted on validation; the export carries it): expected calibration error on "
+            f"{where} {before:.3f} → <b>{after:.3f}</b>.")
 
 
 def _risks(board: pd.DataFrame) -> str:

@@ -146,6 +146,9 @@ class TrialRecord:
     test: dict[str, Any] | None = None
     """The latest score of the trial's selected checkpoint on the test split (after the
     search; `automl.export.score`): accuracy, loss, examples, se."""
+    calibration: dict[str, Any] | None = None
+    """Its temperature fitted on validation after selection, with ECE before/after
+    (`automl.export.calibrate.Calibration`)."""
 
 
 def trial_records(events: list[dict[str, Any]], location: str) -> list[TrialRecord]:
@@ -156,9 +159,9 @@ def trial_records(events: list[dict[str, Any]], location: str) -> list[TrialReco
         trial = trials.setdefault(str(item["trial_id"]), {
             "params": {}, "epochs": {}, "error": None, "ended": False,
             "start": item.get("time"), "last": item.get("time"), "refit": None, "cut": None,
-            "test": None})
+            "test": None, "calibration": None})
         kind = item["event"]
-        if kind in ("refit", "test"):  # after the search: not part of the trial's time
+        if kind in ("refit", "test", "calibration"):  # after the search: not its time
             trial[kind] = {k: v for k, v in item.items() if k not in ("event", "trial_id")}
             continue
         trial["last"] = item.get("time", trial["last"])
@@ -181,7 +184,8 @@ def trial_records(events: list[dict[str, Any]], location: str) -> list[TrialReco
             spent = (trial["last"] or 0.0) - (trial["start"] or 0.0)
         records.append(TrialRecord(trial_id, trial["params"], history, trial["error"],
                                    float(spent), trial["ended"], trial["start"],
-                                   trial["refit"], trial["cut"], trial["test"]))
+                                   trial["refit"], trial["cut"], trial["test"],
+                                   trial["calibration"]))
     return records
 
 

@@ -37,13 +37,18 @@ RECIPE = ["lr_schedule", "warmup", "min_lr_ratio", "label_smoothing", "ema_decay
 meaning for the task)."""
 IMAGE_ONLY = ("augment", "crop_scale", "randaugment_magnitude", "random_erasing", "mixup",
               "cutmix", "drop_path_rate")
+CALIBRATION = ["temperature", "val_ece", "val_ece_calibrated", "test_ece",
+               "test_ece_calibrated"]
+"""The selected trial's temperature (fitted on validation after selection) and expected
+calibration error before/after it (`automl.export.calibrate`)."""
 TIMING_COLUMNS = ["train_time_s", "data_time_s", "eval_time_s", "checkpoint_time_s"]
 """Trial timings shown under the names the trial reports them by (`trial.metrics`)."""
 COLUMNS = [
     "rank", "trial_id", "status", "eligible", "backbone", "weights", "pretrained",
     "unfreeze_depth", "layer_groups", *HYPERPARAMETERS, *RECIPE,
     "metric", "val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_se",
-    "test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_se", "best_epoch", "epochs",
+    "test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_se", *CALIBRATION,
+    "best_epoch", "epochs",
     "val_loss", "train_accuracy", "overfit_gap",
     "overfitting", "transfer_gain", "negative_transfer", "knn_accuracy", "logme",
     "trial_time_s", "device", "device_hours", "trainable_params", "total_params",
@@ -153,6 +158,7 @@ def _row(record: TrialRecord, context: SearchContext, running: bool) -> dict[str
         # Scored after selection (`automl.export.score`); nothing that ranks reads it.
         **{f"test_{k}": (record.test or {}).get(k)
            for k in ("accuracy", "balanced_accuracy", "macro_f1", "se")},
+        **{k: (record.calibration or {}).get(k) for k in CALIBRATION},
         "best_epoch": best.get("epoch"),
         "epochs": epochs,
         "val_loss": best.get("val_loss"),
