@@ -177,7 +177,7 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
             ) -> SearchResult:
     """The search proper, while this process holds the run dir's lock."""
     from automl.config.space_file import describe, write_space
-    from automl.search import ray_session
+    from automl.search import final_seeds, ray_session
     from automl.search import tune as search
     from automl.search.budget import TimeBudget
     from automl.search.ranking import prune, rank_backbones, seed_points
@@ -208,13 +208,16 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     counts = catalog.class_counts(TRAIN)
     imbalance = imbalance_note(counts, catalog.classes, cfg.search.metric_name,
                                cfg.train.class_weights)
-    for note in (*catalog.notes, *([imbalance] if imbalance else [])):
+    repeated = catalog.duplicates.describe() if catalog.duplicates else None
+    for note in (*catalog.notes, *(n for n in (imbalance, repeated) if n)):
         log(f"note: {note}")
     # A restored Tune experiment keeps the budget it started with; a search resumed before
     # Tune started (killed while preparing or ranking) starts its budget now.
     restoring = resume and search.can_restore(out)
+    # search.final_seeds keeps its share of the budget for the end (`final_seeds`).
     budget = None if restoring or cfg.search.budget_s is None else TimeBudget(
-        cfg.search.budget_s, spent=time.time() - started)
+        cfg.search.budget_s * (1 - final_seeds.reserved_fraction(cfg.search)),
+        spent=time.time() - started)
     log(f"Ray: {cluster.get('CPU', 0):g} CPUs, {cluster.get('GPU', 0):g} GPUs → "
         f"{concurrency} trial(s) at a time{' (more as nodes join)' if can_grow else ''}; "
         f"{_trials_line(cfg, budget)}, {cfg.train.epochs} epoch(s) max each; run dir {out}"
@@ -224,7 +227,8 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
         cfg, list(prepared.classes), preprocessing, prepared.variant_of,
     ).replace(
         data_root=storage.join(prepare.cache_root(cfg, out.location), catalog.fingerprint),
-        data=DataFacts(catalog.source, first.train_rows, first.val_rows, cfg.data.text_column),
+        data=DataFacts(catalog.source, first.train_rows, first.val_rows, cfg.data.text_column,
+                       dataclasses.asdict(catalog.duplicates) if catalog.duplicates else None),
         class_weights=(balanced_weights(counts) if cfg.train.class_weights == "balanced"
                        else None),
     )
@@ -235,6 +239,11 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     try:
         records = search.run_trials(cfg, context, datasets, out, concurrency, resume, budget,
                                     seed_points(ranked, cfg, concurrency))
+        if final_seeds.enabled(cfg.search) and records and all(r.ended for r in records):
+            left = None if cfg.search.budget_s is None or restoring else TimeBudget(
+                cfg.search.budget_s, spent=time.time() - started)
+            records = final_seeds.run_final_seeds(cfg, context, datasets, out, concurrency,
+                                                  records, resume, left, log)
     except BaseException:
         write_state(out.local, "interrupted")
         raise

@@ -417,7 +417,7 @@ space:
   max_length: 16
   batch_size: 8
 train: {epochs: 2}
-search: {num_samples: 3, seed: 1}
+search: {num_samples: 3, seed: 1, final_seeds: 2, final_top_k: 1}
 """
 
 
@@ -460,8 +460,14 @@ def test_tiny_text_search(
     run_dir = tmp_path / "run"
     assert main(["search", str(space), "--data", str(text_csv), "--run-dir", str(run_dir)]) == 0
     board = pd.read_csv(run_dir / "leaderboard.csv")
-    assert len(board) == 3 and (board["status"] != "errored").all(), board["error"].tolist()
+    assert len(board) == 4 and (board["status"] != "errored").all(), board["error"].tolist()
     assert set(board["layer_groups"]) == {3}
+    # Final seeds: the best configuration trained again with seed 1; selection (rank 1, the
+    # export) is one of its two seeds, by their mean.
+    assert "final seeds: 1 configuration(s) × 1 more seed(s)" in capsys.readouterr().out
+    repeated = board[board["seed_runs"] == 2]
+    assert len(repeated) == 2 and sorted(repeated["seed"]) == [0, 1]
+    assert board.iloc[0]["trial_id"] in set(repeated["trial_id"])
     # The exported winner reproduces its board accuracy on the validation texts.
     rows, truth = _validation_rows(text_csv, "text")
     texts = pd.read_csv(text_csv)["text"].iloc[[int(r) for r in rows]].tolist()

@@ -19,7 +19,8 @@ def test_static_json_reads_as_a_search_context_and_writes_back_the_same(old_run:
     assert context.task == "image" and context.classes == ("center", "left", "top")
     assert context.resources.workers_per_trial == 1 and context.epochs == 1
     # Same keys, same values; keys added since read as what that run did.
-    assert context.to_json() == {**raw, "metric": "accuracy", "class_weights": None}
+    assert context.to_json() == {**raw, "metric": "accuracy", "class_weights": None,
+                                 "data": {**raw["data"], "duplicates": None}}
 
 
 def test_a_run_without_static_json_has_no_context(tmp_path: Path) -> None:

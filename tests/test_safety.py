@@ -410,7 +410,7 @@ def test_a_remote_prefix_with_sub_prefixes_is_not_an_export(s3_server: str) -> N
         Image.new("RGB", (8, 8), (colour,) * 3).save(buffer, format="PNG")
         storage.write_bytes(f"{s3_server}/imgs/{name}", buffer.getvalue())
     storage.write_text(f"{s3_server}/imgs/m.csv", "path,label\na.png,x\nb.png,y\nc.png,y\n")
-    _, _, _, stats = read_manifest(f"{s3_server}/imgs/m.csv", "path", "label")
+    stats = read_manifest(f"{s3_server}/imgs/m.csv", "path", "label").stats
     assert [s[0] > 0 for s in stats] == [True, True, False]  # c.png is missing
     # A crafted key with `..` in it never lands outside the folder a download writes to.
     import boto3

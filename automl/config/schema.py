@@ -53,13 +53,20 @@ class DataConfig:
     label_column: str = "label"
     """Text tables: the column holding the class label."""
     val_path: str | None = None
-    """Text tables: a separate validation file (default: split data.path)."""
+    """A validation set like `path` (folder, manifest or table); default: held out of
+    data.path (`val_fraction`)."""
     test_path: str | None = None
     """A test set like `path` (folder, manifest or table) that no trial, ranking or selection
     sees; the selected model is scored on it after the search."""
     test_fraction: float | None = None
     """Without `test_path`: the fraction of each class held out as the test split, before
     anything else. Default: 0.1 (at least 300 examples) from 3,000 examples up, else none."""
+    group_column: str | None = None
+    """Manifests and tables: a column naming each row's group (an object, a film, a
+    patient); every row of a group lands in the same split."""
+    drop_duplicates: bool = True
+    """Validation/test examples identical to an earlier split's (same image bytes or text)
+    leave their split; false: reported only."""
     path_column: str = "path"
     """Image manifests (a CSV/Parquet of image paths and labels): the path column."""
     cache_dir: str | None = None
@@ -122,6 +129,12 @@ class SearchConfig:
     """`tpe` (Optuna's TPESampler) or `random` (Optuna's RandomSampler: plain random search)."""
     scheduler: str = "asha"
     """`asha` (stop weak trials early at rungs) or `fifo` (every trial runs all its epochs)."""
+    final_seeds: int = 0
+    """N ≥ 2: at the end, train the top `final_top_k` configurations with N − 1 more seeds
+    each and select by their mean validation score (time reserved from the budget up
+    front); 0: off."""
+    final_top_k: int = 3
+    """Configurations the final-seeds phase repeats."""
     calibrate: bool = True
     """After selection, fit a temperature on validation so the exported model's
     probabilities are calibrated (every format carries it; accuracy is unchanged)."""

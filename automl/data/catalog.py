@@ -7,11 +7,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from automl.errors import DataError
+
+if TYPE_CHECKING:
+    from automl.data.duplicates import Duplicates
 
 MIN_PER_CLASS = 2
 TRAIN, VAL, TEST, UNUSED = 0, 1, 2, -1
@@ -45,6 +48,8 @@ class Catalog:
     """Rows dropped while scanning (empty text or label)."""
     notes: tuple[str, ...] = ()
     """What the scan decided that a user should read (e.g. why there is no test split)."""
+    duplicates: Duplicates | None = None
+    """Exact duplicates across (and within) the splits (`automl.data.duplicates`)."""
 
     def count(self, which: int) -> int:
         """Examples in one split."""
@@ -141,6 +146,19 @@ def split_with_test(labels: np.ndarray, val_fraction: float, test_fraction: floa
     train, val = stratified_split(labels[rest], val_fraction, seed, max_per_class)
     split[rest[train]] = TRAIN
     split[rest[val]] = VAL
+    return split
+
+
+def train_with_test(labels: np.ndarray, test_fraction: float, seed: int,
+                    max_per_class: int | None = None) -> np.ndarray:
+    """The split column of a source whose validation split comes from elsewhere
+    (`data.val_path`): all TRAIN but its test share (and, with `max_per_class`, a seeded
+    subsample of that many per class)."""
+    if not (test_fraction or max_per_class):
+        return np.full(len(labels), TRAIN, np.int8)
+    split = split_with_test(labels, 0.5, test_fraction, seed,
+                            max_per_class * 2 if max_per_class else None)
+    split[split == VAL] = UNUSED if max_per_class else TRAIN
     return split
 
 

@@ -54,6 +54,11 @@ def model_card(config: dict[str, Any], checks: list[ExportedFormat], context: Ex
         lines += ["", "## Data", "", f"- source: `{data.get('source')}`",
                   f"- examples: {data.get('train_rows')} train / {data.get('val_rows')} "
                   "validation (stratified, seeded split)"]
+        found = data.get("duplicates") or {}
+        if found.get("across") or found.get("within"):
+            lines.append(f"- exact duplicates: {found.get('across')} across splits "
+                         f"({found.get('removed', 0)} removed from validation/test), "
+                         f"{found.get('within', 0)} within a split")
     if context.search:
         search = context.search
         lines += ["", "## The search", "", f"- space: `{search.get('space')}`",

@@ -67,7 +67,8 @@ pre { background: #f7f7f7; padding: 10px; overflow: auto; font-size: 12px; }
 
 def build_report(board: pd.DataFrame, records: list[TrialRecord], config: dict[str, Any],
                  title: str, state: str, constraints: Constraints | None = None,
-                 metric: str = "val_accuracy") -> str:
+                 metric: str = "val_accuracy", duplicates: dict[str, Any] | None = None
+                 ) -> str:
     """The report as one HTML string (see the module doc)."""
     constraints = constraints or Constraints()
     name = metric.removeprefix("val_").replace("_", " ").capitalize()
@@ -91,7 +92,7 @@ def build_report(board: pd.DataFrame, records: list[TrialRecord], config: dict[s
         "</p>",
         _cards(board, constraints, metric),
         *classes.section(board, records),
-        "<h2>Transfer risks</h2>", _risks(board),
+        "<h2>Transfer risks</h2>", _risks(board, duplicates),
         *_ranking(board),
         "<h2>Figures</h2>", '<div class="grid">',
         *(f"<figure><figcaption>{_e(c)}</figcaption>{svg}</figure>" for c, svg in figures),
@@ -213,7 +214,7 @@ def _calibration(best: pd.Series) -> str:
             f"{where} {before:.3f} → <b>{after:.3f}</b>.")
 
 
-def _risks(board: pd.DataFrame) -> str:
+def _risks(board: pd.DataFrame, duplicates: dict[str, Any] | None = None) -> str:
     negative = board[board["negative_transfer"].fillna(False).astype(bool)]
     over = board[board["overfitting"].fillna(False).astype(bool)]
     items = []
@@ -233,7 +234,25 @@ def _risks(board: pd.DataFrame) -> str:
                  + (": " + ", ".join(f"{t} ({g:.3f})" for t, g in zip(
                      over["trial_id"], over["overfit_gap"], strict=True)) if len(over)
                     else "") + ".</li>")
+    items.append(_leakage(duplicates))
     return "<ul>" + "".join(items) + "</ul>"
+
+
+def _leakage(found: dict[str, Any] | None) -> str:
+    """The exact-duplicate check of the data (`automl.data.duplicates`)."""
+    if found is None:
+        return "<li>Leakage across splits: not checked (a run from before the check).</li>"
+    across = {k: v for k, v in (found.get("across") or {}).items() if v}
+    if not across:
+        return ("<li>Leakage across splits: no validation or test example is an exact "
+                f"duplicate of an earlier split's ({found.get('within', 0)} repeat(s) "
+                "within a split).</li>")
+    pairs = ", ".join(f"{n} {_e(k)}" for k, n in across.items())
+    fate = ("removed from their split" if found.get("removed")
+            else "<span class='flag'>kept</span> (data.drop_duplicates: false)")
+    examples = "; ".join(f"{_e(b)} = {_e(a)}" for a, b in found.get("examples", [])[:3])
+    return (f"<li>Leakage across splits: <span class='flag'>{sum(across.values())}</span> "
+            f"exact duplicate(s) ({pairs}), {fate}. E.g. {examples}.</li>")
 
 
 def _table(board: pd.DataFrame) -> str:

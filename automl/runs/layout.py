@@ -12,6 +12,7 @@
       report.html          REPORT_FILE
       logs/                LOG_DIR: progress log, Ray's log, `<trial>.error.txt`
       tune/                TUNE_DIR: Ray Tune's experiment (what --resume restores)
+      tune-seeds/          SEEDS_TUNE_DIR: the final-seeds phase's experiment, if any
       trials/              TRIALS_DIR: each trial's checkpoints (Ray Train's layout)
       refit/               REFIT_DIR: export --refit's training run
       export/              EXPORT_DIR: the selected trial, exported at the end
@@ -33,6 +34,8 @@ LEADERBOARD_PARQUET = "leaderboard.parquet"
 REPORT_FILE = "report.html"
 LOG_DIR = "logs"
 TUNE_DIR = "tune"
+SEEDS_TUNE_DIR = "tune-seeds"
+"""The final-seeds phase's Tune experiment (`search.final_seeds`)."""
 TRIALS_DIR = "trials"
 CACHE_DIR = "prepared-data"
 REFIT_DIR = "refit"

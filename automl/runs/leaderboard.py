@@ -8,6 +8,8 @@ error); ties go to the cheaper trial (fewer device-hours, then fewer trainable p
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,7 +50,7 @@ COLUMNS = [
     "unfreeze_depth", "layer_groups", *HYPERPARAMETERS, *RECIPE,
     "metric", "val_accuracy", "val_balanced_accuracy", "val_macro_f1", "val_se",
     "test_accuracy", "test_balanced_accuracy", "test_macro_f1", "test_se", *CALIBRATION,
-    "best_epoch", "epochs",
+    "config_id", "seed_runs", "seed_mean", "seed_se", "best_epoch", "epochs",
     "val_loss", "train_accuracy", "overfit_gap",
     "overfitting", "transfer_gain", "negative_transfer", "knn_accuracy", "logme",
     "trial_time_s", "device", "device_hours", "trainable_params", "total_params",
@@ -81,7 +83,29 @@ def build_leaderboard(records: list[TrialRecord], context: SearchContext,
     without an end event are `running` rather than `interrupted`."""
     board = pd.DataFrame([_row(r, context, running) for r in records], columns=COLUMNS)
     _transfer_gain(board)
+    _seed_groups(board)
     return rank(board, constraints or Constraints())
+
+
+def config_id(params: Mapping[str, Any]) -> str:
+    """One short id per configuration, whatever its seed (`search.final_seeds` repeats a
+    configuration with other seeds; their rows share it)."""
+    rest = {k: v for k, v in params.items() if k != "seed"}
+    return hashlib.sha1(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _seed_groups(board: pd.DataFrame) -> None:
+    """`seed_runs`, `seed_mean`, `seed_se` of every configuration that ran with two or more
+    seeds: the mean (and its standard error) of their validation scores, what selection
+    compares for them."""
+    objective = objective_column(board)
+    scored = board[board[objective].notna() & (board["status"] != "errored")]
+    groups = scored.groupby("config_id")
+    stats = groups[objective].agg(["count", "mean", "std"])
+    stats = stats[groups["seed"].nunique() >= 2]  # the same seed twice is no repetition
+    board["seed_runs"] = board["config_id"].map(stats["count"])
+    board["seed_mean"] = board["config_id"].map(stats["mean"])
+    board["seed_se"] = board["config_id"].map(stats["std"] / stats["count"] ** 0.5)
 
 
 def rank(board: pd.DataFrame, constraints: Constraints) -> pd.DataFrame:
@@ -94,10 +118,19 @@ def rank(board: pd.DataFrame, constraints: Constraints) -> pd.DataFrame:
         eligible &= board["latency_ms"].fillna(math.inf) <= constraints.max_latency_ms
     board["eligible"] = eligible
     board["_last"] = ~eligible | (board["status"] == "errored")
+    # After a final-seeds phase the repeated configurations come first, by their mean, and
+    # within one the seed closest to the mean (what gets exported).
+    objective = objective_column(board)
+    repeated = board["seed_mean"].notna() if "seed_mean" in board else pd.Series(
+        False, index=board.index)
+    board["_unrepeated"] = ~repeated
+    board["_score"] = board["seed_mean"].where(repeated, board[objective]) if repeated.any() \
+        else board[objective]
+    board["_off_mean"] = (board[objective] - board["_score"]).abs()
     board = board.sort_values(
-        ["_last", objective_column(board), "device_hours", "trainable_params"],
-        ascending=[True, False, True, True], na_position="last", kind="stable",
-    ).drop(columns="_last").reset_index(drop=True)
+        ["_last", "_unrepeated", "_score", "_off_mean", "device_hours", "trainable_params"],
+        ascending=[True, True, False, True, True, True], na_position="last", kind="stable",
+    ).drop(columns=["_last", "_unrepeated", "_score", "_off_mean"]).reset_index(drop=True)
     board["rank"] = range(1, len(board) + 1)
     return board
 
@@ -150,6 +183,7 @@ def _row(record: TrialRecord, context: SearchContext, running: bool) -> dict[str
         **{k: getattr(plan, k) for k in HYPERPARAMETERS if k not in ("pooling", "max_length")},
         **{k: getattr(plan, k) if k in task_fields else None for k in ("pooling", "max_length")},
         **_recipe(plan),
+        "config_id": config_id(record.params),
         "metric": context.metric,
         "val_accuracy": best.get("val_accuracy"),
         "val_balanced_accuracy": best.get("val_balanced_accuracy"),

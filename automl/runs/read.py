@@ -110,8 +110,10 @@ def write_report(run: RunDir, board: pd.DataFrame, records: list[TrialRecord],
     config_file, state_file = run.local / CONFIG_FILE, run.local / STATE_FILE
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
     state = json.loads(state_file.read_text()).get("state") if state_file.is_file() else "?"
+    context = read_context(run)
     page = build_report(board, records, config, f"automl report — {run}", str(state),
-                        constraints, objective_column(board))
+                        constraints, objective_column(board),
+                        context.data.duplicates if context is not None else None)
     if out is None:
         write_atomic(run.local / REPORT_FILE, page)
         if run.remote:

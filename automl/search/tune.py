@@ -29,7 +29,7 @@ from automl.config.spaces import sample_trial
 from automl.errors import AutomlError
 from automl.ray_internals import HEAD_NODE_RESOURCE
 from automl.runs.history import TrialRecord, load_records
-from automl.runs.layout import LOG_DIR, TRIALS_DIR, TUNE_DIR
+from automl.runs.layout import LOG_DIR, SEEDS_TUNE_DIR, TRIALS_DIR, TUNE_DIR
 from automl.runs.legacy import install_old_module_paths
 from automl.runs.location import RunDir, restoring_into
 from automl.search.budget import TimeBudget
@@ -184,11 +184,44 @@ def run_trials(
         points_to_evaluate=first_points or None,
         sampler=_sampler(config),
     )
-    scheduler = _scheduler(config)
-    trainable = tune.with_resources(
+    trainable = _trainable(context, datasets)
+    experiment = run.uri(TUNE_DIR)
+    _tune_settings()
+    if resume and can_restore(run):
+        return _restore(experiment, trainable, run)
+    limiter = ClusterSizedLimiter(searcher, config.resources, concurrency, budget)
+    return _fit(_tuner(config, trainable, run, TUNE_DIR, limiter, _scheduler(config),
+                       config.search.max_trials or -1, budget), run)
+
+
+def run_seed_trials(config: Config, context: SearchContext,
+                    datasets: dict[str, dict[str, Any]], run: RunDir, concurrency: int,
+                    points: list[dict[str, Any]], resume: bool = False,
+                    budget: TimeBudget | None = None) -> list[TrialRecord]:
+    """The final-seeds phase (`search.final_seeds`): each of `points` (a configuration with
+    its `seed`) trains all its epochs, no early stopping, as its own Tune experiment in the
+    run (`tune-seeds/`, which `--resume` continues); returns every trial's record."""
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    context = context.replace(trials_dir=run.uri(TRIALS_DIR),
+                              deadline=budget.deadline() if budget is not None else None)
+    trainable = _trainable(context, datasets)
+    experiment = run.uri(SEEDS_TUNE_DIR)
+    _tune_settings()
+    if resume and tune.Tuner.can_restore(experiment):
+        return _restore(experiment, trainable, run)
+    generator = BasicVariantGenerator(points_to_evaluate=points, max_concurrent=concurrency)
+    return _fit(_tuner(config, trainable, run, SEEDS_TUNE_DIR, generator, FIFOScheduler(),
+                       len(points), budget), run)
+
+
+def _trainable(context: SearchContext, datasets: dict[str, dict[str, Any]]) -> Any:
+    return tune.with_resources(
         tune.with_parameters(trial_driver, context=context, datasets=datasets),
         trial_resources(context))
-    experiment = run.uri(TUNE_DIR)
+
+
+def _tune_settings() -> None:
     # Tune adds CSV, JSON and (when tensorboardX is installed) TensorBoard loggers unless
     # told not to: keep its result.json per trial, make TensorBoard opt-in.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
@@ -196,37 +229,44 @@ def run_trials(
     # driver killed in between loses the trials started since, and --resume cannot continue
     # them. A snapshot costs milliseconds at our trial counts.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(EXPERIMENT_SNAPSHOT_S))
-    if resume and can_restore(run):
-        # Finished and errored trials stay as they are; unfinished ones re-run their trial
-        # driver, whose TorchTrainer (same name and storage) resumes from its checkpoint.
-        install_old_module_paths()  # a run started before automl's packages
-        with restoring_into(run):  # its callbacks write to the run's current location
-            tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True,
-                                       resume_errored=False, restart_errored=False)
-        return _fit(tuner, run)
+
+
+def _restore(experiment: str, trainable: Any, run: RunDir) -> list[TrialRecord]:
+    """Continue an experiment: finished and errored trials stay as they are; unfinished ones
+    re-run their trial driver, which resumes from its checkpoint."""
+    install_old_module_paths()  # a run started before automl's packages
+    with restoring_into(run):  # its callbacks write to the run's current location
+        tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=False)
+    return _fit(tuner, run)
+
+
+def _tuner(config: Config, trainable: Any, run: RunDir, name: str, search_alg: Any,
+           scheduler: TrialScheduler, num_samples: int, budget: TimeBudget | None
+           ) -> tune.Tuner:
     # A restored experiment brings the callbacks it was started with (Tune pickles them).
     callbacks = [
-        ProgressPrinter(config.train.epochs, config.search.max_trials, run.local / LOG_DIR,
-                        budget, frozenset(k for k, v in config.space.items()
-                                          if not isinstance(v, BaseDistribution)),
+        ProgressPrinter(config.train.epochs, num_samples if num_samples > 0 else None,
+                        run.local / LOG_DIR, budget,
+                        frozenset(k for k, v in config.space.items()
+                                  if not isinstance(v, BaseDistribution)),
                         config.search.objective),
         HistoryWriter(run, budget),
         JsonLoggerCallback(),
         *tracking_callbacks(config.tracking.mlflow, config.tracking.tensorboard,
                             storage.name(run.location), run),
     ]
-    tuner = tune.Tuner(
+    return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=ClusterSizedLimiter(searcher, config.resources, concurrency, budget),
-            scheduler=scheduler, num_samples=config.search.max_trials or -1,
+            search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
             trial_dirname_creator=_trial_dirname,
             # Reusing trial actors saves ≈3 s per trial, but in Ray 2.60 a trial queued behind
             # one ASHA stopped never starts ("requires reset_config()"): keep it off.
             reuse_actors=False,
         ),
         run_config=tune.RunConfig(
-            name=TUNE_DIR,
+            name=name,
             storage_path=run.location,
             verbose=0,
             callbacks=callbacks,
@@ -236,7 +276,6 @@ def run_trials(
             failure_config=tune.FailureConfig(max_failures=config.train.max_restarts),
         ),
     )
-    return _fit(tuner, run)
 
 
 def _sampler(config: Config) -> optuna.samplers.BaseSampler:

@@ -11,6 +11,7 @@ board consult the task without loading torch's model zoo.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,15 +21,9 @@ import pyarrow as pa
 
 from automl import storage
 from automl.backbones.registry import check_timm_name
-from automl.data import sources
-from automl.data.catalog import (
-    TEST,
-    Catalog,
-    class_codes,
-    fingerprint,
-    holdout_fraction,
-    split_with_test,
-)
+from automl.data import duplicates, sources
+from automl.data.catalog import Catalog, class_codes, fingerprint
+from automl.data.splits import split_sources
 from automl.errors import DataError
 from automl.tasks import image_codec
 from automl.tasks.base import to_device
@@ -68,28 +63,31 @@ class ImageClassification:
         return check_timm_name(name)
 
     def scan(self, data: DataConfig) -> Catalog:
-        """A folder of class sub-folders, or a manifest table with a path and a label column;
-        the test split held out of it (`data.test_fraction`) or read from `data.test_path`."""
+        """A folder of class sub-folders, or a manifest table with a path and a label column
+        (and `data.group_column`); validation held out of it or read from `data.val_path`,
+        the test split held out first (`data.test_fraction`) or read from `data.test_path`."""
         assert data.path is not None
-        locations, names, dropped, stats = _scan_source(data.path, data)
-        classes = sorted(set(names))
-        labels = class_codes(names, classes, data.path)
-        fraction, note = (0.0, None) if data.test_path else holdout_fraction(
-            len(labels), data.test_fraction)
-        split = split_with_test(labels, data.val_fraction, fraction, data.seed,
-                                data.max_per_class)
-        if data.test_path:
-            if not storage.exists(data.test_path):
-                raise DataError(f"data.test_path {data.test_path!r} does not exist; set it to a "
-                                "folder of class sub-folders or a manifest table")
-            test_locations, test_names, lost, test_stats = _scan_source(data.test_path, data)
-            locations, dropped = locations + test_locations, dropped + lost
-            labels = np.concatenate([labels, class_codes(test_names, classes, data.test_path)])
-            split = np.concatenate([split, np.full(len(test_names), TEST, np.int8)])
-            stats = (stats, test_stats)
-        key = fingerprint(self.name, data.path, data.test_path, locations, stats, labels, split)
-        return Catalog(data.path, tuple(classes), labels, split, tuple(locations), key, dropped,
-                       (note,) if note else ())
+        found = [_scan_source(data.path, data, data.group_column)]
+        for setting, where in (("data.val_path", data.val_path),
+                               ("data.test_path", data.test_path)):
+            if where:
+                if not storage.exists(where):
+                    raise DataError(f"{setting} {where!r} does not exist; set it to a folder of "
+                                    "class sub-folders or a manifest table")
+                found.append(_scan_source(where, data))
+        classes = sorted(set(found[0].names))
+        labels = [class_codes(f.names, classes, f.source) for f in found]
+        split, note = split_sources(labels, data, found[0].groups)
+        locations = [loc for f in found for loc in f.locations]
+        split, repeated = duplicates.resolve(
+            split, duplicates.file_keys(locations, [s for f in found for s in f.sizes]),
+            locations, data.drop_duplicates)
+        stats, codes = [f.stats for f in found], np.concatenate(labels)
+        key = fingerprint(self.name, data.path, data.val_path, data.test_path, locations,
+                          stats, codes, split)
+        return Catalog(data.path, tuple(classes), codes, split,
+                       tuple(locations), key, sum(f.dropped for f in found),
+                       (note,) if note else (), repeated)
 
     def source_rows(self, catalog: Catalog, data: DataConfig) -> Iterator[pd.DataFrame]:
         """File locations with their label and split, shuffled (folders are sorted by class),
@@ -224,13 +222,33 @@ def normalize(pixels: torch.Tensor, preprocessing: dict[str, Any]) -> torch.Tens
     return ((x - mean) / std).contiguous()
 
 
-def _scan_source(location: str, data: DataConfig) -> tuple[list[str], list[str], int, Any]:
-    """Image locations, their class names, rows dropped and what the fingerprint hashes,
-    of a class-folder tree or a manifest table."""
+@dataclass(frozen=True)
+class _Scanned:
+    """One image source: a class-folder tree or a manifest table."""
+
+    source: str
+    locations: list[str]
+    names: list[str]
+    """Class name of each image."""
+    dropped: int
+    stats: Any
+    """What the fingerprint hashes (sizes and mtimes)."""
+    sizes: list[int]
+    groups: list[str | None] | None = None
+
+
+def _scan_source(location: str, data: DataConfig, group_column: str | None = None
+                 ) -> _Scanned:
+    """The images of a class-folder tree or a manifest table (with `group_column`: only a
+    manifest, which has the column)."""
     if sources.is_table(location):
-        locations, names, dropped, images = read_manifest(location, data.path_column,
-                                                          data.label_column)
-        return list(locations), list(names), dropped, (sources.file_info(location).mtime_ns,
-                                                       images)
+        found = read_manifest(location, data.path_column, data.label_column, group_column)
+        return _Scanned(location, found.locations, found.names, found.dropped,
+                        (sources.file_info(location).mtime_ns, found.stats),
+                        [int(s) for s, _ in found.stats], found.groups)
+    if group_column:
+        raise DataError(f"data.group_column {group_column!r} needs a manifest table (a CSV/"
+                        f"Parquet of image paths, labels and groups); {location!r} is a folder")
     locations, names, _classes, stats = scan_folder(location)
-    return list(locations), list(names), 0, stats
+    return _Scanned(location, list(locations), list(names), 0, stats,
+                    [int(s) for s, _ in stats])

@@ -10,9 +10,11 @@ from __future__ import annotations
 import io
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+import pandas as pd
 import pyarrow.fs as pafs
 from PIL import Image, UnidentifiedImageError
 
@@ -64,23 +66,42 @@ def scan_folder(root: str) -> tuple[list[str], list[str], list[str], list[tuple[
     return locations, names, classes, stats
 
 
-def read_manifest(location: str, path_column: str, label_column: str
-                  ) -> tuple[list[str], list[str], int, list[tuple[int, int]]]:
-    """(image locations, label strings, rows dropped, (size, mtime ns) of each image) of a
-    manifest table. Relative paths are relative to the manifest's folder; rows without a
-    path or label are dropped. The sizes and mtimes (-1, 0 when missing) go into the cache
-    key, so an image replaced under the same name is prepared again; a row naming a FIFO,
-    a folder or a device is an error (one stat per image serves both)."""
+@dataclass(frozen=True)
+class Manifest:
+    """The usable rows of a manifest table."""
+
+    locations: list[str]
+    names: list[str]
+    """Label strings."""
+    dropped: int
+    """Rows without a path or a label."""
+    stats: list[tuple[int, int]]
+    """(size, mtime ns) of each image; (-1, 0) when missing."""
+    groups: list[str | None] | None = None
+    """`data.group_column` of each row, when asked for."""
+
+
+def read_manifest(location: str, path_column: str, label_column: str,
+                  group_column: str | None = None) -> Manifest:
+    """The image locations, labels, sizes (and groups) of a manifest table. Relative paths
+    are relative to the manifest's folder; rows without a path or label are dropped. The
+    sizes and mtimes (-1, 0 when missing) go into the cache key, so an image replaced under
+    the same name is prepared again; a row naming a FIFO, a folder or a device is an error
+    (one stat per image serves both)."""
     folder = location.rsplit("/", 1)[0]
     reader = sources.LabelReader(location, label_column)
     locations: list[str] = []
     names: list[str] = []
+    groups: list[str | None] = []
     stats: list[tuple[int, int]] = []
     dropped = 0
-    for frame in sources.iter_table(location, [path_column, label_column]):
+    columns = [path_column, label_column, *([group_column] if group_column else [])]
+    for frame in sources.iter_table(location, columns):
         labels = reader.strings(frame[label_column])
         keep = frame[path_column].notna() & labels.notna()
         dropped += int((~keep).sum())
+        if group_column:
+            groups += [None if pd.isna(g) else str(g) for g in frame[group_column][keep]]
         for item, label in zip(frame[path_column][keep], labels[keep], strict=True):
             item = str(item)
             absolute = paths.is_uri(item) or item.startswith("/")
@@ -96,7 +117,7 @@ def read_manifest(location: str, path_column: str, label_column: str
                         f"{label_column!r} value")
     _check_classes(location, sorted(set(names)))
     _fill_remote_stats(locations, stats)
-    return locations, names, dropped, stats
+    return Manifest(locations, names, dropped, stats, groups if group_column else None)
 
 
 def _fill_remote_stats(locations: list[str], out: list[tuple[int, int]]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,18 +21,9 @@ import pandas as pd
 import pyarrow as pa
 
 from automl.backbones.registry import check_hf_name
-from automl.data import sources
-from automl.data.catalog import (
-    TEST,
-    TRAIN,
-    UNUSED,
-    VAL,
-    Catalog,
-    class_codes,
-    fingerprint,
-    holdout_fraction,
-    split_with_test,
-)
+from automl.data import duplicates, sources
+from automl.data.catalog import UNUSED, Catalog, class_codes, fingerprint
+from automl.data.splits import split_sources
 from automl.errors import DataError
 from automl.tasks.base import to_device
 
@@ -64,38 +56,26 @@ class TextClassification:
         the test split held out of data.path (`data.test_fraction`) or data.test_path."""
         assert data.path is not None
         tables = tuple(t for t in (data.path, data.val_path, data.test_path) if t)
-        names: list[np.ndarray] = []
-        dropped = 0
-        for table in tables:
-            found, lost = _labels_of(table, data)
-            names.append(found)
-            dropped += lost
+        read = [_labels_of(t, data, data.group_column if t == data.path else None)
+                for t in tables]
+        names = [r.names for r in read]
+        keys = [r.keys for r in read]
+        where = [f"{t} row {row + 1}" for t, r in zip(tables, read, strict=True) for row in r.rows]
+        dropped = sum(r.dropped for r in read)
+        groups = read[0].groups
         classes = sorted(set(names[0]))
         if len(classes) < 2:
             raise DataError(f"{data.path}: labels have a single value {classes}; need at "
                             "least two classes")
         labels = [class_codes(n, classes, t) for n, t in zip(names, tables, strict=True)]
-        fraction, note = (0.0, None) if data.test_path else holdout_fraction(
-            len(labels[0]), data.test_fraction)
-        if data.val_path:
-            # All of data.path trains (a seeded subsample with max_per_class) but its test share.
-            split = np.full(len(labels[0]), TRAIN, np.int8)
-            if fraction or data.max_per_class:
-                split = split_with_test(labels[0], 0.5, fraction, data.seed,
-                                        data.max_per_class * 2 if data.max_per_class else None)
-                split[split == VAL] = UNUSED if data.max_per_class else TRAIN
-            parts = [split, np.full(len(labels[1]), VAL, np.int8)]
-        else:
-            parts = [split_with_test(labels[0], data.val_fraction, fraction, data.seed,
-                                     data.max_per_class)]
-        if data.test_path:
-            parts.append(np.full(len(labels[-1]), TEST, np.int8))
-        split = np.concatenate(parts)
+        split, note = split_sources(labels, data, groups)
+        split, repeated = duplicates.resolve(split, np.concatenate(keys), where,
+                                             data.drop_duplicates)
         infos = {t: sources.file_info(t) for t in tables}
         stats = [(t, info.size, info.mtime_ns) for t, info in infos.items()]
         key = fingerprint(self.name, stats, data.text_column, data.label_column, split)
         return Catalog(data.path, tuple(classes), np.concatenate(labels), split, tables, key,
-                       dropped, (note,) if note else ())
+                       dropped, (note,) if note else (), repeated)
 
     def source_rows(self, catalog: Catalog, data: DataConfig) -> Iterator[pd.DataFrame]:
         """The usable rows again, in scan order, with their label and split."""
@@ -255,17 +235,41 @@ class TextClassification:
         return texts
 
 
-def _labels_of(table: str, data: DataConfig) -> tuple[np.ndarray, int]:
-    """Label strings of the usable rows of one table, and how many rows were dropped."""
-    names: list[np.ndarray] = []
-    dropped = 0
+@dataclass(frozen=True)
+class _TableLabels:
+    """The usable rows of one table, as the scan needs them."""
+
+    names: np.ndarray
+    """Label strings."""
+    dropped: int
+    keys: np.ndarray
+    """Content keys (`automl.data.duplicates`)."""
+    rows: list[int]
+    """Row numbers in the table (0-based)."""
+    groups: list[object] | None
+
+
+def _labels_of(table: str, data: DataConfig, group_column: str | None = None) -> _TableLabels:
+    """Stream one table's label (and group) column and hash its texts."""
+    names: list[np.ndarray] = [np.array([], object)]
+    keys: list[np.ndarray] = [np.array([], object)]
+    rows: list[int] = []
+    groups: list[object] = []
+    dropped = seen = 0
     reader = sources.LabelReader(table, data.label_column)
-    for frame in sources.iter_table(table, [data.text_column, data.label_column]):
+    columns = [data.text_column, data.label_column, *([group_column] if group_column else [])]
+    for frame in sources.iter_table(table, columns):
         texts, labels = _clean(frame, data.text_column, data.label_column, table, reader)
         keep = texts.notna().to_numpy()
         names.append(labels[keep].to_numpy(dtype=object))
+        keys.append(duplicates.text_keys(texts[keep]))
+        rows += (seen + np.flatnonzero(keep)).tolist()
+        if group_column:
+            groups += [None if pd.isna(g) else g for g in frame[group_column][keep]]
         dropped += int((~keep).sum())
-    return (np.concatenate(names) if names else np.array([], object)), dropped
+        seen += len(frame)
+    return _TableLabels(np.concatenate(names), dropped, np.concatenate(keys), rows,
+                        groups if group_column else None)
 
 
 def _clean(frame: pd.DataFrame, text_column: str, label_column: str, table: str,

@@ -46,6 +46,8 @@ class DataFacts:
     train_rows: int | None = None
     val_rows: int | None = None
     text_column: str | None = None
+    duplicates: dict[str, Any] | None = None
+    """What the exact-duplicate check found (`automl.data.duplicates.Duplicates`)."""
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,7 @@ def make_plan(params: dict[str, Any], context: SearchContext) -> TrialPlan:
         weight_decay=float(params["weight_decay"]),
         batch_size=int(params["batch_size"]),
         epochs=int(context.epochs),
-        seed=int(context.seed),
+        seed=int(params.get("seed", context.seed)),  # a final-seeds trial carries its own
         precision=context.precision,
         grad_clip=context.grad_clip,
         hflip=bool(context.hflip),
