@@ -14,6 +14,7 @@ import pandas as pd
 from automl import storage
 from automl.runs.history import TrialRecord
 from automl.runs.leaderboard import selected
+from automl.trial.metrics import CONFUSION_KEY
 from automl.trial.plan import PLAN_FILE
 
 MATRIX_MAX_CLASSES = 30
@@ -29,7 +30,7 @@ def section(board: pd.DataFrame, records: list[TrialRecord]) -> list[str]:
         return []
     saved = _read_checkpoint_metrics(best["checkpoint"])
     classes = [str(c) for c in saved.get("classes") or []]
-    matrices = {"validation": saved.get("val_confusion")}
+    matrices = {"validation": saved.get(CONFUSION_KEY)}
     record = next((r for r in records if r.trial_id == str(best["trial_id"])), None)
     if record is not None and record.test:
         matrices["test"] = record.test.get("confusion")

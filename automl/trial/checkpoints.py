@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from automl.tasks import get_task
-from automl.trial.metrics import Timings, current_names
+from automl.trial.metrics import CONFUSION_KEY, Timings, current_names
 from automl.trial.plan import PLAN_FILE, WEIGHTS_FILE, TrialPlan
 
 TRAIN_STATE_FILE = "train_state.pt"
@@ -118,10 +118,11 @@ def load_train_state(directory: Path, model: nn.Module, optimizer: torch.optim.O
 
 
 def checkpoint_metrics(directory: Path) -> dict[str, Any]:
-    """The epoch metrics saved beside a checkpoint's plan (what that epoch reported)."""
+    """The epoch metrics saved beside a checkpoint's plan (what that epoch reported; not the
+    confusion matrix kept beside them)."""
     saved = json.loads((directory / PLAN_FILE).read_text())
-    plan_fields = {f.name for f in dataclasses.fields(TrialPlan)}
-    return current_names({k: v for k, v in saved.items() if k not in plan_fields})
+    kept = {f.name for f in dataclasses.fields(TrialPlan)} | {CONFUSION_KEY}
+    return current_names({k: v for k, v in saved.items() if k not in kept})
 
 
 def count_group_start(storage: Any) -> int | None:

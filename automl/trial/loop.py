@@ -28,7 +28,7 @@ from automl.trial.checkpoints import (
 from automl.trial.classification import Evaluation
 from automl.trial.context import LoopSettings
 from automl.trial.measure import latency_ms, peak_memory_mb
-from automl.trial.metrics import EpochMetrics
+from automl.trial.metrics import CONFUSION_KEY, EpochMetrics
 from automl.trial.plan import TrialPlan
 from automl.trial.probe import cached_probe
 from automl.trial.steps import (
@@ -171,7 +171,7 @@ def _train(settings: LoopSettings, worker: Worker, setup: TrialSetup, t0: float)
                 # The confusion matrix stays beside the weights (K² numbers per epoch would
                 # swell the run's history): the report reads the selected checkpoint's.
                 save_checkpoint(setup.evaluated, plan, Path(tmp), **metrics,
-                                val_confusion=val_eval.confusion.tolist())
+                                **{CONFUSION_KEY: val_eval.confusion.tolist()})
                 save_train_state(Path(tmp), setup.optimizer, state, setup.scheduler,
                                  setup.model if setup.ema is not None else None)
             worker.report(metrics, Path(tmp) if rank == 0 else None)

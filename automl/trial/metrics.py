@@ -16,6 +16,9 @@ from typing import Any
 
 from automl.runs.history import OUT_OF_TIME
 
+CONFUSION_KEY = "val_confusion"
+"""The epoch's validation confusion matrix, saved in `plan.json` beside the metrics (not
+reported: K² numbers per epoch would swell the run's history)."""
 LEGACY_NAMES = {"train_s": "train_time_s", "data_s": "data_time_s", "eval_s": "eval_time_s",
                 "checkpoint_s": "checkpoint_time_s"}
 """Timing names of runs made before the trial and the board used one name per metric."""
