@@ -34,16 +34,11 @@ from automl.runs.layout import (
     RUN_MARKER,
     SPACE_FILE,
 )
-from automl.runs.leaderboard import (
-    best_trial,
-    build_leaderboard,
-    failure_report,
-    has_checkpoint,
-    outcome,
-)
+from automl.runs.leaderboard import build_leaderboard, failure_report, outcome
 from automl.runs.location import RunDir
 from automl.runs.lock import RunLock
 from automl.runs.read import compare, export, leaderboard, report, write_report
+from automl.runs.selection import best_trial, has_checkpoint
 from automl.trial.context import DataFacts, SearchContext
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from automl.ownership import check_file_target, write_atomic
 from automl.runs.board_io import FORMATS
 
 if TYPE_CHECKING:
-    from automl.runs.leaderboard import Constraints
+    from automl.runs.selection import Constraints
 
 EXIT_USAGE = 2
 """A problem the user can fix before anything runs: config, data, backbone, resources, address."""
@@ -115,7 +115,7 @@ def _constraint_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _constraints(args: argparse.Namespace) -> Constraints:
-    from automl.runs.leaderboard import Constraints
+    from automl.runs.selection import Constraints
 
     return Constraints(max_params=args.max_params, max_latency_ms=args.max_latency_ms)
 

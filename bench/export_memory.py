@@ -20,7 +20,7 @@ from pathlib import Path
 DRIVER = """
 import json, resource, sys, time
 from automl.export.from_run import export_trial
-from automl.runs.leaderboard import best_trial
+from automl.runs.selection import best_trial
 from automl.runs.read import load_run, read_context
 from automl.search import ray_session
 

@@ -12,7 +12,8 @@ from automl.config import parse
 from automl.config.schema import SearchConfig
 from automl.errors import ConfigError
 from automl.runs.history import TrialRecord
-from automl.runs.leaderboard import best_trial, build_leaderboard, config_id
+from automl.runs.leaderboard import build_leaderboard
+from automl.runs.selection import best_trial, config_id
 from automl.search.final_seeds import repeat_points, reserved_fraction
 from automl.trial.context import SearchContext, make_plan
 from tests.test_leaderboard import PARAMS, STATIC_JSON

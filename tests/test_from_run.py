@@ -9,8 +9,8 @@ import pytest
 
 from automl.errors import AutomlError
 from automl.export.from_run import export_trial
-from automl.runs.leaderboard import best_trial
 from automl.runs.read import load_run, read_context
+from automl.runs.selection import best_trial
 
 
 def test_the_export_carries_the_trial_row_data_and_search(old_run: Path, tmp_path: Path) -> None:
@@ -41,7 +41,7 @@ EXPORT_ON_RAY = """
 import json, sys
 from automl.errors import AutomlError
 from automl.export.from_run import export_trial
-from automl.runs.leaderboard import best_trial
+from automl.runs.selection import best_trial
 from automl.runs.read import load_run, read_context
 from automl.search import ray_session
 

@@ -7,11 +7,8 @@ import pytest
 from automl.errors import AutomlError, root_cause
 from automl.runs.board_io import format_table
 from automl.runs.history import TrialRecord
-from automl.runs.leaderboard import (
-    COLUMNS,
-    best_trial,
-    build_leaderboard,
-)
+from automl.runs.leaderboard import COLUMNS, build_leaderboard
+from automl.runs.selection import best_trial
 from automl.trial.context import SearchContext
 
 STATIC_JSON = {

@@ -21,7 +21,8 @@ from automl.runs.history import (
     read_history,
     trial_records,
 )
-from automl.runs.leaderboard import COLUMNS, Constraints, best_trial, build_leaderboard
+from automl.runs.leaderboard import COLUMNS, build_leaderboard
+from automl.runs.selection import Constraints, best_trial
 from automl.trial.context import SearchContext
 from tests.test_leaderboard import PARAMS, STATIC, STATIC_JSON
 

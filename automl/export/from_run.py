@@ -19,7 +19,8 @@ from automl.export.writer import CHECK_ROWS
 from automl.runs.history import append_event, event
 from automl.runs.layout import CONFIG_FILE as RUN_CONFIG_FILE
 from automl.runs.layout import HISTORY_FILE, REFIT_DIR
-from automl.runs.leaderboard import CALIBRATION, objective_column, outcome
+from automl.runs.leaderboard import CALIBRATION, outcome
+from automl.runs.selection import objective_column
 from automl.search import ray_session
 from automl.tasks import get_task
 from automl.trial.executors import fit_plan

@@ -13,7 +13,7 @@ import pandas as pd
 
 from automl import storage
 from automl.runs.history import TrialRecord
-from automl.runs.leaderboard import selected
+from automl.runs.selection import selected
 from automl.trial.metrics import CONFUSION_KEY
 from automl.trial.plan import PLAN_FILE
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from automl.report import plots
 from automl.runs.history import TrialRecord
-from automl.runs.leaderboard import selected
+from automl.runs.selection import selected
 
 COMPARED = ["trial_id", "backbone", "weights", "unfreeze_fraction", "unfreeze_depth",
             "head_lr", "backbone_lr", "layer_decay", "batch_size", "metric", "val_accuracy",

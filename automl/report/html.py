@@ -12,7 +12,8 @@ import pandas as pd
 
 from automl.report import classes, plots
 from automl.runs.history import TrialRecord
-from automl.runs.leaderboard import OVERFIT_GAP, Constraints, has_checkpoint, selected
+from automl.runs.leaderboard import OVERFIT_GAP
+from automl.runs.selection import Constraints, has_checkpoint, selected
 from automl.search.transferability import ranking_quality
 
 TABLE_COLUMNS = [

@@ -14,7 +14,8 @@ import pandas as pd
 from automl.errors import AutomlError
 from automl.ownership import write_atomic
 from automl.runs.layout import LEADERBOARD_CSV, LEADERBOARD_PARQUET
-from automl.runs.leaderboard import COLUMNS, objective_column
+from automl.runs.leaderboard import COLUMNS
+from automl.runs.selection import objective_column
 
 FORMATS = ("table", "csv", "parquet", "markdown", "json")
 SHOWN = ["rank", "trial_id", "status", "backbone", "pretrained", "unfreeze_depth", "head_lr",

@@ -1,25 +1,27 @@
 """Trial records → a ranked, fixed-column leaderboard DataFrame, with the two transfer risks
 (negative transfer, overfitting) and deployment constraints made explicit.
 
-Ranking: trials that meet the constraints and did not error first, then by the objective
-(the best validation `search.metric` over the trial's epochs; `val_se` is its standard
-error); ties go to the cheaper trial (fewer device-hours, then fewer trainable parameters).
+Each row's validation score is its best epoch by `search.metric` (`val_se`: that score's
+standard error); the order is `automl.runs.selection.rank`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from automl.errors import AutomlError
 from automl.runs.history import CHECKPOINT_PATH, DRIVER_LOST, OUT_OF_TIME, TrialRecord
+from automl.runs.selection import (
+    Constraints,
+    config_id,
+    objective_column,
+    rank,
+    seed_groups,
+)
 from automl.tasks import get_task
 from automl.trial.context import SearchContext, make_plan
 from automl.trial.metrics import binomial_se, current_names
@@ -61,21 +63,6 @@ COLUMNS = [
 ]
 
 
-@dataclass(frozen=True)
-class Constraints:
-    """Deployment limits a selected trial must meet (None: no limit)."""
-
-    max_params: float | None = None
-    """Total parameters of the model."""
-    max_latency_ms: float | None = None
-    """Per-sample inference latency measured in the trial."""
-
-    def describe(self) -> str:
-        """`max_params ≤ 5e+06, max_latency_ms ≤ 20` (empty without limits)."""
-        limits = [f"{k} ≤ {v:g}" for k, v in vars(self).items() if v is not None]
-        return ", ".join(limits)
-
-
 def build_leaderboard(records: list[TrialRecord], context: SearchContext,
                       constraints: Constraints | None = None, running: bool = False
                       ) -> pd.DataFrame:
@@ -83,64 +70,8 @@ def build_leaderboard(records: list[TrialRecord], context: SearchContext,
     without an end event are `running` rather than `interrupted`."""
     board = pd.DataFrame([_row(r, context, running) for r in records], columns=COLUMNS)
     _transfer_gain(board)
-    _seed_groups(board)
+    seed_groups(board)
     return rank(board, constraints or Constraints())
-
-
-def config_id(params: Mapping[str, Any]) -> str:
-    """One short id per configuration, whatever its seed (`search.final_seeds` repeats a
-    configuration with other seeds; their rows share it)."""
-    rest = {k: v for k, v in params.items() if k != "seed"}
-    return hashlib.sha1(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-
-def _seed_groups(board: pd.DataFrame) -> None:
-    """`seed_runs`, `seed_mean`, `seed_se` of every configuration that ran with two or more
-    seeds: the mean (and its standard error) of their validation scores, what selection
-    compares for them."""
-    objective = objective_column(board)
-    scored = board[board[objective].notna() & (board["status"] != "errored")]
-    groups = scored.groupby("config_id")
-    stats = groups[objective].agg(["count", "mean", "std"])
-    stats = stats[groups["seed"].nunique() >= 2]  # the same seed twice is no repetition
-    board["seed_runs"] = board["config_id"].map(stats["count"])
-    board["seed_mean"] = board["config_id"].map(stats["mean"])
-    board["seed_se"] = board["config_id"].map(stats["std"] / stats["count"] ** 0.5)
-
-
-def rank(board: pd.DataFrame, constraints: Constraints) -> pd.DataFrame:
-    """Mark which trials meet `constraints` and order the board (see the module doc)."""
-    board = board.copy()
-    eligible = pd.Series(True, index=board.index)
-    if constraints.max_params is not None:
-        eligible &= board["total_params"].fillna(math.inf) <= constraints.max_params
-    if constraints.max_latency_ms is not None:
-        eligible &= board["latency_ms"].fillna(math.inf) <= constraints.max_latency_ms
-    board["eligible"] = eligible
-    board["_last"] = ~eligible | (board["status"] == "errored")
-    # After a final-seeds phase the repeated configurations come first, by their mean, and
-    # within one the seed closest to the mean (what gets exported).
-    objective = objective_column(board)
-    repeated = board["seed_mean"].notna() if "seed_mean" in board else pd.Series(
-        False, index=board.index)
-    board["_unrepeated"] = ~repeated
-    board["_score"] = board["seed_mean"].where(repeated, board[objective]) if repeated.any() \
-        else board[objective]
-    board["_off_mean"] = (board[objective] - board["_score"]).abs()
-    board = board.sort_values(
-        ["_last", "_unrepeated", "_score", "_off_mean", "device_hours", "trainable_params"],
-        ascending=[True, True, False, True, True, True], na_position="last", kind="stable",
-    ).drop(columns=["_last", "_unrepeated", "_score", "_off_mean"]).reset_index(drop=True)
-    board["rank"] = range(1, len(board) + 1)
-    return board
-
-
-def objective_column(board: pd.DataFrame) -> str:
-    """The board column trials are ranked by: `val_<metric>` (boards from before
-    `search.metric` had a choice: `val_accuracy`)."""
-    metrics = board["metric"].dropna() if "metric" in board else pd.Series(dtype=object)
-    column = f"val_{metrics.iloc[0]}" if len(metrics) else "val_accuracy"
-    return column if column in board else "val_accuracy"
 
 
 def _row(record: TrialRecord, context: SearchContext, running: bool) -> dict[str, Any]:
@@ -277,39 +208,6 @@ def _number(value: Any) -> float | None:
     if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
         return float(value)
     return None
-
-
-def best_trial(board: pd.DataFrame, trial_id: str | None = None) -> pd.Series:
-    """The top-ranked eligible trial with a checkpoint, or the named one."""
-    if trial_id is not None:
-        match = board[board["trial_id"].astype(str) == str(trial_id)]
-        if match.empty:
-            raise AutomlError(
-                f"no trial {trial_id!r} on the leaderboard; known: {', '.join(board['trial_id'])}"
-            )
-        row = match.iloc[0]
-        if not isinstance(row["checkpoint"], str):
-            raise AutomlError(f"trial {trial_id} has no checkpoint ({row['status']})")
-        return row
-    if not has_checkpoint(board).any():
-        raise AutomlError("no trial produced a checkpoint; see the error column of the leaderboard")
-    chosen = selected(board)
-    if chosen is None:
-        raise AutomlError("no trial with a checkpoint meets the constraints; relax "
-                          "--max-params / --max-latency-ms (see the leaderboard's "
-                          "total_params and latency_ms columns)")
-    return chosen
-
-
-def selected(board: pd.DataFrame) -> pd.Series | None:
-    """The top-ranked trial that has a checkpoint and meets the constraints, or None."""
-    usable = board[has_checkpoint(board) & board["eligible"].astype(bool)]
-    return usable.iloc[0] if len(usable) else None
-
-
-def has_checkpoint(board: pd.DataFrame) -> pd.Series:
-    """Which trials reported a validation score with a checkpoint."""
-    return board["checkpoint"].apply(lambda c: isinstance(c, str))
 
 
 def outcome(board: pd.DataFrame) -> str:

@@ -27,14 +27,9 @@ from automl.runs.layout import (
     REPORT_FILE,
     STATE_FILE,
 )
-from automl.runs.leaderboard import (
-    Constraints,
-    best_trial,
-    build_leaderboard,
-    objective_column,
-    rank,
-)
+from automl.runs.leaderboard import build_leaderboard
 from automl.runs.location import RunDir
+from automl.runs.selection import Constraints, best_trial, objective_column, rank
 from automl.trial.context import SearchContext
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from automl.config.schema import Config, SearchConfig
 from automl.runs.history import TrialRecord
-from automl.runs.leaderboard import config_id
+from automl.runs.selection import config_id
 
 if TYPE_CHECKING:
     from automl.runs.location import RunDir
