@@ -14,7 +14,7 @@ lint: setup
 	.venv/bin/ruff check automl tests bench
 	.venv/bin/mypy
 
-# Unit tier: no Ray (a test that starts Ray without the integration marker fails), ≈ 1 min.
+# Unit tier: no Ray (a test that starts Ray without the integration marker fails), ≈ 3 min.
 unit: setup
 	.venv/bin/pytest -q -m "not integration" --durations=5
 
