@@ -68,6 +68,15 @@ def test_selection_compares_means_and_exports_the_seed_closest_to_it() -> None:
     assert top["config_id"] == config_id(records[3].params)
 
 
+def test_a_seed_run_twice_counts_once() -> None:
+    """TPE may suggest the winner twice with the same seed: the mean is over seeds."""
+    records = [_trial("a", 1e-3, 0.90), _trial("a_again", 1e-3, 0.90),
+               _trial("a_s1", 1e-3, 0.80, seed=1)]
+    top = build_leaderboard(records, STATIC).iloc[0]
+    assert top["seed_runs"] == 2 and top["seed_mean"] == pytest.approx(0.85)
+    assert top["seed_se"] == pytest.approx(0.05)
+
+
 def test_final_seeds_is_validated(tmp_path: Path) -> None:
     space = tmp_path / "space.yaml"
     space.write_text("backbones: [test_resnet]\nsearch: {final_seeds: 1, final_top_k: 0}\n")

@@ -466,7 +466,8 @@ def test_tiny_text_search(
     # export) is one of its two seeds, by their mean.
     assert "final seeds: 1 configuration(s) × 1 more seed(s)" in capsys.readouterr().out
     repeated = board[board["seed_runs"] == 2]
-    assert len(repeated) == 2 and sorted(repeated["seed"]) == [0, 1]
+    # (TPE may have suggested the winner twice with seed 0: seed_runs counts seeds, not runs)
+    assert len(repeated) >= 2 and sorted(set(repeated["seed"])) == [0, 1]
     assert board.iloc[0]["trial_id"] in set(repeated["trial_id"])
     # The exported winner reproduces its board accuracy on the validation texts.
     rows, truth = _validation_rows(text_csv, "text")

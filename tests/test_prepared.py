@@ -90,8 +90,9 @@ def test_too_few_readable_images(tmp_path: Path, local_ray: object) -> None:
     from tests.conftest import write_image_folder
 
     root = write_image_folder(tmp_path / "few", per_class=2)
-    (root / "top" / "000.png").write_bytes(b"junk")
-    (root / "top" / "001.png").write_bytes(b"junk")
+    # different bytes: two identical files would be one duplicate dropped from validation
+    (root / "top" / "000.png").write_bytes(b"junk 0")
+    (root / "top" / "001.png").write_bytes(b"junk 1")
     expected = r"class 'top' has 0 readable example\(s\) after skipping 2"
     with pytest.raises(DataError, match=expected):
         _prepare(root, tmp_path / "cache")

@@ -43,13 +43,15 @@ def config_id(params: Mapping[str, Any]) -> str:
 
 def seed_groups(board: pd.DataFrame) -> None:
     """`seed_runs`, `seed_mean`, `seed_se` of every configuration that ran with two or more
-    seeds: the mean (and its standard error) of their validation scores, what selection
-    compares for them."""
+    seeds: how many seeds, the mean (and its standard error) over seeds of their validation
+    scores, what selection compares for them."""
     objective = objective_column(board)
     scored = board[board[objective].notna() & (board["status"] != "errored")]
-    groups = scored.groupby("config_id")
-    stats = groups[objective].agg(["count", "mean", "std"])
-    stats = stats[groups["seed"].nunique() >= 2]  # the same seed twice is no repetition
+    # One value per seed: TPE may suggest a configuration twice with the same seed, and
+    # those two runs are no independent repetition.
+    per_seed = scored.groupby(["config_id", "seed"])[objective].mean()
+    stats = per_seed.groupby(level="config_id").agg(["count", "mean", "std"])
+    stats = stats[stats["count"] >= 2]
     board["seed_runs"] = board["config_id"].map(stats["count"])
     board["seed_mean"] = board["config_id"].map(stats["mean"])
     board["seed_se"] = board["config_id"].map(stats["std"] / stats["count"] ** 0.5)

@@ -212,7 +212,19 @@ def run_seed_trials(config: Config, context: SearchContext,
         return _restore(experiment, trainable, run)
     generator = BasicVariantGenerator(points_to_evaluate=points, max_concurrent=concurrency)
     return _fit(_tuner(config, trainable, run, SEEDS_TUNE_DIR, generator, FIFOScheduler(),
-                       len(points), budget), run)
+                       len(points), budget, _space_of(points)), run)
+
+
+def _space_of(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """A param space that holds every value of `points`: Tune's variant generator only
+    accepts preset points whose keys the param space has."""
+    values: dict[str, list[Any]] = {}
+    for point in points:
+        for key, value in point.items():
+            seen = values.setdefault(key, [])
+            if value not in seen:
+                seen.append(value)
+    return {key: tune.choice(seen) for key, seen in values.items()}
 
 
 def _trainable(context: SearchContext, datasets: dict[str, dict[str, Any]]) -> Any:
@@ -242,8 +254,8 @@ def _restore(experiment: str, trainable: Any, run: RunDir) -> list[TrialRecord]:
 
 
 def _tuner(config: Config, trainable: Any, run: RunDir, name: str, search_alg: Any,
-           scheduler: TrialScheduler, num_samples: int, budget: TimeBudget | None
-           ) -> tune.Tuner:
+           scheduler: TrialScheduler, num_samples: int, budget: TimeBudget | None,
+           param_space: dict[str, Any] | None = None) -> tune.Tuner:
     # A restored experiment brings the callbacks it was started with (Tune pickles them).
     callbacks = [
         ProgressPrinter(config.train.epochs, num_samples if num_samples > 0 else None,
@@ -258,6 +270,7 @@ def _tuner(config: Config, trainable: Any, run: RunDir, name: str, search_alg: A
     ]
     return tune.Tuner(
         trainable,
+        param_space=param_space,
         tune_config=tune.TuneConfig(
             search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
             trial_dirname_creator=_trial_dirname,
