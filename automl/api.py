@@ -233,7 +233,7 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     write_atomic(out.local / CONTEXT_FILE, json.dumps(context.to_json(), indent=2))
     try:
         records = search.run_trials(cfg, context, datasets, out, concurrency, resume, budget,
-                                    seed_points(ranked, cfg, concurrency))
+                                    [*cfg.first_trials, *seed_points(ranked, cfg, concurrency)])
         if final_seeds.enabled(cfg.search) and records and all(r.ended for r in records):
             left = None if cfg.search.budget_s is None or restoring else TimeBudget(
                 cfg.search.budget_s, spent=time.time() - started)

@@ -3,6 +3,7 @@ effect on the search (seed points, pruning, board columns, report section), with
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from optuna.distributions import FloatDistribution
 
 from automl.config import parse as config
 from automl.search import ranking, transferability
@@ -93,7 +95,9 @@ def test_pruning_keeps_the_top_k_and_the_scratch_baseline(tmp_path: Path) -> Non
     kept = ranking.prune(_cfg(tmp_path, prune=1), RANKED, log=lambda _: None)
     assert [b.label for b in kept.backbones] == ["test_vit:hub", "test_resnet:scratch"]
     assert ranking.prune(_cfg(tmp_path), RANKED, log=print) == _cfg(tmp_path)
-    assert ranking.seed_points(RANKED, kept, 2) == [{"backbone": "test_vit:hub"}]
+    # No unfreeze choices: the best-ranked backbone, then the scratch baseline once.
+    assert ranking.seed_points(RANKED, kept, 2) == [{"backbone": "test_vit:hub"},
+                                                    {"backbone": "test_resnet:scratch"}]
     with pytest.raises(config.ConfigError, match=r"search\.prune_backbones"):
         config.from_dict({"backbones": ["test_resnet"], "search": {"prune_backbones": 0}})
 
@@ -113,3 +117,29 @@ def test_the_report_says_how_well_the_ranking_predicted_the_accuracy() -> None:
 
     assert "Kendall" in "".join(_ranking(board)) and _ranking(board.drop(columns=[
         "knn_accuracy"])) == []
+
+
+def test_the_first_trials_cover_each_depth_and_the_scratch_baseline(tmp_path: Path) -> None:
+    cfg = config.from_dict({
+        "backbones": ["test_vit", "test_efficientnet", {"name": "test_resnet",
+                                                        "weights": "scratch"}],
+        "space": {"unfreeze_fraction": {"choices": [0.0, 0.5, 1.0]}},
+        "search": {"explore_first": True}, "data": {"path": str(tmp_path)}})
+    points = ranking.seed_points(RANKED, cfg, 2)
+    assert points == [
+        {"backbone": "test_vit:hub", "unfreeze_fraction": 0.0},
+        {"backbone": "test_efficientnet:hub", "unfreeze_fraction": 0.5},
+        {"backbone": "test_vit:hub", "unfreeze_fraction": 1.0},
+        {"backbone": "test_resnet:scratch", "unfreeze_fraction": 1.0},
+    ]
+    # Unranked (search.rank_backbones: false): the backbones in the space's order.
+    assert ranking.seed_points({}, cfg, 2)[1]["backbone"] == "test_efficientnet:hub"
+    ranged = dataclasses.replace(cfg, space={**cfg.space, "unfreeze_fraction": FloatDistribution(
+        0.0, 1.0)})
+    assert [p["unfreeze_fraction"] for p in ranking.seed_points(RANKED, ranged, 2)] == [
+        0.0, 0.5, 1.0, 1.0]
+    plain = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search,
+                                                                explore_first=False))
+    assert ranking.seed_points(RANKED, plain, 2) == [
+        {"backbone": "test_vit:hub"}, {"backbone": "test_efficientnet:hub"},
+        {"backbone": "test_resnet:scratch", "unfreeze_fraction": 1.0}]

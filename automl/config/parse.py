@@ -66,7 +66,7 @@ _SECTIONS: dict[str, type] = {
     "resources": ResourcesConfig,
     "tracking": TrackingConfig,
 }
-_TOP_KEYS = ("task", "backbones", "space", *_SECTIONS, "preset")
+_TOP_KEYS = ("task", "backbones", "space", "first_trials", *_SECTIONS, "preset")
 
 
 def load(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
@@ -105,6 +105,7 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
     backbones = _backbones(raw.get("backbones"), task, problems)
     space = _space(raw.get("space") or {}, task, problems)
     preset = _preset(raw["preset"], task, problems) if raw.get("preset") is not None else None
+    first = _first_trials(raw.get("first_trials"), backbones, space, problems)
     _check_values(sections, problems)
     if task == "image" and "flip" in _values(space.get("augment")) and not sections["train"].hflip:
         problems.append("space.augment: flip mirrors training images but train.hflip is false "
@@ -112,7 +113,7 @@ def from_dict(raw: dict[str, Any], source: str = "<config>") -> Config:
     if problems:
         raise ConfigError(source, problems)
     return Config(task=task, backbones=backbones, space=space, preset=preset, source=source,
-                  **sections)
+                  first_trials=first, **sections)
 
 
 def _values(spec: Any) -> list[Any]:
@@ -306,6 +307,32 @@ def _space(raw: Any, task: str, problems: list[str]) -> dict[str, Any]:
     defaults = {n: r.default_for(task) for n, r in spaces.PARAM_RULES.items()
                 if r.task in (None, task)}
     return {**defaults, **parsed}
+
+
+def _first_trials(raw: Any, backbones: tuple[BackboneChoice, ...], space: dict[str, Any],
+                  problems: list[str]) -> tuple[dict[str, Any], ...]:
+    """`first_trials`: a list of partial configurations, each value one the space allows."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(p, dict) and p for p in raw):
+        problems.append("first_trials: must be a list of mappings, e.g. "
+                        "[{backbone: NAME:WEIGHTS, unfreeze_fraction: 0.25}]")
+        return ()
+    labels = [b.label for b in backbones]
+    for i, point in enumerate(raw):
+        where = f"first_trials[{i}]"
+        for name, value in point.items():
+            if name == "backbone":
+                if labels and value not in labels:
+                    problems.append(f"{where}.backbone: {value!r} is not one of the "
+                                    f"backbones' labels {labels}")
+            elif name not in space:
+                problems.append(f"{where}.{name}: not a parameter of this space"
+                                f"{_suggest(name, space)}")
+            elif not spaces.allows(space[name], value):
+                problems.append(f"{where}.{name}: {value!r} is outside the space "
+                                f"({spaces.describe_spec(space[name])})")
+    return tuple(dict(p) for p in raw)
 
 
 def _suggest(word: str, options: Any) -> str:

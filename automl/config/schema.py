@@ -123,6 +123,9 @@ class SearchConfig:
     rank_backbones: bool = True
     """Before the first trial, score each pretrained backbone on its frozen features (k-NN
     accuracy, LogME; cached) and start with the best-ranked ones."""
+    explore_first: bool = False
+    """The first trials cover each unfreeze choice (on the best-ranked backbones in turn)
+    before TPE narrows (`automl.search.ranking.seed_points`)."""
     prune_backbones: int | None = None
     """Keep only the k best-ranked pretrained backbones (null: search them all)."""
     sampler: str = "tpe"
@@ -215,6 +218,9 @@ class Config:
     preset: PresetConfig | None = None
     """Set by a shipped preset until it is fitted to the machine at the search's start."""
     source: str = "<config>"
+    first_trials: tuple[dict[str, Any], ...] = ()
+    """Configurations tried first, in order (a known-good recipe, a portfolio): each names
+    some parameters (`backbone` by its label); the searcher samples the rest."""
 
     def backbone(self, label: str) -> BackboneChoice:
         """The backbone choice whose label the searcher sampled."""

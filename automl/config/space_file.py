@@ -17,6 +17,7 @@ from optuna.distributions import (
 
 from automl.config.durations import format_duration
 from automl.config.schema import Config
+from automl.config.spaces import describe_spec
 from automl.ownership import write_atomic
 
 _SECTIONS = ("data", "train", "search", "resources", "tracking")
@@ -29,6 +30,8 @@ def to_raw(cfg: Config) -> dict[str, Any]:
         "backbones": [_Flow(name=b.name, weights=b.weights) for b in cfg.backbones],
         "space": {name: _spec(value) for name, value in cfg.space.items()},
     }
+    if cfg.first_trials:
+        raw["first_trials"] = [_Flow(point) for point in cfg.first_trials]
     for section in _SECTIONS:
         raw[section] = dataclasses.asdict(getattr(cfg, section))
     if cfg.preset is not None:
@@ -73,7 +76,7 @@ def write_space(cfg: Config, path: Path, header: str) -> Path:
 
 def describe(cfg: Config) -> list[str]:
     """The resolved space in a few lines: backbones, searched knobs, epochs and stopping."""
-    searched = [f"{name} {_range(value)}" for name, value in cfg.space.items()
+    searched = [f"{name} {describe_spec(value)}" for name, value in cfg.space.items()
                 if isinstance(value, BaseDistribution)]
     fixed = [f"{name}={value}" for name, value in cfg.space.items()
              if not isinstance(value, BaseDistribution)]
@@ -87,7 +90,7 @@ def describe(cfg: Config) -> list[str]:
     size = f", images {cfg.data.image_size}px" if cfg.task == "image" and cfg.data.image_size \
         else ""
     device = "GPU" if cfg.resources.use_gpu else "CPU"
-    return [
+    lines = [
         f"backbones ({len(cfg.backbones)}): " + ", ".join(b.label for b in cfg.backbones),
         "searched: " + ("; ".join(searched) or "nothing (fixed values only)"),
         "fixed: " + (", ".join(fixed) or "-"),
@@ -99,10 +102,12 @@ def describe(cfg: Config) -> list[str]:
            if search.scheduler == "asha" else "FIFO (every trial runs all its epochs)")
         + f", {stop}",
     ]
+    if cfg.first_trials:
+        shown = ["{" + ", ".join(f"{k}={v}" for k, v in p.items()) + "}"
+                 for p in cfg.first_trials[:3]]
+        more = f" … {len(cfg.first_trials) - 3} more" if len(cfg.first_trials) > 3 else ""
+        lines.append(f"first trials ({len(cfg.first_trials)}): " + "; ".join(shown) + more)
+    return lines
 
 
-def _range(value: BaseDistribution) -> str:
-    if isinstance(value, CategoricalDistribution):
-        return "{" + ", ".join(str(c) for c in value.choices) + "}"
-    assert isinstance(value, (FloatDistribution, IntDistribution))
-    return f"{value.low:g}..{value.high:g}{' log' if value.log else ''}"
+

@@ -181,7 +181,7 @@ def _check_value(rule: ParamRule, value: Any, what: str = "value") -> None:
 
 
 def sample_trial(
-    trial: optuna.Trial, backbones: list[str], space: dict[str, Any],
+    trial: optuna.trial.BaseTrial, backbones: list[str], space: dict[str, Any],
     feature_cache: bool = False,
 ) -> dict[str, Any]:
     """Optuna define-by-run: sample one trial's parameters.
@@ -208,13 +208,35 @@ def sample_trial(
     return params
 
 
-def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> Any:
+def _suggest(trial: optuna.trial.BaseTrial, name: str, dist: BaseDistribution) -> Any:
     if isinstance(dist, FloatDistribution):
         return trial.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
     if isinstance(dist, IntDistribution):
         return trial.suggest_int(name, dist.low, dist.high, log=dist.log, step=dist.step)
     assert isinstance(dist, CategoricalDistribution)
     return trial.suggest_categorical(name, list(dist.choices))
+
+
+def allows(spec: Any, value: Any) -> bool:
+    """True when a parameter `spec` (a distribution or a fixed value) can take `value`."""
+    if isinstance(spec, CategoricalDistribution):
+        return value in spec.choices
+    if isinstance(spec, (FloatDistribution, IntDistribution)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if isinstance(spec, IntDistribution) and not float(value).is_integer():
+            return False
+        return bool(spec.low <= value <= spec.high)
+    return bool(spec == value)
+
+
+def describe_spec(spec: Any) -> str:
+    """`{a, b}`, `1e-05..0.01 log` or `= value`: what a parameter can take."""
+    if isinstance(spec, CategoricalDistribution):
+        return "{" + ", ".join(str(c) for c in spec.choices) + "}"
+    if isinstance(spec, (FloatDistribution, IntDistribution)):
+        return f"{spec.low:g}..{spec.high:g}{' log' if spec.log else ''}"
+    return f"fixed at {spec!r}"
 
 
 def largest(spec: Any) -> Any:

@@ -8,6 +8,8 @@ import dataclasses
 import time
 from typing import Any
 
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+
 from automl.config.schema import Config
 from automl.config.spaces import largest
 from automl.errors import root_cause
@@ -83,7 +85,35 @@ def prune(cfg: Config, ranked: dict[str, dict[str, Any]], log: Any) -> Config:
 
 def seed_points(ranked: dict[str, dict[str, Any]], cfg: Config, count: int
                 ) -> list[dict[str, Any]]:
-    """The first trials (Tune's points_to_evaluate): one per best-ranked backbone still in
-    the search; TPE samples their other knobs."""
-    searched = {b.label for b in cfg.backbones}
-    return [{"backbone": label} for label in ranked if label in searched][:count]
+    """The first trials (Tune's points_to_evaluate), TPE sampling what they leave out.
+
+    One per best-ranked backbone still in the search, `count` of them; with
+    `search.explore_first` one per unfreeze choice instead (ranges: low, middle, high), on
+    the best-ranked pretrained backbones in turn. Then the from-scratch baseline once, fully
+    trained, when the space has one: the board's transfer gain is measured in every search
+    (it may stop early like any trial).
+    """
+    searched = [label for label in ranked if label in {b.label for b in cfg.backbones}]
+    pretrained = searched + [b.label for b in cfg.backbones
+                             if b.pretrained and b.label not in searched]
+    depths = _depth_choices(cfg.space.get("unfreeze_fraction"))
+    points: list[dict[str, Any]] = [{"backbone": label} for label in searched][:count]
+    if cfg.search.explore_first and depths and pretrained:
+        points = [{"backbone": pretrained[i % len(pretrained)], "unfreeze_fraction": depth}
+                  for i, depth in enumerate(depths)]
+    scratch = [b.label for b in cfg.backbones if not b.pretrained]
+    if scratch:
+        baseline: dict[str, Any] = {"backbone": scratch[0]}
+        if depths:
+            baseline["unfreeze_fraction"] = max(depths)
+        points.append(baseline)
+    return points
+
+
+def _depth_choices(spec: Any) -> list[float]:
+    """The unfreeze fractions the first trials cover (none when it is fixed)."""
+    if isinstance(spec, CategoricalDistribution):
+        return [float(c) for c in spec.choices if isinstance(c, (int, float))]
+    if isinstance(spec, FloatDistribution):
+        return [spec.low, (spec.low + spec.high) / 2, spec.high]
+    return []

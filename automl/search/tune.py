@@ -174,24 +174,31 @@ def run_trials(
     storage.make_dirs(trials_dir)
     context = context.replace(trials_dir=trials_dir,
                               deadline=budget.deadline() if budget is not None else None)
-    space = functools.partial(
-        sample_trial, backbones=[b.label for b in config.backbones], space=config.space,
-        feature_cache=config.train.feature_cache and config.resources.workers_per_trial == 1,
-    )
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    searcher = OptunaSearch(
-        space=space, metric=config.search.objective, mode="max",
-        points_to_evaluate=first_points or None,
-        sampler=_sampler(config),
-    )
+    searcher = make_searcher(config, first_points)
     trainable = _trainable(context, datasets)
     experiment = run.uri(TUNE_DIR)
     _tune_settings()
     if resume and can_restore(run):
         return _restore(experiment, trainable, run)
     limiter = ClusterSizedLimiter(searcher, config.resources, concurrency, budget)
-    return _fit(_tuner(config, trainable, run, TUNE_DIR, limiter, _scheduler(config),
+    return _fit(_tuner(config, trainable, run, TUNE_DIR, limiter, make_scheduler(config),
                        config.search.max_trials or -1, budget), run)
+
+
+def make_searcher(config: Config, first_points: list[dict[str, Any]] | None = None
+                  ) -> OptunaSearch:
+    """The search's sampler as Tune drives it: Optuna (TPE or random) over the space,
+    define-by-run (`sample_trial`), `first_points` enqueued first."""
+    space = functools.partial(
+        sample_trial, backbones=[b.label for b in config.backbones], space=config.space,
+        feature_cache=config.train.feature_cache and config.resources.workers_per_trial == 1,
+    )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return OptunaSearch(
+        space=space, metric=config.search.objective, mode="max",
+        points_to_evaluate=first_points or None,
+        sampler=_sampler(config),
+    )
 
 
 def run_seed_trials(config: Config, context: SearchContext,
@@ -300,7 +307,8 @@ def _sampler(config: Config) -> optuna.samplers.BaseSampler:
         n_startup_trials=min(10, max(2, (config.search.max_trials or 12) // 3)))
 
 
-def _scheduler(config: Config) -> TrialScheduler:
+def make_scheduler(config: Config) -> TrialScheduler:
+    """The search's trial scheduler: ASHA on the search metric per epoch, or FIFO."""
     if config.search.scheduler == "fifo":
         return FIFOScheduler()
     return ASHAScheduler(
