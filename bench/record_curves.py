@@ -75,7 +75,8 @@ def bench_config(kind: str, val_path: Path | None = None) -> Config:
     test split, every trial all its epochs (FIFO), nothing after the search but the export."""
     cfg = config_mod.load(SPACES[kind])
     data = dataclasses.replace(cfg.data, test_path=None, test_fraction=0.0,
-                               val_path=str(val_path.resolve()) if val_path else None)
+                               val_path=str(val_path.resolve()) if val_path else None,
+                               cache_dir=str(Path("data/bench/prepared").resolve()))
     search = dataclasses.replace(cfg.search, sampler="random", scheduler="fifo",
                                  final_seeds=0, calibrate=False, time_budget=None)
     return dataclasses.replace(cfg, data=data, search=search)
@@ -196,18 +197,20 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None,
                         help="record at most this many pieces now (default: until done)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=CURVES, help="table folder")
     args = parser.parse_args()
-    CURVES.mkdir(exist_ok=True)
+    curves = args.out
+    curves.mkdir(parents=True, exist_ok=True)
     cfg = bench_config(args.space, validation_data(args.space))
-    configs_file = CURVES / f"{args.space}-configs.json"
+    configs_file = curves / f"{args.space}-configs.json"
     if configs_file.exists():
         configs = json.loads(configs_file.read_text())
     else:
         configs = sample_configs(cfg, args.configs, args.seed)
         write_atomic(configs_file, json.dumps(configs, indent=1))
-    table_file = CURVES / f"{args.space}.csv"
+    table_file = curves / f"{args.space}.csv"
     table = pd.read_csv(table_file) if table_file.exists() else pd.DataFrame(columns=COLUMNS)
-    ranking_file = CURVES / f"{args.space}-ranking.json"
+    ranking_file = curves / f"{args.space}-ranking.json"
     done = set(table["config"].astype(int))
     pending = [(i, c) for i, c in enumerate(configs) if i not in done]
     pieces = [pending[i:i + args.piece] for i in range(0, len(pending), args.piece)]
@@ -218,7 +221,7 @@ def main() -> None:
         started = time.time()
         with tempfile.TemporaryDirectory(prefix=f"automl-curves-{args.space}-") as tmp:
             rows, ranking_s = record_piece(piece_cfg, piece, Path(tmp) / "run",
-                                           CURVES / f"{args.space}-record.log")
+                                           curves / f"{args.space}-record.log")
             if rank and ranking_s is not None:
                 context = json.loads((Path(tmp) / "run" / "static.json").read_text())
                 order = list(context.get("transferability") or {})
