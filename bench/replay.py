@@ -36,6 +36,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import optuna
 import pandas as pd
 from optuna.distributions import FloatDistribution, IntDistribution
 from ray.tune.schedulers import TrialScheduler
@@ -146,12 +147,16 @@ class Method:
     name: str
     search: dict[str, Any]
     ranked: bool = False
-    first_points: Callable[[Config], list[dict[str, Any]]] | None = None
+    first_points: Callable[[Config, list[str]], list[dict[str, Any]]] | None = None
+    """Extra first trials, given the space and the ranking's order (best first)."""
+    sampler: Callable[[Config], optuna.samplers.BaseSampler] | None = None
+    """Replaces the search's Optuna sampler (a TPE setting under trial)."""
+    seeded: bool = True
+    """First trials as the search picks them (`seed_points`); off for textbook random."""
 
 
 AUTOML = Method("automl", {"sampler": "tpe", "scheduler": "asha"}, ranked=True)
-RANDOM = Method("random+FIFO", {"sampler": "random", "scheduler": "fifo",
-                                "explore_first": False})
+RANDOM = Method("random+FIFO", {"sampler": "random", "scheduler": "fifo"}, seeded=False)
 
 
 @dataclass(frozen=True)
@@ -170,14 +175,14 @@ def simulate(table: Table, method: Method, seed: int, budget_s: float, concurren
     cfg = table.config
     cfg = dataclasses.replace(cfg, search=dataclasses.replace(
         cfg.search, seed=seed, num_samples=None, time_budget=budget_s, **method.search))
-    first = [*cfg.first_trials, *(method.first_points(cfg) if method.first_points else [])]
-    now = 0.0
-    if method.ranked:  # what the search does after ranking (its seconds recorded)
-        now = float(ranking["seconds"]) if ranking else 0.0
-        ranked: dict[str, dict[str, Any]] = {
-            label: {} for label in (ranking or {}).get("order", [])}
-        first += seed_points(ranked, cfg, concurrency)
-    searcher, scheduler = make_searcher(cfg, first), make_scheduler(cfg)
+    order = list((ranking or {}).get("order", [])) if method.ranked else []
+    first = [*cfg.first_trials, *(method.first_points(cfg, order) if method.first_points
+                                  else [])]
+    now = float(ranking["seconds"]) if method.ranked and ranking else 0.0
+    if method.seeded:  # the search's first trials after ranking (none ranked: the space's)
+        first += seed_points({label: {} for label in order}, cfg, concurrency)
+    sampler = method.sampler(cfg) if method.sampler else None
+    searcher, scheduler = make_searcher(cfg, first, sampler), make_scheduler(cfg)
     metric = cfg.search.objective
     np.random.seed(seed)  # ASHA picks brackets with numpy's global generator
     events: list[tuple[float, int, str]] = []  # (arrival, order, trial): the next results
@@ -206,7 +211,7 @@ def simulate(table: Table, method: Method, seed: int, budget_s: float, concurren
     while len(running) < concurrency and launch(now):
         pass
     while events:
-        at, order, trial_id = heapq.heappop(events)
+        at, rank, trial_id = heapq.heappop(events)
         if at > budget_s:
             break
         trial, results = running[trial_id]
@@ -225,7 +230,7 @@ def simulate(table: Table, method: Method, seed: int, budget_s: float, concurren
             while len(running) < concurrency and launch(at):
                 pass
         else:
-            heapq.heappush(events, (results[0][0], order, trial_id))
+            heapq.heappush(events, (results[0][0], rank, trial_id))
     return Run(tuple(curve), launched, epochs)
 
 
@@ -326,9 +331,47 @@ def main() -> None:
     print("\n".join(report(table, outcomes, args.budget, args.within)))
 
 
+def _tpe(**settings: Any) -> Callable[[Config], optuna.samplers.BaseSampler]:
+    """The search's TPE (its startup count for a budgeted search) with other settings."""
+    def make(cfg: Config) -> optuna.samplers.BaseSampler:
+        startup = min(10, max(2, (cfg.search.max_trials or 12) // 3))
+        return optuna.samplers.TPESampler(seed=cfg.search.seed, **{
+            "n_startup_trials": startup, **settings})
+    return make
+
+
+def _portfolio(cfg: Config, order: list[str]) -> list[dict[str, Any]]:
+    """Known-good transfer recipes (partial unfreeze, head LR ≈ 10 × backbone LR; and a full
+    fine-tune with a low backbone LR) on the best-ranked backbone, each value moved into the
+    space's range."""
+    recipes = [{"unfreeze_fraction": 0.5, "head_lr": 3e-3, "backbone_lr": 3e-4},
+               {"unfreeze_fraction": 1.0, "head_lr": 3e-3, "backbone_lr": 1e-4}]
+    top = {"backbone": order[0]} if order else {}
+    return [{**top, **{k: _inside(cfg.space[k], v) for k, v in r.items() if k in cfg.space}}
+            for r in recipes]
+
+
+def _inside(spec: Any, value: float) -> Any:
+    if isinstance(spec, (FloatDistribution, IntDistribution)):
+        return min(max(value, spec.low), spec.high)
+    choices = list(getattr(spec, "choices", [spec]))
+    return min(choices, key=lambda c: abs(float(c) - value))
+
+
+_ASHA = {"sampler": "tpe", "scheduler": "asha"}
 VARIANTS: dict[str, Method] = {
-    "explore": Method("automl + explore_first", {
-        "sampler": "tpe", "scheduler": "asha", "explore_first": True}, ranked=True),
+    "explore": Method("automl + explore_first", {**_ASHA, "explore_first": True},
+                      ranked=True),
+    "multivariate": Method("automl, TPE multivariate+group", _ASHA, ranked=True,
+                           sampler=_tpe(multivariate=True, group=True)),
+    "liar": Method("automl, TPE constant_liar", _ASHA, ranked=True,
+                   sampler=_tpe(constant_liar=True)),
+    "startup-8": Method("automl, TPE 8 startup", _ASHA, ranked=True,
+                        sampler=_tpe(n_startup_trials=8)),
+    "grace-2": Method("automl, ASHA grace 2", {**_ASHA, "grace_period": 2}, ranked=True),
+    "rf-2": Method("automl, ASHA keep 1/2", {**_ASHA, "reduction_factor": 2}, ranked=True),
+    "portfolio": Method("automl + portfolio", _ASHA, ranked=True, first_points=_portfolio),
+    "no-rank": Method("TPE+ASHA, no ranking", _ASHA),
 }
 """Changes tried against `automl` (bench/RESULTS.md records each, kept or reverted)."""
 

@@ -118,3 +118,10 @@ def test_asha_stops_trials_in_the_replay(table: Any) -> None:
     fifo = replay.simulate(table, replay.RANDOM, 0, 400.0, 2, None)
     assert fifo.epochs >= 3 * (fifo.trials - 2)  # all but the two cut by the budget
     assert asha.trials > fifo.trials and asha.epochs < 3 * asha.trials
+
+
+def test_every_variant_under_trial_replays(table: Any) -> None:
+    ranking = {"order": ["test_resnet:hub"], "seconds": 5.0}
+    for method in replay.VARIANTS.values():
+        run = replay.simulate(table, method, 0, 200.0, 2, ranking)
+        assert run.curve and run.trials >= 2, method.name

@@ -185,10 +185,10 @@ def run_trials(
                        config.search.max_trials or -1, budget), run)
 
 
-def make_searcher(config: Config, first_points: list[dict[str, Any]] | None = None
-                  ) -> OptunaSearch:
-    """The search's sampler as Tune drives it: Optuna (TPE or random) over the space,
-    define-by-run (`sample_trial`), `first_points` enqueued first."""
+def make_searcher(config: Config, first_points: list[dict[str, Any]] | None = None,
+                  sampler: optuna.samplers.BaseSampler | None = None) -> OptunaSearch:
+    """The search's sampler as Tune drives it: Optuna (TPE or random; `sampler` replaces it)
+    over the space, define-by-run (`sample_trial`), `first_points` enqueued first."""
     space = functools.partial(
         sample_trial, backbones=[b.label for b in config.backbones], space=config.space,
         feature_cache=config.train.feature_cache and config.resources.workers_per_trial == 1,
@@ -197,7 +197,7 @@ def make_searcher(config: Config, first_points: list[dict[str, Any]] | None = No
     return OptunaSearch(
         space=space, metric=config.search.objective, mode="max",
         points_to_evaluate=first_points or None,
-        sampler=_sampler(config),
+        sampler=sampler or _sampler(config),
     )
 
 
