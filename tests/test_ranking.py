@@ -138,6 +138,10 @@ def test_the_first_trials_cover_each_depth_and_the_scratch_baseline(tmp_path: Pa
         0.0, 1.0)})
     assert [p["unfreeze_fraction"] for p in ranking.seed_points(RANKED, ranged, 2)] == [
         0.0, 0.5, 1.0, 1.0]
+    few = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search, num_samples=2))
+    assert ranking.seed_points(RANKED, few, 2) == [
+        {"backbone": "test_vit:hub", "unfreeze_fraction": 0.0},
+        {"backbone": "test_resnet:scratch", "unfreeze_fraction": 1.0}]  # still in 2 trials
     plain = dataclasses.replace(cfg, search=dataclasses.replace(cfg.search,
                                                                 explore_first=False))
     assert ranking.seed_points(RANKED, plain, 2) == [

@@ -102,11 +102,13 @@ def seed_points(ranked: dict[str, dict[str, Any]], cfg: Config, count: int
         points = [{"backbone": pretrained[i % len(pretrained)], "unfreeze_fraction": depth}
                   for i, depth in enumerate(depths)]
     scratch = [b.label for b in cfg.backbones if not b.pretrained]
-    if scratch:
+    trials = cfg.search.max_trials
+    if scratch and trials != 1:
         baseline: dict[str, Any] = {"backbone": scratch[0]}
         if depths:
             baseline["unfreeze_fraction"] = max(depths)
-        points.append(baseline)
+        # Within the search's trial count, which the first trials may exceed.
+        points = [*points[:trials - 1], baseline] if trials else [*points, baseline]
     return points
 
 
