@@ -12,7 +12,8 @@ for the image space, 2,000 Rotten Tomatoes snippets the text demo's table left o
 Configurations are recorded round-robin over the cells, so a table recorded in part covers
 every cell evenly. Each one's per-epoch validation accuracy and Tune's `time_total_s` (the
 trial's clock) go into `bench/curves/<space>.csv`, with the seconds between a trial's start
-event and its clock starting (`launch_s`). Trials train on all 2,000 demo images (the demo
+event and the trial end that freed its slot (`launch_s`, Tune's launch overhead; empty for
+the first wave). Trials train on all 2,000 demo images (the demo
 holds 400 of them out for validation), so epochs take ≈ 25 % longer than in the demo, for
 every method alike. Recording runs in pieces (`--piece` configurations per search) and
 resumes: configurations already in the table are skipped, so it can be stopped
@@ -170,21 +171,21 @@ def record_piece(cfg: Config, piece: list[tuple[int, dict[str, Any]]], run_dir: 
     events = read_events(run_dir / HISTORY_FILE)
     started = {e["trial_id"]: (e["time"], key(e["params"], names))
                for e in events if e.get("event") == "start"}
+    gaps = launch_gaps(events)
     rows = []
     for event in events:
         if event.get("event") != "result" or event["trial_id"] not in started:
             continue
-        began, identity = started[event["trial_id"]]
+        _, identity = started[event["trial_id"]]
         metrics = event["metrics"]
         if identity not in wanted or "val_accuracy" not in metrics:
             continue
-        first_result_at = float(metrics.get("logged_at") or event["time"])
         rows.append({
             "config": wanted[identity], "epoch": int(metrics["epoch"]),
             "val_accuracy": float(metrics["val_accuracy"]),
             "val_examples": int(metrics["val_examples"]),
             "time_total_s": float(metrics["time_total_s"]),
-            "launch_s": max(0.0, first_result_at - began - float(metrics["time_total_s"])),
+            "launch_s": gaps.get(event["trial_id"], math.nan),
             "params": json.dumps(piece[[i for i, _ in piece].index(wanted[identity])][1],
                                  sort_keys=True),
         })
@@ -201,6 +202,21 @@ def interleaved(configs: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, di
         seen[cell] = seen.get(cell, -1) + 1
         ranks.append((seen[cell], list(seen).index(cell), i, c))
     return [(i, c) for *_, i, c in sorted(ranks, key=lambda r: (r[0], r[1]))]
+
+
+def launch_gaps(events: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds from the trial end that freed a slot to the next trial's start (Tune's launch
+    overhead), per trial started that way (the first wave has none)."""
+    gaps: dict[str, float] = {}
+    last_end = last_start = -math.inf
+    for event in sorted(events, key=lambda e: float(e["time"])):
+        if event.get("event") == "end":
+            last_end = float(event["time"])
+        elif event.get("event") == "start":
+            if last_end > last_start:
+                gaps[event["trial_id"]] = float(event["time"]) - last_end
+            last_start = float(event["time"])
+    return gaps
 
 
 def main() -> None:

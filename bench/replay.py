@@ -56,7 +56,8 @@ EXACT = ("backbone", "unfreeze_fraction")
 @dataclass(frozen=True)
 class Recorded:
     """One configuration's recorded run: validation accuracy and the trial's clock
-    (Tune's `time_total_s`) at the end of each epoch, and the launch before its clock."""
+    (Tune's `time_total_s`) at the end of each epoch, and the seconds Tune took to launch
+    it once a slot was free."""
 
     params: dict[str, Any]
     curve: tuple[float, ...]
@@ -114,6 +115,9 @@ class Table:
 def load_table(kind: str, curves: Path = CURVES, space: Path | None = None) -> Table:
     """`curves/<kind>.csv` (as `record_curves.py` writes it) with its space."""
     frame = pd.read_csv(curves / f"{kind}.csv").sort_values(["config", "epoch"])
+    # A first-wave trial has no measured launch gap: it gets the table's median.
+    typical = frame["launch_s"].median()
+    frame["launch_s"] = frame["launch_s"].fillna(0.0 if pd.isna(typical) else typical)
     rows = []
     for _, group in frame.groupby("config"):
         rows.append(Recorded(json.loads(group["params"].iloc[0]),
