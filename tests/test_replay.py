@@ -12,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from automl.config import parse
@@ -125,3 +126,29 @@ def test_every_variant_under_trial_replays(table: Any) -> None:
     for method in replay.VARIANTS.values():
         run = replay.simulate(table, method, 0, 200.0, 2, ranking)
         assert run.curve and run.trials >= 2, method.name
+
+
+def test_a_recorded_table_loads_back_with_its_launch_gaps(tmp_path: Path, space: Path) -> None:
+    events = [{"event": "start", "trial_id": "a", "time": 0.0},
+              {"event": "start", "trial_id": "b", "time": 0.1},
+              {"event": "end", "trial_id": "a", "time": 30.0},
+              {"event": "start", "trial_id": "c", "time": 31.5},
+              {"event": "end", "trial_id": "b", "time": 40.0}]
+    assert record.launch_gaps(events) == {"c": 1.5}  # the first wave has none
+    rows = [{"config": c, "epoch": e, "val_accuracy": 0.5 + 0.1 * e, "val_examples": 2000,
+             "time_total_s": 10.0 * e, "launch_s": gap,
+             "params": f'{{"backbone": "test_resnet:hub", "head_lr": {lr}}}'}
+            for c, gap, lr in ((0, None, 1e-3), (1, 1.5, 1e-2)) for e in (1, 2)]
+    pd.DataFrame(rows).to_csv(tmp_path / "image.csv", index=False)
+    table = replay.load_table("image", tmp_path, space)
+    assert [r.launch_s for r in table.rows] == [1.5, 1.5]  # the median for the first wave
+    assert table.rows[1].curve == (0.6, 0.7) and table.rows[1].clock == (10.0, 20.0)
+    assert table.best == 0.7 and table.nearest({"backbone": "test_resnet:hub",
+                                                "head_lr": 2e-3}).params["head_lr"] == 1e-3
+
+
+def test_recording_goes_round_robin_over_the_cells(space: Path) -> None:
+    configs = record.sample_configs(parse.load(space), 12, seed=0)
+    order = record.interleaved(list(enumerate(configs)))
+    first = [(c["backbone"], c["unfreeze_fraction"]) for _, c in order[:6]]
+    assert len(set(first)) == 6 and sorted(i for i, _ in order) == list(range(12))
