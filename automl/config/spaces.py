@@ -231,7 +231,7 @@ def allows(spec: Any, value: Any) -> bool:
 
 
 def describe_spec(spec: Any) -> str:
-    """`{a, b}`, `1e-05..0.01 log` or `= value`: what a parameter can take."""
+    """`{a, b}`, `1e-05..0.01 log` or `fixed at value`: what a parameter can take."""
     if isinstance(spec, CategoricalDistribution):
         return "{" + ", ".join(str(c) for c in spec.choices) + "}"
     if isinstance(spec, (FloatDistribution, IntDistribution)):
