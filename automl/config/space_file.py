@@ -108,6 +108,3 @@ def describe(cfg: Config) -> list[str]:
         more = f" … {len(cfg.first_trials) - 3} more" if len(cfg.first_trials) > 3 else ""
         lines.append(f"first trials ({len(cfg.first_trials)}): " + "; ".join(shown) + more)
     return lines
-
-
-
