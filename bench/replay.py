@@ -146,13 +146,11 @@ class ReplayTrial:
 class Method:
     """A search method: search-section overrides, whether it ranks the backbones (paying the
     recorded ranking's seconds) and seeds its first trials as the search does
-    (`seed_points`), and extra first points."""
+    (`seed_points`), and a replacement sampler."""
 
     name: str
     search: dict[str, Any]
     ranked: bool = False
-    first_points: Callable[[Config, list[str]], list[dict[str, Any]]] | None = None
-    """Extra first trials, given the space and the ranking's order (best first)."""
     sampler: Callable[[Config], optuna.samplers.BaseSampler] | None = None
     """Replaces the search's Optuna sampler (a TPE setting under trial)."""
     seeded: bool = True
@@ -180,8 +178,7 @@ def simulate(table: Table, method: Method, seed: int, budget_s: float, concurren
     cfg = dataclasses.replace(cfg, search=dataclasses.replace(
         cfg.search, seed=seed, num_samples=None, time_budget=budget_s, **method.search))
     order = list((ranking or {}).get("order", [])) if method.ranked else []
-    first = [*cfg.first_trials, *(method.first_points(cfg, order) if method.first_points
-                                  else [])]
+    first = list(cfg.first_trials)
     now = float(ranking["seconds"]) if method.ranked and ranking else 0.0
     if method.seeded:  # the search's first trials after ranking (none ranked: the space's)
         first += seed_points({label: {} for label in order}, cfg, concurrency)
@@ -344,24 +341,6 @@ def _tpe(**settings: Any) -> Callable[[Config], optuna.samplers.BaseSampler]:
     return make
 
 
-def _portfolio(cfg: Config, order: list[str]) -> list[dict[str, Any]]:
-    """Known-good transfer recipes (partial unfreeze, head LR ≈ 10 × backbone LR; and a full
-    fine-tune with a low backbone LR) on the best-ranked backbone, each value moved into the
-    space's range."""
-    recipes = [{"unfreeze_fraction": 0.5, "head_lr": 3e-3, "backbone_lr": 3e-4},
-               {"unfreeze_fraction": 1.0, "head_lr": 3e-3, "backbone_lr": 1e-4}]
-    top = {"backbone": order[0]} if order else {}
-    return [{**top, **{k: _inside(cfg.space[k], v) for k, v in r.items() if k in cfg.space}}
-            for r in recipes]
-
-
-def _inside(spec: Any, value: float) -> Any:
-    if isinstance(spec, (FloatDistribution, IntDistribution)):
-        return min(max(value, spec.low), spec.high)
-    choices = list(getattr(spec, "choices", [spec]))
-    return min(choices, key=lambda c: abs(float(c) - value))
-
-
 _ASHA = {"sampler": "tpe", "scheduler": "asha"}
 VARIANTS: dict[str, Method] = {
     "explore": Method("automl + explore_first", {**_ASHA, "explore_first": True},
@@ -374,7 +353,9 @@ VARIANTS: dict[str, Method] = {
                         sampler=_tpe(n_startup_trials=8)),
     "grace-2": Method("automl, ASHA grace 2", {**_ASHA, "grace_period": 2}, ranked=True),
     "rf-2": Method("automl, ASHA keep 1/2", {**_ASHA, "reduction_factor": 2}, ranked=True),
-    "portfolio": Method("automl + portfolio", _ASHA, ranked=True, first_points=_portfolio),
+    "portfolio": Method("automl + portfolio", {**_ASHA, "portfolio": True}, ranked=True),
+    "portfolio+explore": Method("automl + portfolio + explore_first", {
+        **_ASHA, "portfolio": True, "explore_first": True}, ranked=True),
     "no-rank": Method("TPE+ASHA, no ranking", _ASHA),
 }
 """Changes tried against `automl` (bench/RESULTS.md records each, kept or reverted)."""

@@ -147,3 +147,25 @@ def test_the_first_trials_cover_each_depth_and_the_scratch_baseline(tmp_path: Pa
     assert ranking.seed_points(RANKED, plain, 2) == [
         {"backbone": "test_vit:hub"}, {"backbone": "test_efficientnet:hub"},
         {"backbone": "test_resnet:scratch", "unfreeze_fraction": 1.0}]
+
+
+def test_the_portfolio_starts_from_known_recipes_inside_the_space(tmp_path: Path) -> None:
+    cfg = config.from_dict({
+        "backbones": ["test_vit", "test_efficientnet", {"name": "test_resnet",
+                                                        "weights": "scratch"}],
+        "space": {"unfreeze_fraction": {"choices": [0.0, 0.25, 0.57, 1.0]},
+                  "head_lr": {"low": 1e-3, "high": 1e-2, "log": True},
+                  "backbone_lr": {"low": 2e-4, "high": 2e-3, "log": True}},
+        "search": {"portfolio": True}, "data": {"path": str(tmp_path)}})
+    points = ranking.seed_points(RANKED, cfg, 2)
+    assert points[:2] == [
+        {"backbone": "test_vit:hub", "unfreeze_fraction": 0.57, "head_lr": 3e-3,
+         "backbone_lr": 3e-4},
+        {"backbone": "test_vit:hub", "unfreeze_fraction": 1.0, "head_lr": 3e-3,
+         "backbone_lr": 2e-4},  # clipped into the range
+    ]
+    assert points[2:] == [{"backbone": "test_vit:hub"}, {"backbone": "test_efficientnet:hub"},
+                          {"backbone": "test_resnet:scratch", "unfreeze_fraction": 1.0}]
+    # A space that fixes a knob keeps it: the recipe says nothing about it.
+    fixed = dataclasses.replace(cfg, space={**cfg.space, "head_lr": 1e-3})
+    assert "head_lr" not in ranking.portfolio_points(fixed, "test_vit:hub")[0]

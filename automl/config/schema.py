@@ -126,6 +126,9 @@ class SearchConfig:
     explore_first: bool = False
     """The first trials cover each unfreeze choice (on the best-ranked backbones in turn)
     before TPE narrows (`automl.search.ranking.seed_points`)."""
+    portfolio: bool = False
+    """The first trials start from known-good transfer recipes on the best-ranked backbone
+    (`automl.search.ranking.PORTFOLIO`, moved into the space), TPE sampling the rest."""
     prune_backbones: int | None = None
     """Keep only the k best-ranked pretrained backbones (null: search them all)."""
     sampler: str = "tpe"

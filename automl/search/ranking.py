@@ -8,7 +8,7 @@ import dataclasses
 import time
 from typing import Any
 
-from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from automl.config.schema import Config
 from automl.config.spaces import largest
@@ -89,7 +89,8 @@ def seed_points(ranked: dict[str, dict[str, Any]], cfg: Config, count: int
 
     One per best-ranked backbone still in the search, `count` of them; with
     `search.explore_first` one per unfreeze choice instead (ranges: low, middle, high), on
-    the best-ranked pretrained backbones in turn. Then the from-scratch baseline once, fully
+    the best-ranked pretrained backbones in turn; with `search.portfolio` the known-good
+    recipes before them. Then the from-scratch baseline once, fully
     trained, when the space has one: the board's transfer gain is measured in every search
     (it may stop early like any trial).
     """
@@ -101,6 +102,8 @@ def seed_points(ranked: dict[str, dict[str, Any]], cfg: Config, count: int
     if cfg.search.explore_first and depths and pretrained:
         points = [{"backbone": pretrained[i % len(pretrained)], "unfreeze_fraction": depth}
                   for i, depth in enumerate(depths)]
+    if cfg.search.portfolio and pretrained:
+        points = [*portfolio_points(cfg, pretrained[0]), *points]
     scratch = [b.label for b in cfg.backbones if not b.pretrained]
     trials = cfg.search.max_trials
     if scratch and trials != 1:
@@ -109,6 +112,33 @@ def seed_points(ranked: dict[str, dict[str, Any]], cfg: Config, count: int
             baseline["unfreeze_fraction"] = max(depths)
         # Within the search's trial count, which the first trials may exceed.
         points = [*points[:trials - 1], baseline] if trials else [*points, baseline]
+    return points
+
+
+PORTFOLIO: tuple[dict[str, float], ...] = (
+    {"unfreeze_fraction": 0.5, "head_lr": 3e-3, "backbone_lr": 3e-4},
+    {"unfreeze_fraction": 1.0, "head_lr": 3e-3, "backbone_lr": 1e-4},
+)
+"""Known-good transfer recipes: the top half unfrozen with a head LR 10 × the backbone's, and
+a full fine-tune with a low backbone LR (the usual starting points of fine-tuning guides)."""
+
+
+def portfolio_points(cfg: Config, backbone: str) -> list[dict[str, Any]]:
+    """`PORTFOLIO` on `backbone`, each value moved into the space (the nearest choice, or
+    clipped to a range); knobs the space fixes are left to it."""
+    points = []
+    for recipe in PORTFOLIO:
+        point: dict[str, Any] = {"backbone": backbone}
+        for name, value in recipe.items():
+            spec = cfg.space.get(name)
+            if isinstance(spec, (FloatDistribution, IntDistribution)):
+                point[name] = min(max(value, spec.low), spec.high)
+            elif isinstance(spec, CategoricalDistribution):
+                numbers = [c for c in spec.choices if isinstance(c, (int, float))]
+                if numbers:
+                    point[name] = min(numbers, key=lambda c: abs(float(c) - value))
+        if point not in points:
+            points.append(point)
     return points
 
 
