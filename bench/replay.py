@@ -63,6 +63,8 @@ class Recorded:
     curve: tuple[float, ...]
     clock: tuple[float, ...]
     launch_s: float
+    examples: int = 2000
+    """The validation split's size (the rung tolerance's n)."""
 
     @property
     def best(self) -> float:
@@ -122,7 +124,8 @@ def load_table(kind: str, curves: Path = CURVES, space: Path | None = None) -> T
     for _, group in frame.groupby("config"):
         rows.append(Recorded(json.loads(group["params"].iloc[0]),
                              tuple(group["val_accuracy"]), tuple(group["time_total_s"]),
-                             float(group["launch_s"].iloc[0])))
+                             float(group["launch_s"].iloc[0]),
+                             int(group["val_examples"].iloc[0])))
     return Table(tuple(rows), config_mod.load(space or SPACES[kind]))
 
 
@@ -137,7 +140,7 @@ class ReplayTrial:
         """(arrival time, Tune result) per epoch."""
         return [(self.start + self.recorded.launch_s + clock,
                  {"epoch": epoch, "training_iteration": epoch, self.metric: value,
-                  "time_total_s": clock})
+                  "time_total_s": clock, "val_examples": self.recorded.examples})
                 for epoch, (value, clock) in enumerate(
                     zip(self.recorded.curve, self.recorded.clock, strict=True), 1)]
 
@@ -357,6 +360,10 @@ VARIANTS: dict[str, Method] = {
     "portfolio+explore": Method("automl + portfolio + explore_first", {
         **_ASHA, "portfolio": True, "explore_first": True}, ranked=True),
     "no-rank": Method("TPE+ASHA, no ranking", _ASHA),
+    "ties-1": Method("automl, ASHA ties within 1 SE", {**_ASHA, "rung_tolerance": 1.0},
+                     ranked=True),
+    "portfolio+ties": Method("automl + portfolio, ties within 1 SE", {
+        **_ASHA, "portfolio": True, "rung_tolerance": 1.0}, ranked=True),
 }
 """Changes tried against `automl` (bench/RESULTS.md records each, kept or reverted)."""
 

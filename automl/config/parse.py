@@ -228,6 +228,7 @@ def _check_values(sections: dict[str, Any], problems: list[str]) -> None:
         ("search.grace_period", 1 <= search.grace_period <= train.epochs,
          f"must be between 1 and train.epochs ({train.epochs})"),
         ("search.reduction_factor", search.reduction_factor >= 2, "must be >= 2"),
+        ("search.rung_tolerance", search.rung_tolerance >= 0, "must be >= 0"),
         ("search.prune_backbones", search.prune_backbones is None or (
             search.prune_backbones >= 1 and search.rank_backbones),
          "must be >= 1 and needs search.rank_backbones: true (null keeps every backbone)"),

@@ -120,6 +120,9 @@ class SearchConfig:
     """ASHA: epochs every trial runs before it can be stopped."""
     reduction_factor: int = 2
     """ASHA: keep the top 1/reduction_factor at each rung."""
+    rung_tolerance: float = 0.0
+    """ASHA: a trial within this many binomial standard errors of a rung's cutoff goes on
+    (differences within noise are ties); 0: Tune's ASHA."""
     rank_backbones: bool = True
     """Before the first trial, score each pretrained backbone on its frozen features (k-NN
     accuracy, LogME; cached) and start with the best-ranked ones."""

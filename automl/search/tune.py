@@ -35,6 +35,7 @@ from automl.runs.location import RunDir, restoring_into
 from automl.search.budget import TimeBudget
 from automl.search.progress import ProgressPrinter
 from automl.search.ray_session import ray_logs_to
+from automl.search.schedulers import TolerantASHA
 from automl.search.tracking import HistoryWriter, tracking_callbacks
 from automl.trial import failures
 from automl.trial.context import SearchContext, make_plan
@@ -311,6 +312,12 @@ def make_scheduler(config: Config) -> TrialScheduler:
     """The search's trial scheduler: ASHA on the search metric per epoch, or FIFO."""
     if config.search.scheduler == "fifo":
         return FIFOScheduler()
+    if config.search.rung_tolerance > 0:
+        return TolerantASHA(
+            tolerance=config.search.rung_tolerance, time_attr="epoch",
+            metric=config.search.objective, max_t=config.train.epochs,
+            grace_period=config.search.grace_period,
+            reduction_factor=config.search.reduction_factor)
     return ASHAScheduler(
         # Our epoch, not Tune's training_iteration: a trial Tune restarts (lost process)
         # resumes mid-run but counts its iterations from 1 again.
