@@ -7,7 +7,8 @@ hypercube over the numeric knobs within each cell, categorical knobs drawn at ra
 trains all its epochs through the real search (`automl.api.run_search` with the configurations
 as `first_trials`, FIFO, the space's own resources and concurrency) on a validation set of
 ≥ 2,000 examples no demo run uses: 2,000 of Fashion-MNIST's official test images (seed 2)
-for the image space, 2,000 Rotten Tomatoes snippets the text demo's table left out for text.
+for the image space, 2,000 Rotten Tomatoes snippets the text demo's table left out for text
+(either may share examples with a demo's test split: the benchmark scores no test split).
 
 Configurations are recorded round-robin over the cells, so a table recorded in part covers
 every cell evenly. Each one's per-epoch validation accuracy and Tune's `time_total_s` (the
