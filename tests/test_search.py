@@ -117,8 +117,8 @@ def test_sampler_and_scheduler_are_chosen_by_the_config() -> None:
 
     default = Config(task="image", backbones=(), space={})
     assert isinstance(search._sampler(default), optuna.samplers.TPESampler)
-    asha = search._scheduler(default)
+    asha = search.make_scheduler(default)
     assert isinstance(asha, ASHAScheduler) and asha._time_attr == "epoch"
     plain = dataclasses.replace(default, search=SearchConfig(sampler="random", scheduler="fifo"))
     assert isinstance(search._sampler(plain), optuna.samplers.RandomSampler)
-    assert isinstance(search._scheduler(plain), FIFOScheduler)
+    assert isinstance(search.make_scheduler(plain), FIFOScheduler)
