@@ -187,8 +187,7 @@ def record_piece(cfg: Config, piece: list[tuple[int, dict[str, Any]]], run_dir: 
             "val_examples": int(metrics["val_examples"]),
             "time_total_s": float(metrics["time_total_s"]),
             "launch_s": gaps.get(event["trial_id"], math.nan),
-            "params": json.dumps(piece[[i for i, _ in piece].index(wanted[identity])][1],
-                                 sort_keys=True),
+            "params": json.dumps(dict(piece)[wanted[identity]], sort_keys=True),
         })
     return pd.DataFrame(rows, columns=COLUMNS), (ranking[0] if ranking else None)
 
