@@ -360,6 +360,12 @@ VARIANTS: dict[str, Method] = {
     "portfolio+explore": Method("automl + portfolio + explore_first", {
         **_ASHA, "portfolio": True, "explore_first": True}, ranked=True),
     "no-rank": Method("TPE+ASHA, no ranking", _ASHA),
+    "fifo": Method("automl, FIFO (no early stopping)", {"sampler": "tpe", "scheduler": "fifo"},
+                   ranked=True),
+    "portfolio+fifo": Method("automl + portfolio, FIFO", {
+        "sampler": "tpe", "scheduler": "fifo", "portfolio": True}, ranked=True),
+    "portfolio+grace-2": Method("automl + portfolio, ASHA grace 2", {
+        **_ASHA, "portfolio": True, "grace_period": 2}, ranked=True),
     "ties-1": Method("automl, ASHA ties within 1 SE", {**_ASHA, "rung_tolerance": 1.0},
                      ranked=True),
     "portfolio+ties": Method("automl + portfolio, ties within 1 SE", {
