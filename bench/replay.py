@@ -345,6 +345,7 @@ def _tpe(**settings: Any) -> Callable[[Config], optuna.samplers.BaseSampler]:
 
 
 _ASHA = {"sampler": "tpe", "scheduler": "asha"}
+_FIFO = {"sampler": "tpe", "scheduler": "fifo"}
 VARIANTS: dict[str, Method] = {
     "explore": Method("automl + explore_first", {**_ASHA, "explore_first": True},
                       ranked=True),
@@ -360,10 +361,9 @@ VARIANTS: dict[str, Method] = {
     "portfolio+explore": Method("automl + portfolio + explore_first", {
         **_ASHA, "portfolio": True, "explore_first": True}, ranked=True),
     "no-rank": Method("TPE+ASHA, no ranking", _ASHA),
-    "fifo": Method("automl, FIFO (no early stopping)", {"sampler": "tpe", "scheduler": "fifo"},
-                   ranked=True),
-    "portfolio+fifo": Method("automl + portfolio, FIFO", {
-        "sampler": "tpe", "scheduler": "fifo", "portfolio": True}, ranked=True),
+    "fifo": Method("automl, FIFO (no early stopping)", _FIFO, ranked=True),
+    "portfolio+fifo": Method("automl + portfolio, FIFO", {**_FIFO, "portfolio": True},
+                             ranked=True),
     "portfolio+grace-2": Method("automl + portfolio, ASHA grace 2", {
         **_ASHA, "portfolio": True, "grace_period": 2}, ranked=True),
     "ties-1": Method("automl, ASHA ties within 1 SE", {**_ASHA, "rung_tolerance": 1.0},
