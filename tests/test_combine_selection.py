@@ -1,0 +1,101 @@
+"""Soup and ensemble selection on hand-made validation predictions (no Ray, no torch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from automl.combine.selection import (
+    ensemble_selection,
+    greedy_soup,
+    softmax,
+    split_halves,
+)
+
+
+def one_hot(predicted: list[int], classes: int = 3, confidence: float = 0.8) -> np.ndarray:
+    """Probabilities that put `confidence` on each predicted class."""
+    rest = (1 - confidence) / (classes - 1)
+    out = np.full((len(predicted), classes), rest)
+    out[np.arange(len(predicted)), predicted] = confidence
+    return out
+
+
+def sure_or_unsure(labels: np.ndarray, right: list[bool], classes: int = 3) -> np.ndarray:
+    """0.9 on the true class where `right`; elsewhere a weak wrong guess (0.4 on the next
+    class, 0.35 on the true one)."""
+    out = np.zeros((len(labels), classes))
+    for i, (label, ok) in enumerate(zip(labels, right, strict=True)):
+        if ok:
+            out[i] = 0.1 / (classes - 1)
+            out[i, label] = 0.9
+        else:
+            out[i] = 0.25 / (classes - 2)
+            out[i, label], out[i, (label + 1) % classes] = 0.35, 0.4
+    return out
+
+
+def test_ensemble_selection_finds_the_known_best_combination() -> None:
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    # a and b are each right on 4 of 6, wrong (weakly) on disjoint examples: their average
+    # is right everywhere. c is confidently wrong everywhere.
+    a = sure_or_unsure(labels, [True, True, True, True, False, False])
+    b = sure_or_unsure(labels, [False, False, True, True, True, True])
+    c = one_hot([1, 2, 0, 1, 2, 0], confidence=0.99)
+    choice = ensemble_selection({"a": a, "b": b, "c": c}, labels, max_size=6)
+    assert choice.score == 1.0
+    assert choice.weights == {"a": 0.5, "b": 0.5}
+    assert choice.steps == 2
+
+
+def test_ensemble_selection_keeps_a_single_member_when_nothing_helps() -> None:
+    labels = np.array([0, 1, 2, 0])
+    best = one_hot([0, 1, 2, 0])
+    worse = one_hot([1, 1, 2, 2])
+    choice = ensemble_selection({"best": best, "worse": worse}, labels, max_size=5)
+    assert choice.weights == {"best": 1.0}
+    assert choice.score == 1.0
+
+
+def test_ensemble_selection_respects_a_veto() -> None:
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    a = one_hot([0, 1, 2, 0, 0, 0], confidence=0.9)
+    b = one_hot([1, 2, 2, 0, 1, 2], confidence=0.6)
+    choice = ensemble_selection({"a": a, "b": b}, labels, max_size=6,
+                                allowed=lambda counts: len(counts) == 1)
+    assert len(choice.weights) == 1
+    with pytest.raises(ValueError, match="constraints"):
+        ensemble_selection({"a": a}, labels, allowed=lambda counts: False)
+
+
+def test_greedy_soup_adds_a_member_only_when_validation_does_not_drop() -> None:
+    scores = {("t1",): 0.80, ("t1", "t2"): 0.82, ("t1", "t2", "t3"): 0.79,
+              ("t1", "t2", "t4"): 0.82}
+    seen: list[tuple[str, ...]] = []
+
+    def evaluate(members: list[str]) -> float:
+        seen.append(tuple(members))
+        return scores[tuple(members)]
+
+    members, score = greedy_soup(["t1", "t2", "t3", "t4"], evaluate)
+    assert members == ["t1", "t2", "t4"]  # t3 dropped it; t4 kept it level
+    assert score == 0.82
+    assert seen == [("t1",), ("t1", "t2"), ("t1", "t2", "t3"), ("t1", "t2", "t4")]
+
+
+def test_split_halves_are_disjoint_stratified_and_seeded() -> None:
+    labels = np.array([0] * 7 + [1] * 5 + [2] * 4)
+    first, second = split_halves(labels, seed=3)
+    assert not set(first) & set(second)
+    assert sorted([*first, *second]) == list(range(len(labels)))
+    assert abs(len(first) - len(second)) <= 1
+    for label in (0, 1, 2):
+        assert abs((labels[first] == label).sum() - (labels[second] == label).sum()) <= 1
+    again = split_halves(labels, seed=3)
+    assert (again[0] == first).all() and (again[1] == second).all()
+
+
+def test_softmax_is_stable_for_large_logits() -> None:
+    probs = softmax(np.array([[1000.0, 0.0], [0.0, 0.0]]))
+    assert np.allclose(probs.sum(axis=1), 1.0)
+    assert probs[0, 0] == pytest.approx(1.0)
