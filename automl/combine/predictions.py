@@ -1,0 +1,126 @@
+"""A trial's validation predictions, kept beside the run for soups and ensembles (issue 29).
+
+Each prepared row carries a `key` (an image's location, a text's row), so predictions of
+trials whose preprocessing differs (Lite0/1/2 crop differently and so have their own
+prepared splits) line up example by example. Files are safetensors (no pickle), written
+whole (temporary name, then rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BATCH = 64
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One model's logits on one split, row by row with the rows' keys and labels."""
+
+    keys: tuple[str, ...]
+    logits: np.ndarray
+    """float32 N × K."""
+    labels: np.ndarray
+    """int64 N."""
+
+    def __post_init__(self) -> None:
+        if not len(self.keys) == len(self.logits) == len(self.labels):
+            raise ValueError(f"{len(self.keys)} keys, {len(self.logits)} logits and "
+                             f"{len(self.labels)} labels: one each per row")
+
+
+def save(predictions: Predictions, path: Path) -> Path:
+    """Write `predictions` to `path` (safetensors; the keys in its metadata), whole."""
+    from safetensors.numpy import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({"logits": np.ascontiguousarray(predictions.logits, dtype=np.float32),
+                   "labels": np.ascontiguousarray(predictions.labels, dtype=np.int64)},
+                  tmp, metadata={"keys": json.dumps(list(predictions.keys))})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load(path: Path) -> Predictions:
+    """Read what `save` wrote."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as found:
+        metadata = found.metadata() or {}
+        if "keys" not in metadata:
+            raise ValueError(f"{path}: not a predictions file written by automl (no keys)")
+        return Predictions(tuple(json.loads(metadata["keys"])), found.get_tensor("logits"),
+                           found.get_tensor("labels"))
+
+
+def align(found: dict[str, Predictions]) -> tuple[tuple[str, ...], np.ndarray,
+                                                  dict[str, np.ndarray]]:
+    """The rows every member predicted, in one order: (keys, labels, name → logits). A key
+    whose label differs between members is an error (two different splits)."""
+    if not found:
+        raise ValueError("nothing to align")
+    common = set.intersection(*(set(p.keys) for p in found.values()))
+    keys = tuple(sorted(common))
+    labels: np.ndarray | None = None
+    out: dict[str, np.ndarray] = {}
+    for name, p in found.items():
+        where = {k: i for i, k in enumerate(p.keys)}
+        rows = np.array([where[k] for k in keys], dtype=np.int64)
+        member_labels = p.labels[rows]
+        if labels is None:
+            labels = member_labels
+        elif not np.array_equal(labels, member_labels):
+            raise ValueError(f"{name}: labels differ from the other members' on the same "
+                             "rows (predictions of different splits?)")
+        out[name] = p.logits[rows]
+    assert labels is not None
+    return keys, labels, out
+
+
+def predict_split(location: str, folder: str) -> Predictions:
+    """The checkpoint at `location` (path or URI) on every prepared row in `folder`: its
+    logits with the rows' keys and labels (the eval transform, in this process, on its GPU
+    when it has one)."""
+    import torch
+
+    from automl import storage
+    from automl.data.shards import read_table
+    from automl.export.writer import load_weights, rebuild
+    from automl.tasks import get_task
+    from automl.trial.plan import WEIGHTS_FILE, TrialPlan
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with storage.local_copy(location) as checkpoint:
+        plan = TrialPlan.load(checkpoint)
+        model = rebuild(plan, checkpoint)
+        load_weights(model, checkpoint / WEIGHTS_FILE, allow_missing_bn_counters=True)
+    model = model.to(device).eval()
+    task = get_task(plan.task)
+    keys: list[str] = []
+    logits: list[Any] = []
+    labels: list[Any] = []
+    with torch.inference_mode():
+        for file in storage.list_files(folder, ".parquet"):
+            table = read_table(file)
+            for start in range(0, table.num_rows, BATCH):
+                batch = table.slice(start, BATCH)
+                inputs, batch_labels = task.collate(batch, plan, device)
+                logits.append(task.forward(model, inputs).float().cpu())
+                labels.append(batch_labels.cpu())
+                keys.extend(str(k) for k in batch.column("key").to_pylist())
+    if not logits:
+        raise ValueError(f"{folder} holds no rows to predict")
+    return Predictions(tuple(keys), torch.cat(logits).numpy(), torch.cat(labels).numpy())

@@ -1,0 +1,46 @@
+"""Validation predictions on disk and their alignment across preprocessing variants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from automl.combine.predictions import Predictions, align, load, save
+
+
+def test_predictions_round_trip_without_pickle(tmp_path: Path) -> None:
+    found = Predictions(("a.png", "b.png"), np.array([[1.0, 2.0], [3.0, -1.0]], np.float32),
+                        np.array([1, 0]))
+    path = save(found, tmp_path / "preds" / "t1.safetensors")
+    again = load(path)
+    assert again.keys == found.keys
+    assert np.array_equal(again.logits, found.logits)
+    assert np.array_equal(again.labels, found.labels)
+    assert [p.name for p in path.parent.iterdir()] == ["t1.safetensors"]  # no temporary left
+
+
+def test_a_file_without_keys_is_refused(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    save_file({"logits": np.zeros((1, 2), np.float32)}, str(tmp_path / "x.safetensors"))
+    with pytest.raises(ValueError, match="not a predictions file"):
+        load(tmp_path / "x.safetensors")
+
+
+def test_align_orders_rows_by_key_and_checks_labels() -> None:
+    a = Predictions(("x", "y", "z"), np.eye(3, dtype=np.float32)[[0, 1, 2]], np.array([0, 1, 2]))
+    b = Predictions(("z", "x"), np.eye(3, dtype=np.float32)[[2, 0]], np.array([2, 0]))
+    keys, labels, logits = align({"a": a, "b": b})
+    assert keys == ("x", "z")
+    assert labels.tolist() == [0, 2]
+    assert np.array_equal(logits["a"], logits["b"])
+    wrong = Predictions(("x",), np.zeros((1, 3), np.float32), np.array([1]))
+    with pytest.raises(ValueError, match="labels differ"):
+        align({"a": a, "wrong": wrong})
+
+
+def test_rows_must_match() -> None:
+    with pytest.raises(ValueError, match="one each per row"):
+        Predictions(("x",), np.zeros((2, 3), np.float32), np.array([0, 1]))
