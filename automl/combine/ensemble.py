@@ -17,6 +17,8 @@ from torch import nn
 class WeightedEnsemble(nn.Module):
     """Members' probabilities averaged with fixed `weights` (one per member, sum 1)."""
 
+    weights: torch.Tensor
+
     def __init__(self, members: Sequence[nn.Module], weights: Sequence[float]) -> None:
         super().__init__()
         if not members or len(members) != len(weights):
