@@ -44,3 +44,33 @@ def test_align_orders_rows_by_key_and_checks_labels() -> None:
 def test_rows_must_match() -> None:
     with pytest.raises(ValueError, match="one each per row"):
         Predictions(("x",), np.zeros((2, 3), np.float32), np.array([0, 1]))
+
+
+def test_a_checkpoint_predicts_a_split_with_its_rows_keys(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+
+    from automl.combine.predictions import predict_split
+    from automl.trial.checkpoints import save_checkpoint
+    from automl.trial.steps import setup_trial
+    from tests.conftest import write_image_folder
+    from tests.helpers import tiny_plan, tiny_tables
+
+    tables, classes = tiny_tables(write_image_folder(tmp_path / "images"))
+    plan = tiny_plan(classes, backbone="test_efficientnet", epochs=1)
+    setup = setup_trial(plan)
+    (tmp_path / "ckpt").mkdir()
+    save_checkpoint(setup.model, plan, tmp_path / "ckpt", val_accuracy=0.5, epoch=1)
+    # Shards the search prepares keep each row's key (`prepare_local` drops it).
+    val = tables["val"].append_column(
+        "key", pa.array([f"img{i}.png" for i in range(tables["val"].num_rows)]))
+    (tmp_path / "val").mkdir()
+    pq.write_table(val, tmp_path / "val" / "000000.parquet")
+    found = predict_split(str(tmp_path / "ckpt"), str(tmp_path / "val"))
+    assert found.keys == tuple(val.column("key").to_pylist())
+    assert found.labels.tolist() == val.column("label").to_pylist()
+    assert found.logits.shape == (val.num_rows, len(classes))
+    assert np.isfinite(found.logits).all()
+    again = save(found, tmp_path / "p.safetensors")
+    assert torch.equal(torch.from_numpy(load(again).logits), torch.from_numpy(found.logits))

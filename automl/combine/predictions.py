@@ -98,16 +98,10 @@ def predict_split(location: str, folder: str) -> Predictions:
 
     from automl import storage
     from automl.data.shards import read_table
-    from automl.export.writer import load_weights, rebuild
+    from automl.export.score import load_for_inference
     from automl.tasks import get_task
-    from automl.trial.plan import WEIGHTS_FILE, TrialPlan
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    with storage.local_copy(location) as checkpoint:
-        plan = TrialPlan.load(checkpoint)
-        model = rebuild(plan, checkpoint)
-        load_weights(model, checkpoint / WEIGHTS_FILE, allow_missing_bn_counters=True)
-    model = model.to(device).eval()
+    plan, model, device = load_for_inference(location)
     task = get_task(plan.task)
     keys: list[str] = []
     logits: list[Any] = []

@@ -79,19 +79,10 @@ def assess_checkpoint(location: str, val_folder: str | None, test_folder: str | 
     """Score the checkpoint on the test split (`test_folder`, if any) and, with `calibrate`,
     fit its temperature on the validation split (`val_folder`) and measure ECE before and
     after on both. In this process, on its GPU when it has one."""
-    import torch
-
     from automl.export.calibrate import calibrate as fit_calibration
-    from automl.export.writer import load_weights, rebuild
     from automl.trial.classification import Evaluation, count_batch, new_counts
-    from automl.trial.plan import WEIGHTS_FILE, TrialPlan
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    with storage.local_copy(location) as checkpoint:
-        plan = TrialPlan.load(checkpoint)
-        model = rebuild(plan, checkpoint)
-        load_weights(model, checkpoint / WEIGHTS_FILE, allow_missing_bn_counters=True)
-    model = model.to(device).eval()
+    plan, model, device = load_for_inference(location)
     test = _logits(model, plan, test_folder, device) if test_folder else None
     score = None
     if test is not None:
@@ -103,6 +94,22 @@ def assess_checkpoint(location: str, val_folder: str | None, test_folder: str | 
     if calibrate and val_folder:
         calibration = fit_calibration(_logits(model, plan, val_folder, device), test)
     return SelectedAssessment(score, calibration)
+
+
+def load_for_inference(location: str) -> tuple[Any, Any, Any]:
+    """(plan, model in eval mode on this process's GPU or CPU, device) of the checkpoint at
+    `location` (path or URI)."""
+    import torch
+
+    from automl.export.writer import load_weights, rebuild
+    from automl.trial.plan import WEIGHTS_FILE, TrialPlan
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with storage.local_copy(location) as checkpoint:
+        plan = TrialPlan.load(checkpoint)
+        model = rebuild(plan, checkpoint)
+        load_weights(model, checkpoint / WEIGHTS_FILE, allow_missing_bn_counters=True)
+    return plan, model.to(device).eval(), device
 
 
 def _logits(model: Any, plan: Any, folder: str, device: Any) -> tuple[Any, Any]:
