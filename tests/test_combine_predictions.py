@@ -15,10 +15,11 @@ def test_predictions_round_trip_without_pickle(tmp_path: Path) -> None:
                         np.array([1, 0]))
     path = save(found, tmp_path / "preds" / "t1.safetensors")
     again = load(path)
+    assert path.endswith("t1.safetensors")
     assert again.keys == found.keys
     assert np.array_equal(again.logits, found.logits)
     assert np.array_equal(again.labels, found.labels)
-    assert [p.name for p in path.parent.iterdir()] == ["t1.safetensors"]  # no temporary left
+    assert [p.name for p in (tmp_path / "preds").iterdir()] == ["t1.safetensors"]  # whole
 
 
 def test_a_file_without_keys_is_refused(tmp_path: Path) -> None:
@@ -74,3 +75,4 @@ def test_a_checkpoint_predicts_a_split_with_its_rows_keys(tmp_path: Path) -> Non
     assert np.isfinite(found.logits).all()
     again = save(found, tmp_path / "p.safetensors")
     assert torch.equal(torch.from_numpy(load(again).logits), torch.from_numpy(found.logits))
+    assert (tmp_path / "p.safetensors").exists()

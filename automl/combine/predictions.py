@@ -9,13 +9,14 @@ whole (temporary name, then rename).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from automl import storage
+from automl.ownership import write_atomic
 
 BATCH = 64
 
@@ -36,34 +37,43 @@ class Predictions:
                              f"{len(self.labels)} labels: one each per row")
 
 
-def save(predictions: Predictions, path: Path) -> Path:
-    """Write `predictions` to `path` (safetensors; the keys in its metadata), whole."""
-    from safetensors.numpy import save_file
+def to_bytes(predictions: Predictions) -> bytes:
+    """safetensors bytes: logits and labels, the keys as JSON in its metadata."""
+    from safetensors.numpy import save as save_tensors
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({"logits": np.ascontiguousarray(predictions.logits, dtype=np.float32),
-                   "labels": np.ascontiguousarray(predictions.labels, dtype=np.int64)},
-                  tmp, metadata={"keys": json.dumps(list(predictions.keys))})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return bytes(save_tensors(
+        {"logits": np.ascontiguousarray(predictions.logits, dtype=np.float32),
+         "labels": np.ascontiguousarray(predictions.labels, dtype=np.int64)},
+        metadata={"keys": json.dumps(list(predictions.keys))}))
 
 
-def load(path: Path) -> Predictions:
+def from_bytes(data: bytes, where: str = "<bytes>") -> Predictions:
+    """Read what `to_bytes` wrote (the header is JSON: nothing is unpickled)."""
+    from safetensors.numpy import load as load_tensors
+
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    keys = (header.get("__metadata__") or {}).get("keys")
+    if keys is None:
+        raise ValueError(f"{where}: not a predictions file written by automl (no keys)")
+    tensors = load_tensors(data)
+    return Predictions(tuple(json.loads(keys)), tensors["logits"], tensors["labels"])
+
+
+def save(predictions: Predictions, location: str | Path) -> str:
+    """Write `predictions` to `location` (a path or URI) whole: a local file through a
+    temporary name, an object store in one put."""
+    data = to_bytes(predictions)
+    if "://" in str(location):
+        storage.write_bytes(str(location), data)
+    else:
+        write_atomic(Path(location), data)
+    return str(location)
+
+
+def load(location: str | Path) -> Predictions:
     """Read what `save` wrote."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="numpy") as found:
-        metadata = found.metadata() or {}
-        if "keys" not in metadata:
-            raise ValueError(f"{path}: not a predictions file written by automl (no keys)")
-        return Predictions(tuple(json.loads(metadata["keys"])), found.get_tensor("logits"),
-                           found.get_tensor("labels"))
+    return from_bytes(storage.read_bytes(str(location)), str(location))
 
 
 def align(found: dict[str, Predictions]) -> tuple[tuple[str, ...], np.ndarray,
@@ -96,7 +106,6 @@ def predict_split(location: str, folder: str) -> Predictions:
     when it has one)."""
     import torch
 
-    from automl import storage
     from automl.data.shards import read_table
     from automl.export.score import load_for_inference
     from automl.tasks import get_task
