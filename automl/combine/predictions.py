@@ -9,6 +9,7 @@ whole (temporary name, then rename).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from automl import storage
+from automl.errors import root_cause
 from automl.ownership import write_atomic
 
 BATCH = 64
@@ -127,3 +129,53 @@ def predict_split(location: str, folder: str) -> Predictions:
     if not logits:
         raise ValueError(f"{folder} holds no rows to predict")
     return Predictions(tuple(keys), torch.cat(logits).numpy(), torch.cat(labels).numpy())
+
+
+PREDICTIONS_DIR = "predictions"
+"""Under a run dir: `<trial_id>.val.safetensors`, one per trial with a checkpoint."""
+
+
+def collect_validation(rows: list[dict[str, Any]], data_root: str, run_location: str,
+                       log: Callable[[str], None], use_gpu: bool = False) -> dict[str, str]:
+    """Each board row's checkpoint (the one the board names: its best validation epoch)
+    predicts its variant's validation split, one Ray task per trial anywhere in the cluster
+    (the driver loads no model). Files already there are kept (a resumed or repeated call
+    computes only what is missing); a trial whose task fails is left out, with one line in
+    `log`. Returns
+    trial id → predictions location."""
+    import ray
+
+    from automl.data.shards import split_dir
+    from automl.tasks import get_task
+    from automl.trial.plan import TrialPlan
+
+    task = ray.remote(_predict_and_save).options(num_cpus=1, num_gpus=1 if use_gpu else 0,
+                                                 max_retries=0)
+    folder = storage.join(run_location, PREDICTIONS_DIR)
+    found: dict[str, str] = {}
+    pending = {}
+    for row in rows:
+        location = row.get("checkpoint")
+        trial_id = str(row.get("trial_id"))
+        if not isinstance(location, str):
+            continue
+        target = storage.join(folder, f"{trial_id}.val.safetensors")
+        if storage.exists(target):
+            found[trial_id] = target
+            continue
+        plan = TrialPlan.read(location)
+        val = split_dir(data_root, get_task(plan.task), plan.preprocessing, "val")
+        pending[trial_id] = (target, task.remote(location, val, target))
+    for trial_id, (target, ref) in pending.items():
+        try:
+            ray.get(ref)
+        except Exception as exc:  # one trial's failure leaves it out, not the rest
+            log(f"  predictions of trial {trial_id} left out: {root_cause(exc)}")
+            continue
+        found[trial_id] = target
+    return found
+
+
+def _predict_and_save(location: str, folder: str, target: str) -> str:
+    """Ray task body of `collect_validation`."""
+    return save(predict_split(location, folder), target)
