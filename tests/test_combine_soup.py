@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
@@ -61,3 +64,47 @@ def test_soup_groups_follow_the_shared_starting_point() -> None:
     text = tiny_plan(["a", "b"], task="text", weights="package")
     assert soup_group(text) != soup_group(tiny_plan(["a", "b"], task="text",
                                                     weights="package", pooling="cls"))
+
+
+def _checkpoint(root: Path, name: str, classes: list[str], nudge: float, **changes: Any
+                ) -> str:
+    from automl.trial.checkpoints import save_checkpoint
+    from automl.trial.steps import setup_trial
+
+    plan = tiny_plan(classes, backbone="test_efficientnet", epochs=1, weights="package",
+                     **changes)
+    setup = setup_trial(plan)
+    with torch.no_grad():
+        for p in setup.model.parameters():
+            p.add_(nudge)
+    (root / name).mkdir()
+    save_checkpoint(setup.model, plan, root / name, val_accuracy=0.5, epoch=1)
+    return str(root / name)
+
+
+def test_a_soup_of_two_checkpoints_is_their_mean_and_refuses_other_groups(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from safetensors.torch import load_file
+
+    import automl.backbones.timm_backbone as timm_backbone
+    from automl.combine.soup import load_soup, recompute_batchnorm
+    from automl.trial.plan import WEIGHTS_FILE
+
+    # test_efficientnet has no packaged weights: its random init stands in for them.
+    real = timm_backbone.create_timm_model
+    monkeypatch.setattr(timm_backbone, "create_timm_model",
+                        lambda name, weights, *args: real(name, "scratch", *args))
+    classes = ["a", "b"]
+    first = _checkpoint(tmp_path, "one", classes, 0.0)
+    second = _checkpoint(tmp_path, "two", classes, 0.1, head_lr=1e-2)
+    plan, soup = load_soup([first, second])
+    assert plan.head_lr == 3e-3  # the first member's plan
+    a, b = (load_file(str(Path(c) / WEIGHTS_FILE)) for c in (first, second))
+    for key, value in soup.state_dict().items():
+        if key in a and value.is_floating_point():
+            assert torch.allclose(value, (a[key] + b[key]) / 2, atol=1e-6), key
+    assert recompute_batchnorm(soup, [torch.randn(4, 3, 32, 32)], lambda m, x: m(x))
+    assert torch.isfinite(soup(torch.randn(2, 3, 32, 32))).all()
+    other_seed = _checkpoint(tmp_path, "three", classes, 0.0, seed=1)
+    with pytest.raises(ValueError, match="not averageable"):
+        load_soup([first, other_seed])

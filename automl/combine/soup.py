@@ -8,12 +8,15 @@ mismatch instead of producing a broken model.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
 from automl.trial.plan import TrialPlan
+
+BN_COUNTER = "num_batches_tracked"
 
 
 def soup_group(plan: TrialPlan) -> tuple[Any, ...] | None:
@@ -30,21 +33,23 @@ def soup_group(plan: TrialPlan) -> tuple[Any, ...] | None:
 def average_state_dicts(states: Sequence[dict[str, torch.Tensor]],
                         weights: Sequence[float] | None = None) -> dict[str, torch.Tensor]:
     """The (weighted) mean of `states`, key by key. Floating tensors are averaged in float64
-    and cast back; integer buffers (BatchNorm's `num_batches_tracked`) must agree or are
-    taken from the first state. Different keys or shapes raise ValueError."""
+    and cast back; integer buffers (BatchNorm's `num_batches_tracked`, which frozen layers
+    lack) are taken from the first state that has them. Other differences in keys, or any
+    in shapes, raise ValueError."""
     if not states:
         raise ValueError("a soup needs at least one model")
     share = [1.0 / len(states)] * len(states) if weights is None else list(weights)
     if len(share) != len(states) or abs(sum(share) - 1.0) > 1e-6:
         raise ValueError("soup weights must be one per model and sum to 1")
-    keys = list(states[0])
-    for i, state in enumerate(states[1:], 1):
-        if list(state) != keys:
-            missing = sorted(set(keys) ^ set(state))[:3]
-            raise ValueError(f"model {i} has other parameters than model 0 ({missing})")
+    keys = list(dict.fromkeys(k for state in states for k in state))
+    for i, state in enumerate(states):
+        # A frozen BatchNorm (FrozenBatchNorm2d) has no counter: depths may differ there.
+        missing = [k for k in keys if k not in state and not k.endswith(BN_COUNTER)]
+        if missing:
+            raise ValueError(f"model {i} has other parameters than the others ({missing[:3]})")
     averaged: dict[str, torch.Tensor] = {}
     for key in keys:
-        tensors = [state[key] for state in states]
+        tensors = [state[key] for state in states if key in state]
         if any(t.shape != tensors[0].shape for t in tensors):
             raise ValueError(f"{key}: shapes differ {[tuple(t.shape) for t in tensors]}")
         if tensors[0].is_floating_point():
@@ -53,3 +58,61 @@ def average_state_dicts(states: Sequence[dict[str, torch.Tensor]],
         else:
             averaged[key] = tensors[0].clone()
     return averaged
+
+
+def recompute_batchnorm(model: nn.Module, batches: Iterable[Any],
+                        forward: Callable[[nn.Module, Any], Any]) -> bool:
+    """Re-estimate every BatchNorm's running statistics of an averaged model on `batches`
+    (training inputs under the eval transform): the average of the members' statistics is
+    not the statistics of the averaged weights. Only the BatchNorm layers run in train
+    mode (dropout stays off). False when the model has none."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return False
+    model.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative mean over all batches
+        norm.train()
+    with torch.no_grad():
+        for inputs in batches:
+            forward(model, inputs)
+    model.eval()
+    return True
+
+
+def load_soup(locations: Sequence[str], weights: Sequence[float] | None = None
+              ) -> tuple[TrialPlan, nn.Module]:
+    """The (weighted) average of the checkpoints at `locations`, rebuilt as the first
+    member's architecture in eval mode. Members outside the first's `soup_group` raise
+    ValueError: averaging them would not give a working model."""
+    from safetensors.torch import load_file
+
+    from automl import storage
+    from automl.export.writer import rebuild
+    from automl.trial.plan import WEIGHTS_FILE
+
+    plans: list[TrialPlan] = []
+    states: list[dict[str, torch.Tensor]] = []
+    model: nn.Module | None = None
+    for location in locations:
+        with storage.local_copy(location) as checkpoint:
+            plan = TrialPlan.load(checkpoint)
+            if plans and soup_group(plan) != soup_group(plans[0]):
+                raise ValueError(f"{location}: not averageable with {locations[0]} (other "
+                                 "architecture, weights, classes, seed or preprocessing)")
+            if soup_group(plan) is None:
+                raise ValueError(f"{location}: trained from scratch; only fine-tunes of the "
+                                 "same pretrained weights are averaged")
+            plans.append(plan)
+            states.append(load_file(str(checkpoint / WEIGHTS_FILE)))
+            if model is None:
+                model = rebuild(plan, checkpoint)
+    assert model is not None
+    averaged = average_state_dicts(states, weights)
+    missing, unexpected = model.load_state_dict(averaged, strict=False)
+    missing = [k for k in missing if not k.endswith(BN_COUNTER)]
+    if missing or unexpected:
+        raise ValueError(f"the soup does not match its architecture: missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")
+    return plans[0], model.eval()
