@@ -16,6 +16,7 @@ _EXPORTS = {
     "export": "automl.api",
     "report": "automl.api",
     "compare": "automl.api",
+    "combine": "automl.api",
     "resume_search": "automl.api",
     "Constraints": "automl.runs.leaderboard",
     "SearchResult": "automl.api",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from automl import paths, storage
 from automl.backbones.registry import hub_reachable
+from automl.combine.from_run import combine
 from automl.config.durations import format_duration
 from automl.config.schema import Config
 from automl.data import prepare
@@ -398,5 +399,5 @@ def validate(space: str | Path) -> Config:
     return config_mod.load(space)
 
 
-__all__ = ["SearchResult", "compare", "export", "leaderboard", "report", "resume_search",
+__all__ = ["SearchResult", "combine", "compare", "export", "leaderboard", "report", "resume_search",
            "run_search", "validate"]

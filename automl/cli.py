@@ -103,6 +103,19 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, default=32)
     pr.add_argument("--out", help="write the predictions to this CSV instead of printing")
 
+    for name, what in (("soup", "greedy model soups of the trials that share a starting "
+                                "point (averaged weights: one model's cost)"),
+                       ("ensemble", "ensemble selection over all trials (weighted mean of "
+                                    "their probabilities)"),
+                       ("combine", "both soups and the ensemble")):
+        co = sub.add_parser(name, help=f"{what}, compared with the selected trial on half of "
+                            "validation, then scored on the test split")
+        co.add_argument("run_dir", help="a finished search's run dir (path or URI)")
+        co.add_argument("--max-size", type=int, default=20,
+                        help="ensemble: at most this many selection steps (default 20)")
+        co.add_argument("--address", help="Ray cluster address (default: embedded)")
+        _constraint_args(co)
+
     sub.add_parser("backbones", help="list backbones with packaged (offline) weights")
     return p
 
@@ -209,6 +222,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"exported to {out} (files, checks and hashes: {out}/manifest.json)")
     elif args.command == "predict":
         _predict(args)
+    elif args.command in ("soup", "ensemble", "combine"):
+        kinds = ("soup", "ensemble") if args.command == "combine" else (args.command,)
+        found = api.combine(args.run_dir, kinds, args.max_size, args.max_latency_ms,
+                            _constraints(args), args.address)
+        print(found.table())
     elif args.command == "backbones":
         from automl.backbones.registry import PACKAGED
 

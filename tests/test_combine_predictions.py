@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
+import torch
 
 from automl.combine.predictions import Predictions, align, load, save
 
@@ -48,7 +50,6 @@ def test_rows_must_match() -> None:
 
 
 def test_a_checkpoint_predicts_a_split_with_its_rows_keys(tmp_path: Path) -> None:
-    import pyarrow as pa
     import pyarrow.parquet as pq
     import torch
 
@@ -63,9 +64,7 @@ def test_a_checkpoint_predicts_a_split_with_its_rows_keys(tmp_path: Path) -> Non
     setup = setup_trial(plan)
     (tmp_path / "ckpt").mkdir()
     save_checkpoint(setup.model, plan, tmp_path / "ckpt", val_accuracy=0.5, epoch=1)
-    # Shards the search prepares keep each row's key (`prepare_local` drops it).
-    val = tables["val"].append_column(
-        "key", pa.array([f"img{i}.png" for i in range(tables["val"].num_rows)]))
+    val = tables["val"]  # with each row's key, as the search's prepared shards
     (tmp_path / "val").mkdir()
     pq.write_table(val, tmp_path / "val" / "000000.parquet")
     found = predict_split(str(tmp_path / "ckpt"), str(tmp_path / "val"))
@@ -76,3 +75,28 @@ def test_a_checkpoint_predicts_a_split_with_its_rows_keys(tmp_path: Path) -> Non
     again = save(found, tmp_path / "p.safetensors")
     assert torch.equal(torch.from_numpy(load(again).logits), torch.from_numpy(found.logits))
     assert (tmp_path / "p.safetensors").exists()
+
+
+def test_the_loops_collector_keeps_keyed_rows_or_none() -> None:
+    """Rows keep their keys in the order evaluated; a batch without keys (data prepared before
+    keys existed) or a split too large to keep gives no predictions, not misaligned ones."""
+    from automl.trial import predictions as kept
+
+    collector = kept.Collector()
+    for start in (0, 2):
+        collector.add_keys(pa.table({"key": [f"k{start}", f"k{start + 1}"], "label": [0, 1]}))
+        collector.add(torch.ones(2, 3) * start, torch.tensor([0, 1]))
+    found = collector.gathered(world=1)
+    assert found is not None and found.keys == ("k0", "k1", "k2", "k3")
+    assert found.logits[:, 0].tolist() == [0, 0, 2, 2] and found.labels.tolist() == [0, 1, 0, 1]
+    assert kept.from_bytes(kept.to_bytes(found)).keys == found.keys
+
+    unkeyed = kept.Collector()
+    unkeyed.add_keys(pa.table({"label": [0, 1]}))
+    unkeyed.add(torch.ones(2, 3), torch.tensor([0, 1]))
+    assert unkeyed.gathered(world=1) is None
+
+    huge = kept.Collector()
+    huge.keys = [str(i) for i in range(10)]
+    huge.add(torch.zeros(10, kept.MAX_VALUES // 5), torch.zeros(10, dtype=torch.long))
+    assert huge.local() is None

@@ -259,6 +259,51 @@ def test_board_formats_report_compare_and_trackers(
     _check_reports(in_work.run, in_work.board, capfd)
 
 
+def test_combining_uses_kept_predictions_and_never_reads_test_labels(
+        in_work: SearchedRun, capfd: pytest.CaptureFixture[str]) -> None:
+    """Every trial's checkpoint kept its validation predictions (no second forward pass);
+    the ensemble is chosen on validation alone: with the test labels scrambled, the choice
+    and every validation figure stay the same, and only the test figures move."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    capfd.readouterr()
+    assert main(["combine", "run"]) == 0
+    out = capfd.readouterr().out
+    assert "predicting the validation split" not in out
+    assert "no two trials share" in out  # scratch trials: nothing to average
+    saved = in_work.run / "combined" / "combined.json"
+    first = json.loads(saved.read_text())
+    kinds = [c["kind"] for c in first["candidates"]]
+    assert kinds[0] in ("single", "selected") and kinds.count("ensemble") == 1
+    data_root = json.loads((in_work.run / "static.json").read_text())["data_root"]
+    val_rows = sum(pq.read_metadata(f).num_rows for f in Path(data_root).glob("*/val/*.parquet"))
+    assert first["fit_rows"] + first["select_rows"] == val_rows  # every one, once
+    assert all(c["test"]["examples"] == 24 for c in first["candidates"])
+    assert first["chosen"] in out and "val B" in out
+
+    shards = sorted(Path(data_root).glob("*/test/*.parquet"))
+    assert shards
+    originals = {f: f.read_bytes() for f in shards}
+    try:
+        for f in shards:  # every test label moved to the next class
+            table = pq.read_table(f)
+            labels = (table.column("label").to_numpy() + 1) % 3
+            index = table.column_names.index("label")
+            pq.write_table(table.set_column(index, "label", pa.array(labels)), f)
+        assert main(["ensemble", "run"]) == 0
+    finally:
+        for f, data in originals.items():
+            f.write_bytes(data)
+    second = json.loads(saved.read_text())
+    before = [c for c in first["candidates"] if c["kind"] != "soup"]
+    after = second["candidates"]
+    assert second["chosen"] == first["chosen"]
+    assert [(c["name"], c["members"], c["fit"], c["val"]) for c in after] == [
+        (c["name"], c["members"], c["fit"], c["val"]) for c in before]
+    assert [c["test"]["value"] for c in after] != [c["test"]["value"] for c in before]
+
+
 def _wait_for_no_train_controller(timeout_s: float = 60.0) -> None:
     import time
 

@@ -62,5 +62,6 @@ def test_the_loop_trains_checkpoints_and_reports_without_ray(image_folder: Path)
     assert [r["epoch"] for r in reports] == [1, 2]
     assert all(0 <= r["val_accuracy"] <= 1 and r["worker_nodes"] == "this-machine"
                for r in reports)
-    assert {"model.safetensors", "plan.json", "train_state.pt"} <= set(reports[-1]["saved"])
+    assert {"model.safetensors", "plan.json", "train_state.pt",
+            "val_predictions.safetensors"} <= set(reports[-1]["saved"])
     assert reports[-1]["train_time_s"] >= reports[0]["train_time_s"] > 0

@@ -6,12 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pytest
 import torch
 
 from automl.data.batches import local_batches
 from automl.trial import probe
+from automl.trial.predictions import Collector
 from automl.trial.steps import evaluate, setup_trial
 from tests.helpers import CPU, build_model, tiny_plan, tiny_tables
 
@@ -56,8 +58,16 @@ def test_cache_holds_the_heads_inputs_and_is_reused(image_folder: Path, tmp_path
     assert len(built.val) == tables["val"].num_rows
 
     # The cached validation features through the head give the streaming loop's figures.
-    streamed = evaluate(setup, plan, CPU, local_batches(tables["val"], 64))
-    assert torch.allclose(built.evaluate(), streamed, rtol=1e-4, atol=1e-4)
+    kept_streaming, kept_cached = Collector(), Collector()
+    streamed = evaluate(setup, plan, CPU, local_batches(tables["val"], 64), kept_streaming)
+    assert torch.allclose(built.evaluate(kept_cached), streamed, rtol=1e-4, atol=1e-4)
+    # Both keep the same rows' predictions, each under its row's key.
+    cached_rows, streamed_rows = kept_cached.local(), kept_streaming.local()
+    assert cached_rows is not None and streamed_rows is not None
+    assert cached_rows.keys == streamed_rows.keys == tuple(tables["val"].column("key")
+                                                           .to_pylist())
+    assert np.allclose(cached_rows.logits, streamed_rows.logits, atol=1e-4)
+    assert np.array_equal(cached_rows.labels, tables["val"].column("label").to_numpy())
 
     again = probe.CachedProbe(setup_trial(plan), plan, "fc", train, val, location, CPU, None)
     assert again.cache == "hit" and torch.equal(again.views, built.views)

@@ -8,9 +8,7 @@ whole (temporary name, then rename).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,47 +17,9 @@ import numpy as np
 from automl import storage
 from automl.errors import root_cause
 from automl.ownership import write_atomic
+from automl.trial.predictions import Predictions, from_bytes, to_bytes
 
 BATCH = 64
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """One model's logits on one split, row by row with the rows' keys and labels."""
-
-    keys: tuple[str, ...]
-    logits: np.ndarray
-    """float32 N × K."""
-    labels: np.ndarray
-    """int64 N."""
-
-    def __post_init__(self) -> None:
-        if not len(self.keys) == len(self.logits) == len(self.labels):
-            raise ValueError(f"{len(self.keys)} keys, {len(self.logits)} logits and "
-                             f"{len(self.labels)} labels: one each per row")
-
-
-def to_bytes(predictions: Predictions) -> bytes:
-    """safetensors bytes: logits and labels, the keys as JSON in its metadata."""
-    from safetensors.numpy import save as save_tensors
-
-    return bytes(save_tensors(
-        {"logits": np.ascontiguousarray(predictions.logits, dtype=np.float32),
-         "labels": np.ascontiguousarray(predictions.labels, dtype=np.int64)},
-        metadata={"keys": json.dumps(list(predictions.keys))}))
-
-
-def from_bytes(data: bytes, where: str = "<bytes>") -> Predictions:
-    """Read what `to_bytes` wrote (the header is JSON: nothing is unpickled)."""
-    from safetensors.numpy import load as load_tensors
-
-    size = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + size])
-    keys = (header.get("__metadata__") or {}).get("keys")
-    if keys is None:
-        raise ValueError(f"{where}: not a predictions file written by automl (no keys)")
-    tensors = load_tensors(data)
-    return Predictions(tuple(json.loads(keys)), tensors["logits"], tensors["labels"])
 
 
 def save(predictions: Predictions, location: str | Path) -> str:
@@ -106,13 +66,19 @@ def predict_split(location: str, folder: str) -> Predictions:
     """The checkpoint at `location` (path or URI) on every prepared row in `folder`: its
     logits with the rows' keys and labels (the eval transform, in this process, on its GPU
     when it has one)."""
+    from automl.export.score import load_for_inference
+
+    plan, model, device = load_for_inference(location)
+    return predict_model(plan, model, device, folder)
+
+
+def predict_model(plan: Any, model: Any, device: Any, folder: str) -> Predictions:
+    """`model` (eval mode, on `device`) on every prepared row in `folder`."""
     import torch
 
     from automl.data.shards import read_table
-    from automl.export.score import load_for_inference
     from automl.tasks import get_task
 
-    plan, model, device = load_for_inference(location)
     task = get_task(plan.task)
     keys: list[str] = []
     logits: list[Any] = []

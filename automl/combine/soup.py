@@ -8,6 +8,7 @@ mismatch instead of producing a broken model.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -26,8 +27,8 @@ def soup_group(plan: TrialPlan) -> tuple[Any, ...] | None:
     if not plan.pretrained:
         return None
     text = (plan.pooling, plan.max_length) if plan.task == "text" else ()
-    return (plan.task, plan.backbone, plan.weights, plan.classes, plan.seed,
-            tuple(sorted(plan.preprocessing.items())), *text)
+    return (plan.task, plan.backbone, plan.weights, tuple(plan.classes), plan.seed,
+            json.dumps(plan.preprocessing, sort_keys=True), *text)
 
 
 def average_state_dicts(states: Sequence[dict[str, torch.Tensor]],

@@ -317,9 +317,15 @@ def load_datasets(prepared: PreparedData) -> dict[str, dict[str, Any]]:
     """
     out: dict[str, dict[str, Any]] = {}
     for key, variant in prepared.variants.items():
-        out[key] = {split: dataset_of(variant.split_dir(split), list(variant.columns))
+        out[key] = {split: dataset_of(variant.split_dir(split), _read_columns(variant, split))
                     for split in SEARCH_SPLITS}
     return out
+
+
+def _read_columns(variant: PreparedVariant, split: str) -> list[str]:
+    """What a trial reads of a split: label and model inputs, and on validation each row's
+    key too (the trial keeps its validation predictions by key, for soups and ensembles)."""
+    return [*variant.columns, "key"] if split == "val" else list(variant.columns)
 
 
 def dataset_of(folder: str, columns: list[str] | None) -> Any:
@@ -363,8 +369,10 @@ def prepare_local(task: Task, catalog: Catalog, data: DataConfig,
             if len(rows):
                 source = pa.Table.from_pandas(rows, preserve_index=False)
                 parts[name].append(task.prepare_batch(source, variant))
-    return {name: pa.concat_tables(tables).drop_columns(["key"])
-            for name, tables in parts.items() if tables or name in SEARCH_SPLITS}
+    tables = {name: pa.concat_tables(found) for name, found in parts.items()
+              if found or name in SEARCH_SPLITS}
+    return {name: table if name == "val" else table.drop_columns(["key"])
+            for name, table in tables.items()}
 
 
 def read_split(variant: PreparedVariant, split: str) -> pa.Table:

@@ -30,6 +30,7 @@ from automl.trial.context import LoopSettings
 from automl.trial.measure import latency_ms, peak_memory_mb
 from automl.trial.metrics import CONFUSION_KEY, EpochMetrics
 from automl.trial.plan import TrialPlan
+from automl.trial.predictions import PREDICTIONS_FILE, Collector, to_bytes
 from automl.trial.probe import cached_probe
 from automl.trial.steps import (
     TRAIN_SAMPLE,
@@ -118,8 +119,9 @@ def _train(settings: LoopSettings, worker: Worker, setup: TrialSetup, t0: float)
         if rank == 0 and latency is None:
             first = next(val, None)  # the latency sample: a batch evaluate reads anyway
             val = itertools.chain([first] if first is not None else [], val)
-        totals = (probe.evaluate() if probe is not None and on_features
-                  else evaluate(setup, plan, device, val))
+        keep = Collector()
+        totals = (probe.evaluate(keep) if probe is not None and on_features
+                  else evaluate(setup, plan, device, val, keep))
         if train_sample is None:  # read once: its rows are the same every epoch
             train_sample = list(_train_sample(worker, plan))
         seen = (probe.evaluate_train() if probe is not None and on_features
@@ -165,9 +167,12 @@ def _train(settings: LoopSettings, worker: Worker, setup: TrialSetup, t0: float)
         ).to_dict()
         state.epoch, state.best = epoch, max(state.best, val_eval.score("accuracy"))
         state.stream, state.timings = train_batches.position(), dataclasses.replace(timings)
+        predictions = keep.gathered(world)
         t = time.time()
         with tempfile.TemporaryDirectory() as tmp:
             if rank == 0:
+                if predictions is not None:  # what soups and ensembles combine
+                    (Path(tmp) / PREDICTIONS_FILE).write_bytes(to_bytes(predictions))
                 # The confusion matrix stays beside the weights (K² numbers per epoch would
                 # swell the run's history): the report reads the selected checkpoint's.
                 save_checkpoint(setup.evaluated, plan, Path(tmp), **metrics,

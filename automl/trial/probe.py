@@ -32,13 +32,14 @@ from automl.trial.classification import count_batch, new_counts
 from automl.trial.context import LoopSettings
 from automl.trial.features import read_arrays, write_arrays
 from automl.trial.plan import TrialPlan
+from automl.trial.predictions import Collector
 from automl.trial.steps import TRAIN_SAMPLE, EpochStats, check_finite
 
 if TYPE_CHECKING:
     from automl.trial.steps import EpochStats, TrialSetup
     from automl.trial.workers import Worker
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 EXTRACT_BATCH = 64
 
 
@@ -113,6 +114,7 @@ class CachedProbe:
         self.labels = torch.from_numpy(arrays["train_labels"])
         self.val = torch.from_numpy(arrays["val"])
         self.val_labels = torch.from_numpy(arrays["val_labels"])
+        self.val_keys: np.ndarray | None = arrays.get("val_keys")
 
     def train_epoch(self, epoch: int) -> EpochStats:
         """One epoch of the head: the same batch size, a fresh shuffle, a random view (flip)
@@ -146,9 +148,15 @@ class CachedProbe:
         stats.correct = float(correct)
         return stats
 
-    def evaluate(self) -> torch.Tensor:
-        """The counts of `classification.count_batch` over the whole validation split."""
-        return self._evaluate(self.val, self.val_labels)
+    def evaluate(self, keep: Collector | None = None) -> torch.Tensor:
+        """The counts of `classification.count_batch` over the whole validation split;
+        `keep` also receives its keys and logits."""
+        if keep is not None:
+            if self.val_keys is None:
+                keep.complete = False
+            else:
+                keep.keys.extend(str(k) for k in self.val_keys.tolist())
+        return self._evaluate(self.val, self.val_labels, keep)
 
     def evaluate_train(self) -> torch.Tensor:
         """The same over the loop's fixed training sample (its first `TRAIN_SAMPLE` rows,
@@ -156,12 +164,16 @@ class CachedProbe:
         return self._evaluate(self.views[0, :TRAIN_SAMPLE], self.labels[:TRAIN_SAMPLE])
 
     @torch.inference_mode()
-    def _evaluate(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _evaluate(self, features: torch.Tensor, targets: torch.Tensor,
+                  keep: Collector | None = None) -> torch.Tensor:
         self.head.eval()
         counts = new_counts(self.plan.num_classes, self.device)
         for start in range(0, len(features), 256):
             logits = self.head(features[start:start + 256].to(self.device)).float()
-            count_batch(counts, logits, targets[start:start + 256].to(self.device))
+            labels = targets[start:start + 256].to(self.device)
+            count_batch(counts, logits, labels)
+            if keep is not None:
+                keep.add(logits, labels)
         return counts
 
     def _order(self, epoch: int) -> torch.Tensor:
@@ -196,7 +208,12 @@ def _extract(setup: TrialSetup, plan: TrialPlan, head: nn.Module, train: Any, va
             flip = split == "train" and task.flips(plan)
             views: list[list[torch.Tensor]] = [[] for _ in range(2 if flip else 1)]
             labels = []
+            keys: list[str] | None = [] if split == "val" else None
             for batch in data.iter_batches(batch_size=EXTRACT_BATCH, batch_format="pyarrow"):
+                if keys is not None and "key" not in batch.column_names:
+                    keys = None  # prepared before rows had keys: no predictions kept
+                if keys is not None:
+                    keys.extend(str(k) for k in batch.column("key").to_pylist())
                 inputs, target = task.collate(batch, plan, next(head.parameters()).device)
                 for number, view in enumerate(views):
                     captured.clear()
@@ -206,6 +223,8 @@ def _extract(setup: TrialSetup, plan: TrialPlan, head: nn.Module, train: Any, va
             stacked = [torch.cat(v) for v in views]
             arrays[split] = (torch.stack(stacked) if split == "train" else stacked[0]).numpy()
             arrays[f"{split}_labels"] = torch.cat(labels).numpy()
+            if keys is not None:
+                arrays["val_keys"] = np.array(keys, dtype=str)
     finally:
         hook.remove()
         model.train(was_training)

@@ -11,7 +11,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +30,7 @@ from automl.trial.checkpoints import unwrap
 from automl.trial.classification import count_batch, new_counts
 from automl.trial.decode import Decoder
 from automl.trial.plan import TrialPlan
+from automl.trial.predictions import Collector
 
 TRAIN_SAMPLE = 256
 """Training examples evaluated each epoch (eval transform) for the board's train accuracy
@@ -227,22 +228,34 @@ def _set_lp_ft_phase(setup: TrialSetup, linear_probe: bool) -> list[nn.Parameter
 
 @torch.inference_mode()
 def evaluate(
-    setup: TrialSetup, plan: TrialPlan, device: torch.device, batches: Iterable[pa.Table]
+    setup: TrialSetup, plan: TrialPlan, device: torch.device, batches: Iterable[pa.Table],
+    keep: Collector | None = None,
 ) -> torch.Tensor:
     """The counts of `classification.count_batch` (loss, examples, confusion) over the given
-    validation batches, on `device`.
+    validation batches, on `device`; `keep` also receives every batch's keys and logits.
 
     Runs the unwrapped module: DDP's forward syncs buffers with the other ranks, which may
     evaluate a different number of batches."""
     model, task = setup.evaluated, setup.task
     model.eval()
     counts = new_counts(plan.num_classes, device)
-    for host, labels, _ in setup.decoder.batches(plan, ((b, None) for b in batches)):
+    for host, labels, _ in setup.decoder.batches(plan, _noting_keys(batches, keep)):
         inputs, labels = task.to_inputs(host, plan, device), to_device(labels, device)
         with _autocast(plan, device):
             logits = task.forward(model, inputs).float()
         count_batch(counts, logits, labels)
+        if keep is not None:
+            keep.add(logits, labels)
     return counts
+
+
+def _noting_keys(batches: Iterable[pa.Table], keep: Collector | None
+                 ) -> Iterator[tuple[pa.Table, None]]:
+    """The decoder's items (no augmentation seed); `keep` notes each batch's keys in order."""
+    for batch in batches:
+        if keep is not None:
+            keep.add_keys(batch)
+        yield batch, None
 
 
 def sum_over_ranks(totals: torch.Tensor, world: int) -> list[float]:

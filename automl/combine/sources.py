@@ -1,0 +1,75 @@
+"""Where the combine step's inputs come from (issue 29): the validation predictions each
+trial's checkpoint keeps, the prepared split folders of a checkpoint's preprocessing, and
+Ray tasks for the forward passes (the driver loads no model)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from automl import storage
+from automl.combine import predictions as stored
+from automl.trial.plan import TrialPlan
+from automl.trial.predictions import PREDICTIONS_FILE, Predictions
+
+
+def number(value: Any) -> float | None:
+    """A board cell as a float (None when empty or not a number)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if number != number else number
+
+
+def remote(function: Callable[..., Any], use_gpu: bool) -> Any:
+    """`function` as a Ray task on one CPU (and a GPU when trials had one), never retried."""
+    import ray
+
+    return ray.remote(function).options(num_cpus=1, num_gpus=1 if use_gpu else 0,
+                                        max_retries=0)
+
+
+def validation_predictions(rows: list[dict[str, Any]], data_root: str, run_location: str,
+                           use_gpu: bool, log: Callable[[str], Any]) -> dict[str, Predictions]:
+    """Each row's validation predictions: those its checkpoint keeps (written by the trial
+    loop), else predicted again in a Ray task (runs from before trials kept them)."""
+    found: dict[str, Predictions] = {}
+    missing = []
+    for row in rows:
+        location = storage.join(str(row["checkpoint"]), PREDICTIONS_FILE)
+        if storage.exists(location):
+            found[str(row["trial_id"])] = stored.load(location)
+        else:
+            missing.append(row)
+    if missing:
+        log(f"predicting the validation split of {len(missing)} trial(s) whose checkpoints "
+            "keep no predictions (Ray tasks)")
+        done = stored.collect_validation(missing, data_root, run_location, log, use_gpu)
+        found.update({t: stored.load(location) for t, location in done.items()})
+    return found
+
+
+def in_order(predictions: Predictions, keys: tuple[str, ...]) -> np.ndarray:
+    """`predictions`' logits in the order of `keys`."""
+    where = {k: i for i, k in enumerate(predictions.keys)}
+    return predictions.logits[np.array([where[k] for k in keys], dtype=np.int64)]
+
+
+def folders(location: str, data_root: str, *splits: str) -> list[str]:
+    """The prepared folders of `splits` in the preprocessing of the checkpoint at `location`."""
+    from automl.data.shards import split_dir
+    from automl.tasks import get_task
+
+    plan = TrialPlan.read(location)
+    return [split_dir(data_root, get_task(plan.task), plan.preprocessing, s) for s in splits]
+
+
+def confusion_of(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Row = true class, column = the most probable class."""
+    classes = probabilities.shape[1]
+    confusion = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(confusion, (labels, probabilities.argmax(axis=1)), 1)
+    return confusion
