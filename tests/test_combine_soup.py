@@ -77,6 +77,9 @@ def _checkpoint(root: Path, name: str, classes: list[str], nudge: float, **chang
     with torch.no_grad():
         for p in setup.model.parameters():
             p.add_(nudge)
+        # As if the top block trained: its last BatchNorm's statistics moved too.
+        means = [b for n, b in setup.model.named_buffers() if n.endswith("running_mean")]
+        means[-1].add_(nudge)
     (root / name).mkdir()
     save_checkpoint(setup.model, plan, root / name, val_accuracy=0.5, epoch=1)
     return str(root / name)
@@ -97,13 +100,19 @@ def test_a_soup_of_two_checkpoints_is_their_mean_and_refuses_other_groups(
     classes = ["a", "b"]
     first = _checkpoint(tmp_path, "one", classes, 0.0)
     second = _checkpoint(tmp_path, "two", classes, 0.1, head_lr=1e-2)
-    plan, soup = load_soup([first, second])
+    plan, soup, varied = load_soup([first, second])
     assert plan.head_lr == 3e-3  # the first member's plan
     a, b = (load_file(str(Path(c) / WEIGHTS_FILE)) for c in (first, second))
     for key, value in soup.state_dict().items():
         if key in a and value.is_floating_point():
             assert torch.allclose(value, (a[key] + b[key]) / 2, atol=1e-6), key
-    assert recompute_batchnorm(soup, [torch.randn(4, 3, 32, 32)], lambda m, x: m(x))
+    # Only the BatchNorms a member trained are re-estimated; the others keep their statistics.
+    norms = {n: m for n, m in soup.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    kept = {n: m.running_mean.clone() for n, m in norms.items() if n not in varied}
+    assert kept and varied and varied <= set(norms)
+    assert recompute_batchnorm(soup, [torch.randn(4, 3, 32, 32)], lambda m, x: m(x),
+                               only=varied)
+    assert all(torch.equal(norms[n].running_mean, v) for n, v in kept.items())
     assert torch.isfinite(soup(torch.randn(2, 3, 32, 32))).all()
     other_seed = _checkpoint(tmp_path, "three", classes, 0.0, seed=1)
     with pytest.raises(ValueError, match="not averageable"):

@@ -20,7 +20,8 @@ def soup_predictions(locations: list[str], val_folder: str, train_folder: str | 
                      save_to: str | None = None, metrics: dict[str, Any] | None = None
                      ) -> Predictions:
     """The uniform soup of the checkpoints at `locations` on every row of `val_folder`:
-    averaged weights, BatchNorm statistics re-estimated on `train_folder` (eval transform),
+    averaged weights, the statistics of the BatchNorm layers members trained re-estimated on
+    `train_folder` (eval transform),
     then one forward pass. With `save_to`, the soup is also written there as a checkpoint
     (weights + plan, `metrics` beside them) that export reads like a trial's."""
     import torch
@@ -31,12 +32,12 @@ def soup_predictions(locations: list[str], val_folder: str, train_folder: str | 
     from automl.trial.checkpoints import save_checkpoint
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    plan, model = load_soup(locations)
+    plan, model, varied = load_soup(locations)
     model = model.to(device)
     task = get_task(plan.task)
-    if train_folder is not None and len(locations) > 1:
+    if train_folder is not None and varied:
         recompute_batchnorm(model, _train_inputs(task, plan, train_folder, device),
-                            task.forward)
+                            task.forward, only=varied)
     found = predict_model(plan, model.eval(), device, val_folder)
     if save_to is not None:
         with tempfile.TemporaryDirectory() as tmp:

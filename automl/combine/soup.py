@@ -9,7 +9,7 @@ mismatch instead of producing a broken model.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -62,12 +62,14 @@ def average_state_dicts(states: Sequence[dict[str, torch.Tensor]],
 
 
 def recompute_batchnorm(model: nn.Module, batches: Iterable[Any],
-                        forward: Callable[[nn.Module, Any], Any]) -> bool:
+                        forward: Callable[[nn.Module, Any], Any],
+                        only: Collection[str] | None = None) -> bool:
     """Re-estimate every BatchNorm's running statistics of an averaged model on `batches`
     (training inputs under the eval transform): the average of the members' statistics is
     not the statistics of the averaged weights. Only the BatchNorm layers run in train
     mode (dropout stays off). False when the model has none."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = [m for name, m in model.named_modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm) and (only is None or name in only)]
     if not norms:
         return False
     model.eval()
@@ -82,11 +84,25 @@ def recompute_batchnorm(model: nn.Module, batches: Iterable[Any],
     return True
 
 
+def varied_norms(states: Sequence[dict[str, torch.Tensor]]) -> set[str]:
+    """The BatchNorm layers whose running statistics differ between `states`: those some
+    member trained. Only these need re-estimating; layers every member kept frozen hold the
+    pretrained statistics the layers above were fine-tuned on (re-estimating those on the
+    new data cost a single model 4.5 points of validation accuracy in bench/RESULTS.md §16)."""
+    found = set()
+    for key in states[0]:
+        if key.endswith(".running_mean"):
+            values = [s[key] for s in states if key in s]
+            if any(not torch.equal(v, values[0]) for v in values[1:]):
+                found.add(key[:-len(".running_mean")])
+    return found
+
+
 def load_soup(locations: Sequence[str], weights: Sequence[float] | None = None
-              ) -> tuple[TrialPlan, nn.Module]:
+              ) -> tuple[TrialPlan, nn.Module, set[str]]:
     """The (weighted) average of the checkpoints at `locations`, rebuilt as the first
-    member's architecture in eval mode. Members outside the first's `soup_group` raise
-    ValueError: averaging them would not give a working model."""
+    member's architecture in eval mode, and its `varied_norms`. Members outside the first's
+    `soup_group` raise ValueError: averaging them would not give a working model."""
     from safetensors.torch import load_file
 
     from automl import storage
@@ -116,4 +132,4 @@ def load_soup(locations: Sequence[str], weights: Sequence[float] | None = None
     if missing or unexpected:
         raise ValueError(f"the soup does not match its architecture: missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]}")
-    return plans[0], model.eval()
+    return plans[0], model.eval(), varied_norms(states)
