@@ -83,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
                        "checked against PyTorch")
     e.add_argument("run_dir")
     e.add_argument("--trial", help="trial id (default: the best eligible trial)")
+    e.add_argument("--candidate", help="a soup of `automl combine RUN` by name (\"soup 0\")")
     e.add_argument("--out", help="output directory, path or URI (default: RUN/export, "
                    "RUN/export-<trial> or RUN/export-refit)")
     e.add_argument("--format", default="safetensors,torchscript,onnx,hf",
@@ -218,7 +219,8 @@ def _run(args: argparse.Namespace) -> int:
         print(api.compare(args.run_dirs, args.out))
     elif args.command == "export":
         out = api.export(args.run_dir, args.out, args.trial, _constraints(args),
-                         formats=args.format, refit=args.refit, address=args.address)
+                         formats=args.format, refit=args.refit, address=args.address,
+                         candidate=args.candidate)
         print(f"exported to {out} (files, checks and hashes: {out}/manifest.json)")
     elif args.command == "predict":
         _predict(args)

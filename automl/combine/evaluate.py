@@ -40,8 +40,10 @@ def soup_predictions(locations: list[str], val_folder: str, train_folder: str | 
                             task.forward, only=varied)
     found = predict_model(plan, model.eval(), device, val_folder)
     if save_to is not None:
+        accuracy = float((found.logits.argmax(axis=1) == found.labels).mean())
         with tempfile.TemporaryDirectory() as tmp:
-            save_checkpoint(model.cpu(), plan, Path(tmp), **(metrics or {}))
+            save_checkpoint(model.cpu(), plan, Path(tmp), val_accuracy=accuracy,
+                            **(metrics or {}))
             _place(Path(tmp), save_to)
     return found
 

@@ -11,14 +11,13 @@ if TYPE_CHECKING:
     from automl.export.formats import ExportedFormat
 
 CARD_FIELDS = (
-    "trial_id", "status", "backbone", "weights", "unfreeze_fraction", "unfreeze_depth",
-    "layer_groups", "head_lr", "backbone_lr", "layer_decay", "lp_ft_epochs", "weight_decay",
-    "batch_size", "pooling", "max_length", "metric", "val_accuracy", "val_balanced_accuracy",
-    "val_macro_f1", "val_se", "test_accuracy", "test_balanced_accuracy", "test_macro_f1",
-    "test_se",
-    "val_loss", "best_epoch", "epochs",
+    "trial_id", "status", "soup_members", "backbone", "weights", "unfreeze_fraction",
+    "unfreeze_depth", "layer_groups", "head_lr", "backbone_lr", "layer_decay", "lp_ft_epochs",
+    "weight_decay", "batch_size", "pooling", "max_length", "metric", "val_accuracy",
+    "val_balanced_accuracy", "val_macro_f1", "val_se", "test_accuracy",
+    "test_balanced_accuracy", "test_macro_f1", "test_se", "val_loss", "best_epoch", "epochs",
     "train_accuracy", "overfit_gap", "transfer_gain", "trainable_params", "total_params",
-    "latency_ms", "trial_time_s", "device_hours")
+    "latency_ms", "trial_time_s", "device_hours",)
 
 
 def model_card(config: dict[str, Any], checks: list[ExportedFormat], context: ExportContext,

@@ -124,17 +124,22 @@ def write_report(run: RunDir, board: pd.DataFrame, records: list[TrialRecord],
 
 def export(run_dir: str | Path, out: str | Path | None = None, trial_id: str | None = None,
            constraints: Constraints | None = None, formats: Sequence[str] | str | None = None,
-           refit: bool = False, address: str | None = None, log: Any = print) -> str:
+           refit: bool = False, address: str | None = None, log: Any = print,
+           candidate: str | None = None) -> str:
     """Export the best eligible (or the named) trial of a search to `out` (a folder or
     storage URI; default `RUN/export`, `RUN/export-<trial>` or `RUN/export-refit`) in
     `formats` (default all: safetensors, torchscript, onnx, and hf for text), each checked
     against PyTorch on the run's validation examples. `refit`: first retrain the trial's
-    configuration on train + validation for the epochs it needed (on Ray, `address`)."""
+    configuration on train + validation for the epochs it needed (on Ray, `address`).
+    `candidate`: a soup (or trial) of `automl combine`'s result by name (`"soup 0"`)."""
     from automl.export import ALL_FORMATS, parse_formats
     from automl.export.from_run import export_trial
 
     wanted = parse_formats(formats) if formats else ALL_FORMATS
-    name = "export-refit" if refit else f"export-{trial_id}" if trial_id else "export"
+    if candidate and (trial_id or refit):
+        raise AutomlError("--candidate names what to export: drop --trial/--refit")
+    label = candidate.replace(" ", "-") if candidate else trial_id
+    name = "export-refit" if refit else f"export-{label}" if label else "export"
     # Before any work: never over a run dir or a user's files. A default target lies in the
     # run, checked once the run is known to be one (a wrong RUN path says so first).
     target = paths.resolve(out, "--out") if out else None
@@ -144,7 +149,12 @@ def export(run_dir: str | Path, out: str | Path | None = None, trial_id: str | N
     if target is None:
         target = run.uri(name)
         check_export_target(target)
-    row = best_trial(board, trial_id)
+    if candidate:
+        from automl.combine.from_run import candidate_row
+
+        row = candidate_row(run, board, candidate)
+    else:
+        row = best_trial(board, trial_id)
     # A refit has Ray up anyway: its export runs there too, off the driver.
     exported = export_trial(run, row, board, read_context(run), target, wanted, refit, address,
                             log, on_ray=refit)

@@ -1,0 +1,58 @@
+"""`automl export RUN --candidate NAME`: which board row a combined candidate exports as."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from automl.combine.from_run import candidate_row
+from automl.errors import AutomlError
+from automl.runs.location import RunDir
+
+
+def _run(tmp_path: Path) -> tuple[RunDir, pd.DataFrame]:
+    soup = tmp_path / "run" / "combined" / "soup-0-x"
+    soup.mkdir(parents=True)
+    (soup / "plan.json").write_text(json.dumps({"val_accuracy": 0.89, "soup_members": ["a"]}))
+    candidates = [
+        {"kind": "single", "name": "trial a (selected)", "members": {"a": 1.0}},
+        {"kind": "ensemble", "name": "ensemble", "members": {"a": 0.5, "b": 0.5}},
+        {"kind": "soup", "name": "soup 0", "members": {"a": 0.5, "b": 0.5},
+         "checkpoint": str(soup), "test": {"value": 0.867, "se": 0.011}},
+    ]
+    (tmp_path / "run" / "combined" / "combined.json").write_text(
+        json.dumps({"candidates": candidates}))
+    board = pd.DataFrame([
+        {"trial_id": "a", "status": "finished", "checkpoint": "/ckpt/a", "val_accuracy": 0.87,
+         "test_accuracy": 0.876, "temperature": 1.3, "best_epoch": 3, "head_lr": 1e-3},
+        {"trial_id": "b", "status": "finished", "checkpoint": "/ckpt/b", "val_accuracy": 0.86,
+         "test_accuracy": math.nan, "temperature": math.nan, "best_epoch": 2, "head_lr": 2e-3},
+    ])
+    return RunDir.at(tmp_path / "run"), board
+
+
+def test_a_soup_exports_as_its_first_members_row_with_its_own_figures(tmp_path: Path) -> None:
+    run, board = _run(tmp_path)
+    row = candidate_row(run, board, "soup 0")
+    assert row["trial_id"] == "soup-0" and row["status"] == "soup"
+    assert row["checkpoint"].endswith("soup-0-x") and row["soup_members"] == "a, b"
+    assert row["val_accuracy"] == 0.89 and row["test_accuracy"] == 0.867
+    # The member's own temperature and epochs do not describe the soup.
+    assert math.isnan(row["temperature"]) and math.isnan(row["best_epoch"])
+    assert row["head_lr"] == 1e-3  # the architecture and recipe of its first member
+    assert candidate_row(run, board, "trial a (selected)")["checkpoint"] == "/ckpt/a"
+
+
+def test_an_ensemble_an_unknown_name_or_no_combine_is_one_clear_line(tmp_path: Path) -> None:
+    run, board = _run(tmp_path)
+    with pytest.raises(AutomlError, match="ensemble as one model is not built yet"):
+        candidate_row(run, board, "ensemble")
+    with pytest.raises(AutomlError, match="known: 'trial a \\(selected\\)', 'ensemble'"):
+        candidate_row(run, board, "soup 9")
+    (tmp_path / "run" / "combined" / "combined.json").unlink()
+    with pytest.raises(AutomlError, match="automl combine"):
+        candidate_row(run, board, "soup 0")
