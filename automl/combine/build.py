@@ -16,17 +16,19 @@ from automl.combine import predictions as stored
 from automl.combine.on_test import score_on_test
 from automl.combine.result import KINDS, Candidate, Combination
 from automl.combine.selection import (
+    confusion_of,
     ensemble_selection,
     score_probabilities,
     softmax,
     split_halves,
 )
 from automl.combine.soups import build_soups
-from automl.combine.sources import confusion_of, number, validation_predictions
+from automl.combine.sources import number, validation_predictions
 from automl.trial.classification import metric_se, metric_value
 
 if TYPE_CHECKING:
     import pandas as pd
+
 
 def combine_rows(board: pd.DataFrame, selected: str, data_root: str, run_location: str,
                  metric: str, kinds: tuple[str, ...] = KINDS, max_size: int = 20,

@@ -12,8 +12,8 @@ import numpy as np
 from automl import storage
 from automl.combine import predictions as stored
 from automl.combine.result import Candidate, Combination
-from automl.combine.selection import score_probabilities, softmax
-from automl.combine.sources import confusion_of, folders, remote
+from automl.combine.selection import confusion_of, score_probabilities, softmax
+from automl.combine.sources import folders, remote
 from automl.trial.classification import metric_se
 
 BOOTSTRAP = 200

@@ -16,7 +16,7 @@ class Candidate:
     """The selected single trial, a soup or the ensemble, as validation and test see it."""
 
     kind: str
-    """single | soup | ensemble."""
+    """selected (the search's own pick, for reference) | single | soup | ensemble."""
     name: str
     members: dict[str, float]
     """Trial id → weight (a soup's members are averaged uniformly in weight space)."""
@@ -31,12 +31,13 @@ class Candidate:
     """A soup's averaged checkpoint (exports like a trial's)."""
     seconds: float = 0.0
     test: dict[str, float] = field(default_factory=dict)
-    """After the choice: value, se, and the paired gain over the single trial with its se."""
+    """After the choice: value, se, examples, and the paired gain over the search's selected
+    trial with its se."""
 
 
 @dataclass(frozen=True)
 class Combination:
-    """What `combine_run` built: the candidates and the one half B prefers."""
+    """What `combine_rows` built: the candidates and the one half B prefers."""
 
     candidates: list[Candidate]
     chosen: str
@@ -52,7 +53,7 @@ class Combination:
 
     def table(self) -> str:
         """One line per candidate, for the terminal."""
-        lines = [f"{'candidate':<22}{'members':>8}{'val A':>8}{'val B':>15}{'test':>15}"
+        lines = [f"{'candidate':<28}{'members':>8}{'val A':>8}{'val B':>15}{'test':>15}"
                  f"{'test gain':>16}{'latency':>10}"]
         for c in self.candidates:
             t = c.test
@@ -60,6 +61,6 @@ class Combination:
             gain = (f"{t['gain']:+.4f}±{t['gain_se']:.4f}" if t and "gain" in t else "")
             latency = f"{c.latency_ms:.2f} ms" if c.latency_ms is not None else "—"
             mark = " ←" if c.name == self.chosen else ""
-            lines.append(f"{c.name:<22}{len(c.members):>8}{c.fit:>8.4f}"
+            lines.append(f"{c.name:<28}{len(c.members):>8}{c.fit:>8.4f}"
                          f"{c.val:>8.4f}±{c.val_se:.4f}{test:>15}{gain:>16}{latency:>10}{mark}")
         return "\n".join(lines)

@@ -30,14 +30,19 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return np.asarray(exp / exp.sum(axis=1, keepdims=True))
 
 
+def confusion_of(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Row = true class, column = the most probable class."""
+    classes = probabilities.shape[1]
+    confusion = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(confusion, (labels, probabilities.argmax(axis=1)), 1)
+    return confusion
+
+
 def score_probabilities(probabilities: np.ndarray, labels: np.ndarray, metric: str
                         ) -> tuple[float, float]:
     """(metric, −NLL) of averaged probabilities: the second breaks ties in the first,
     which are common when a member changes few argmaxes."""
-    classes = probabilities.shape[1]
-    predicted = probabilities.argmax(axis=1)
-    confusion = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(confusion, (labels, predicted), 1)
+    confusion = confusion_of(probabilities, labels)
     picked = probabilities[np.arange(len(labels)), labels]
     nll = float(-np.log(np.clip(picked, 1e-12, 1.0)).mean())
     return metric_value(confusion, metric), -nll

@@ -18,10 +18,10 @@ from automl.trial.predictions import PREDICTIONS_FILE, Predictions
 def number(value: Any) -> float | None:
     """A board cell as a float (None when empty or not a number)."""
     try:
-        number = float(value)
+        found = float(value)
     except (TypeError, ValueError):
         return None
-    return None if number != number else number
+    return None if found != found else found
 
 
 def remote(function: Callable[..., Any], use_gpu: bool) -> Any:
@@ -66,10 +66,3 @@ def folders(location: str, data_root: str, *splits: str) -> list[str]:
     plan = TrialPlan.read(location)
     return [split_dir(data_root, get_task(plan.task), plan.preprocessing, s) for s in splits]
 
-
-def confusion_of(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Row = true class, column = the most probable class."""
-    classes = probabilities.shape[1]
-    confusion = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(confusion, (labels, probabilities.argmax(axis=1)), 1)
-    return confusion
