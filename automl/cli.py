@@ -271,8 +271,16 @@ def _leaderboard(args: argparse.Namespace) -> None:
         target = Path(args.out)
         write_atomic(target, text if isinstance(text, bytes) else text + "\n")
         print(f"{len(board)} trial(s) written to {target}")
-    else:
-        print(text)
+        return
+    print(text)
+    if args.format == "table":
+        from automl.runs.location import RunDir
+        from automl.runs.read import read_combined
+
+        combined = read_combined(RunDir.at(args.run_dir, "run dir"))
+        if combined is not None:
+            print(f"\nSoups and ensemble (automl combine; val A/B: validation halves of "
+                  f"{combined.fit_rows}/{combined.select_rows} rows):\n{combined.table()}")
 
 
 if __name__ == "__main__":

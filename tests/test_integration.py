@@ -282,6 +282,10 @@ def test_combining_uses_kept_predictions_and_never_reads_test_labels(
     assert {first["fit_rows"] + first["select_rows"]} == val_rows  # every one, once
     assert all(c["test"]["examples"] == 24 for c in first["candidates"])
     assert first["chosen"] in out and "val B" in out
+    # The run's report and its board's table show them beside the search's own choice.
+    assert "Beyond the best single trial" in (in_work.run / "report.html").read_text()
+    assert main(["leaderboard", "run"]) == 0
+    assert "Soups and ensemble (automl combine" in capfd.readouterr().out
 
     shards = sorted(Path(data_root).glob("*/test/*.parquet"))
     assert shards

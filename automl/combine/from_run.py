@@ -10,15 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automl import storage
-from automl.combine.result import COMBINED_DIR, KINDS, Combination
+from automl.combine.result import COMBINED_JSON, KINDS, Combination
 from automl.errors import AutomlError
 from automl.ownership import write_atomic
 from automl.runs.selection import Constraints, best_trial
 
 if TYPE_CHECKING:
     import pandas as pd
-
-COMBINED_FILE = "combined.json"
 
 
 def combine(run_dir: str | Path, kinds: Sequence[str] = KINDS, max_size: int = 20,
@@ -31,7 +29,7 @@ def combine(run_dir: str | Path, kinds: Sequence[str] = KINDS, max_size: int = 2
     checkpoints beside it). Forward passes run as Ray tasks (`address`, default embedded);
     `use_gpu` defaults to what the search's trials used."""
     from automl.combine.build import combine_rows
-    from automl.runs.read import load_run, read_context
+    from automl.runs.read import load_run, read_context, write_report
     from automl.search import ray_session
 
     unknown = sorted(set(kinds) - set(KINDS))
@@ -39,7 +37,7 @@ def combine(run_dir: str | Path, kinds: Sequence[str] = KINDS, max_size: int = 2
         raise AutomlError(f"combine: unknown kind(s) {unknown}; choose from {list(KINDS)}")
     if max_size < 1:
         raise AutomlError(f"--max-size {max_size}: an ensemble needs at least one member")
-    run, board, _ = load_run(run_dir, constraints)
+    run, board, records = load_run(run_dir, constraints)
     context = read_context(run)
     if context is None or not context.data_root:
         raise AutomlError(f"{run}: the run does not record where its prepared data is (a run "
@@ -54,12 +52,12 @@ def combine(run_dir: str | Path, kinds: Sequence[str] = KINDS, max_size: int = 2
     result = combine_rows(board, selected, context.data_root, run.location, context.metric,
                           tuple(kinds), max_size, max_latency_ms, use_gpu, log)
     text = json.dumps(result.to_json(), indent=2, default=float)
-    target = storage.join(run.location, COMBINED_DIR, COMBINED_FILE)
+    target = run.uri(COMBINED_JSON)
     if run.remote:
         storage.write_text(target, text)
     else:
-        write_atomic(Path(target), text)
-    log(f"written to {target}")
+        write_atomic(run.local / COMBINED_JSON, text)
+    log(f"written to {target}; report: {write_report(run, board, records, constraints)}")
     return result
 
 
@@ -76,14 +74,14 @@ def candidate_row(run: Any, board: pd.DataFrame, name: str) -> pd.Series:
     """The board row `automl export RUN --candidate NAME` exports: a trial's own row, or for
     a soup its first member's row with the soup's checkpoint, members and scores (the
     member's own figures, epochs and temperature do not describe the soup)."""
-    run.fetch(f"{COMBINED_DIR}/{COMBINED_FILE}")
-    saved = run.local / COMBINED_DIR / COMBINED_FILE
+    run.fetch(COMBINED_JSON)
+    saved = run.local / COMBINED_JSON
     if not saved.is_file():
-        raise AutomlError(f"--candidate {name!r}: {run} has no {COMBINED_DIR}/{COMBINED_FILE}; "
+        raise AutomlError(f"--candidate {name!r}: {run} has no {COMBINED_JSON}; "
                           f"build soups and the ensemble first: automl combine {run}")
     found = {c["name"]: c for c in json.loads(saved.read_text())["candidates"]}
     if name not in found:
-        raise AutomlError(f"--candidate {name!r}: not in {COMBINED_DIR}/{COMBINED_FILE}; "
+        raise AutomlError(f"--candidate {name!r}: not in {COMBINED_JSON}; "
                           f"known: {', '.join(map(repr, found))}")
     chosen = found[name]
     members = list(chosen["members"])

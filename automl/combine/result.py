@@ -8,6 +8,7 @@ from typing import Any
 
 COMBINED_DIR = "combined"
 """Under a run dir: the kept soups' checkpoints and `combined.json`."""
+COMBINED_JSON = f"{COMBINED_DIR}/combined.json"
 KINDS = ("soup", "ensemble")
 
 
@@ -44,6 +45,12 @@ class Combination:
     metric: str
     fit_rows: int
     select_rows: int
+
+    @classmethod
+    def from_json(cls, saved: dict[str, Any]) -> Combination:
+        """Read what `to_json` wrote (`combined.json`)."""
+        return cls([Candidate(**c) for c in saved["candidates"]], saved["chosen"],
+                   saved["metric"], saved["fit_rows"], saved["select_rows"])
 
     def to_json(self) -> dict[str, Any]:
         """Plain values for `combined.json`."""

@@ -10,7 +10,9 @@ from typing import Any
 
 import pandas as pd
 
+from automl.combine.result import Combination
 from automl.report import classes, plots
+from automl.report.combined import section as combined_section
 from automl.runs.history import TrialRecord
 from automl.runs.leaderboard import OVERFIT_GAP
 from automl.runs.selection import Constraints, has_checkpoint, selected
@@ -68,9 +70,10 @@ pre { background: #f7f7f7; padding: 10px; overflow: auto; font-size: 12px; }
 
 def build_report(board: pd.DataFrame, records: list[TrialRecord], config: dict[str, Any],
                  title: str, state: str, constraints: Constraints | None = None,
-                 metric: str = "val_accuracy", duplicates: dict[str, Any] | None = None
-                 ) -> str:
-    """The report as one HTML string (see the module doc)."""
+                 metric: str = "val_accuracy", duplicates: dict[str, Any] | None = None,
+                 combined: Combination | None = None) -> str:
+    """The report as one HTML string (see the module doc); `combined`: what `automl
+    combine` built, when it ran."""
     constraints = constraints or Constraints()
     name = metric.removeprefix("val_").replace("_", " ").capitalize()
     figures = [
@@ -95,6 +98,7 @@ def build_report(board: pd.DataFrame, records: list[TrialRecord], config: dict[s
         *classes.section(board, records),
         "<h2>Transfer risks</h2>", _risks(board, duplicates),
         *_ranking(board),
+        *combined_section(combined),
         "<h2>Figures</h2>", '<div class="grid">',
         *(f"<figure><figcaption>{_e(c)}</figcaption>{svg}</figure>" for c, svg in figures),
         "</div>",

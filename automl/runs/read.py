@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from automl import paths, storage
+from automl.combine.result import COMBINED_JSON, Combination
 from automl.errors import AutomlError
 from automl.ownership import check_export_target, write_atomic
 from automl.runs.board_io import read_leaderboard, write_leaderboard
@@ -97,6 +98,13 @@ def read_context(run: RunDir) -> SearchContext | None:
     return SearchContext.from_json(json.loads(path.read_text())) if path.is_file() else None
 
 
+def read_combined(run: RunDir) -> Combination | None:
+    """What `automl combine` last built for the run (None when it never ran)."""
+    run.fetch(COMBINED_JSON)
+    path = run.local / COMBINED_JSON
+    return Combination.from_json(json.loads(path.read_text())) if path.is_file() else None
+
+
 def write_report(run: RunDir, board: pd.DataFrame, records: list[TrialRecord],
                  constraints: Constraints | None, out: str | Path | None = None) -> str:
     """Write the run's HTML report to `out` (default `RUN/report.html`); returns where."""
@@ -108,7 +116,8 @@ def write_report(run: RunDir, board: pd.DataFrame, records: list[TrialRecord],
     context = read_context(run)
     page = build_report(board, records, config, f"automl report — {run}", str(state),
                         constraints, objective_column(board),
-                        context.data.duplicates if context is not None else None)
+                        context.data.duplicates if context is not None else None,
+                        read_combined(run))
     if out is None:
         write_atomic(run.local / REPORT_FILE, page)
         if run.remote:
