@@ -56,3 +56,21 @@ def test_an_ensemble_an_unknown_name_or_no_combine_is_one_clear_line(tmp_path: P
     (tmp_path / "run" / "combined" / "combined.json").unlink()
     with pytest.raises(AutomlError, match="automl combine"):
         candidate_row(run, board, "soup 0")
+
+
+def test_the_report_section_lists_every_candidate_and_marks_the_choice() -> None:
+    from automl.combine.result import Candidate, Combination
+    from automl.report.combined import section
+
+    assert section(None) == []
+    found = Combination([
+        Candidate("selected", "trial a (selected)", {"a": 1.0}, 0.8, 0.9, 0.02,
+                  test={"value": 0.85, "se": 0.01}),
+        Candidate("ensemble", "ensemble", {"a": 0.5, "b": 0.5}, 0.85, 0.88, 0.02,
+                  latency_ms=30.0, test={"value": 0.86, "se": 0.01, "gain": 0.01,
+                                         "gain_se": 0.005}),
+    ], "ensemble", "accuracy", 100, 100)
+    page = "".join(section(found))
+    assert "ensemble ←" in page and "trial a (selected)<" in page
+    assert "a × 0.50, b × 0.50" in page and "+0.0100 ± 0.0050" in page
+    assert Combination.from_json(found.to_json()) == found
