@@ -262,6 +262,8 @@ def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
         records, assessed = _assess_selected(out, board, records, cfg, context, log)
         board = build_leaderboard(records, context)
         write_leaderboard(board, out.local)
+    if complete and cfg.search.combine and has_checkpoint(board).any():
+        _combine(out, board, cfg, context, log)
     try:
         write_report(out, board, records, None)
     except Exception as exc:  # the report must never cost the search its results
@@ -371,6 +373,26 @@ def _assess_selected(run: RunDir, board: pd.DataFrame, records: list[TrialRecord
                      event("calibration", trial_id, **calibration.to_json()))
         summary["calibration"] = {"trial_id": trial_id, **calibration.to_json()}
     return load_records(run.local, run.location), summary
+
+
+def _combine(run: RunDir, board: pd.DataFrame, cfg: Config, context: SearchContext, log: Any
+             ) -> None:
+    """`search.combine`: soups and the ensemble beside the selected trial (`automl combine`),
+    as Ray tasks; a failure costs the search nothing but this one line."""
+    from automl.combine.build import combine_rows
+    from automl.combine.from_run import save_combined
+
+    log("Combining trials: greedy soups and ensemble selection (search.combine)")
+    try:
+        found = combine_rows(board, str(best_trial(board)["trial_id"]), str(context.data_root),
+                             run.location, context.metric, use_gpu=cfg.resources.use_gpu,
+                             log=lambda line: log(f"  {line}"))
+    except Exception as exc:  # report-only figures: the search's results come first
+        log(f"warning: soups and the ensemble could not be built ({root_cause(exc)}); "
+            f"retry with: automl combine {run}")
+        return
+    log(found.table())
+    save_combined(run, found, log)
 
 
 def _export_best(run: RunDir, board: pd.DataFrame, context: SearchContext, log: Any) -> str:

@@ -35,7 +35,7 @@ space:
   head_lr: {choices: [0.03, 1.0e-7, 1.0e38]}   # learns / stays at chance / overflows AdamW
   batch_size: 8
 train: {epochs: 2, seed: 0}
-search: {num_samples: 4, seed: 2, grace_period: 1, reduction_factor: 2}
+search: {num_samples: 4, seed: 2, grace_period: 1, reduction_factor: 2, combine: true}
 resources: {workers_per_trial: 1, cpus_per_worker: 1, max_concurrent_trials: 1}
 tracking: {mlflow: local, tensorboard: true}
 """
@@ -267,12 +267,15 @@ def test_combining_uses_kept_predictions_and_never_reads_test_labels(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    saved = in_work.run / "combined" / "combined.json"
+    # search.combine: the search itself combined its trials after selection.
+    assert "Combining trials" in in_work.out and saved.is_file()
+    assert json.loads(saved.read_text())["candidates"][0]["name"].startswith("trial ")
     capfd.readouterr()
     assert main(["combine", "run"]) == 0
     out = capfd.readouterr().out
     assert "predicting the validation split" not in out
     assert "no two trials share" in out  # scratch trials: nothing to average
-    saved = in_work.run / "combined" / "combined.json"
     first = json.loads(saved.read_text())
     kinds = [c["kind"] for c in first["candidates"]]
     assert kinds[0] in ("single", "selected") and kinds.count("ensemble") == 1

@@ -51,14 +51,19 @@ def combine(run_dir: str | Path, kinds: Sequence[str] = KINDS, max_size: int = 2
     ray_session.init_ray(address)
     result = combine_rows(board, selected, context.data_root, run.location, context.metric,
                           tuple(kinds), max_size, max_latency_ms, use_gpu, log)
+    save_combined(run, result, log)
+    log(f"report: {write_report(run, board, records, constraints)}")
+    return result
+
+
+def save_combined(run: Any, result: Combination, log: Callable[[str], Any]) -> None:
+    """Write `result` to `RUN/combined/combined.json` whole."""
     text = json.dumps(result.to_json(), indent=2, default=float)
-    target = run.uri(COMBINED_JSON)
     if run.remote:
-        storage.write_text(target, text)
+        storage.write_text(run.uri(COMBINED_JSON), text)
     else:
         write_atomic(run.local / COMBINED_JSON, text)
-    log(f"written to {target}; report: {write_report(run, board, records, constraints)}")
-    return result
+    log(f"soups and ensemble written to {run.uri(COMBINED_JSON)}")
 
 
 def _trials_used_gpu(local: Path) -> bool:

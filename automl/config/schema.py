@@ -147,6 +147,9 @@ class SearchConfig:
     calibrate: bool = True
     """After selection, fit a temperature on validation so the exported model's
     probabilities are calibrated (every format carries it; accuracy is unchanged)."""
+    combine: bool = False
+    """After selection, build greedy soups and ensemble selection over the trials and score
+    them beside the selected trial (`automl combine RUN`; `RUN/combined/`, the report)."""
 
     @property
     def metric_name(self) -> str:
