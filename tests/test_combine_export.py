@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from automl.combine.from_run import candidate_row
+from automl.combine.candidates import candidate_row
 from automl.errors import AutomlError
 from automl.runs.location import RunDir
 

@@ -159,7 +159,7 @@ def export(run_dir: str | Path, out: str | Path | None = None, trial_id: str | N
         target = run.uri(name)
         check_export_target(target)
     if candidate:
-        from automl.combine.from_run import candidate_row
+        from automl.combine.candidates import candidate_row
 
         row = candidate_row(run, board, candidate)
     else:
