@@ -70,7 +70,10 @@ def test_prepare_skips_unreadable_then_hits_the_cache(
     val = datasets["val"].to_pandas()
     assert sorted(val["label"]) == sorted(catalog.labels[catalog.split == VAL].tolist())
     assert datasets["train"].count() == variant.train_rows
-    assert set(val.columns) == {"label", "image"}
+    # Validation rows carry their keys (the trial keeps its predictions by key); training
+    # rows only what a trial reads.
+    assert set(val.columns) == {"label", "image", "key"}
+    assert set(datasets["train"].columns()) == {"label", "image"}
 
 
 def test_manifest_with_a_missing_file(
