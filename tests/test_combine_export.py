@@ -74,3 +74,18 @@ def test_the_report_section_lists_every_candidate_and_marks_the_choice() -> None
     assert "ensemble ←" in page and "trial a (selected)<" in page
     assert "a × 0.50, b × 0.50" in page and "+0.0100 ± 0.0050" in page
     assert Combination.from_json(found.to_json()) == found
+
+
+def test_a_soup_folder_is_placed_whole_and_never_over_another(tmp_path: Path) -> None:
+    from automl.combine.evaluate import _place
+
+    built = tmp_path / "built"
+    built.mkdir()
+    (built / "model.safetensors").write_bytes(b"weights")
+    _place(built, str(tmp_path / "run" / "soup-0"))
+    assert (tmp_path / "run" / "soup-0" / "model.safetensors").read_bytes() == b"weights"
+    assert not list((tmp_path / "run").glob(".*partial"))
+    (built / "model.safetensors").write_bytes(b"other")
+    with pytest.raises(FileExistsError):
+        _place(built, str(tmp_path / "run" / "soup-0"))
+    assert (tmp_path / "run" / "soup-0" / "model.safetensors").read_bytes() == b"weights"

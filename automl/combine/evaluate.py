@@ -73,6 +73,8 @@ def _place(local: Path, target: str) -> None:
     import shutil
 
     final = Path(target)
+    if final.exists():  # a soup's folder is named by its build time: never replace one
+        raise FileExistsError(f"{final} exists; run the combine again for a new name")
     staging = final.with_name(f".{final.name}.partial")
     shutil.copytree(local, staging)
     staging.rename(final)
