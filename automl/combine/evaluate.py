@@ -21,9 +21,9 @@ def soup_predictions(locations: list[str], val_folder: str, train_folder: str | 
                      ) -> Predictions:
     """The uniform soup of the checkpoints at `locations` on every row of `val_folder`:
     averaged weights, the statistics of the BatchNorm layers members trained re-estimated on
-    `train_folder` (eval transform),
-    then one forward pass. With `save_to`, the soup is also written there as a checkpoint
-    (weights + plan, `metrics` beside them) that export reads like a trial's."""
+    `train_folder` (eval transform), then one forward pass. With `save_to`, the soup is also
+    written there as a checkpoint (weights + plan, `metrics` beside them) that export reads
+    like a trial's."""
     import torch
 
     from automl.combine.predictions import predict_model

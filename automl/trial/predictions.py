@@ -79,9 +79,10 @@ class Collector:
             self.complete = False
 
     def add(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        """Keep a batch's logits and labels (copied to the host)."""
-        self.logits.append(logits.detach().float().cpu())
-        self.labels.append(labels.detach().cpu())
+        """Keep a batch's logits and labels where they are: copied to the host once, in
+        `local`, so a GPU's validation loop gains no host sync per batch."""
+        self.logits.append(logits.detach().float())
+        self.labels.append(labels.detach())
 
     def local(self) -> Predictions | None:
         """This rank's predictions, or None when keys are missing or it is too large."""
@@ -90,8 +91,8 @@ class Collector:
             return None
         if rows * self.logits[0].shape[1] > MAX_VALUES:
             return None
-        return Predictions(tuple(self.keys), torch.cat(self.logits).numpy(),
-                           torch.cat(self.labels).numpy().astype(np.int64))
+        return Predictions(tuple(self.keys), torch.cat(self.logits).cpu().numpy(),
+                           torch.cat(self.labels).cpu().numpy().astype(np.int64))
 
     def gathered(self, world: int) -> Predictions | None:
         """Every rank's predictions on rank 0 (the others get None): an object gather over
