@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from automl.combine.ensemble import WeightedEnsemble
+from automl.export.ensemble import WeightedEnsemble
 
 
 def member(seed: int) -> nn.Module:

@@ -20,7 +20,8 @@ def _run(tmp_path: Path) -> tuple[RunDir, pd.DataFrame]:
     (soup / "plan.json").write_text(json.dumps({"val_accuracy": 0.89, "soup_members": ["a"]}))
     candidates = [
         {"kind": "single", "name": "trial a (selected)", "members": {"a": 1.0}},
-        {"kind": "ensemble", "name": "ensemble", "members": {"a": 0.5, "b": 0.5}},
+        {"kind": "ensemble", "name": "ensemble", "members": {"a": 0.5, "b": 0.5}, "val": 0.88,
+         "latency_ms": 30.0, "total_params": 2e6},
         {"kind": "soup", "name": "soup 0", "members": {"a": 0.5, "b": 0.5},
          "checkpoint": str(soup), "test": {"value": 0.867, "se": 0.011}},
     ]
@@ -47,10 +48,20 @@ def test_a_soup_exports_as_its_first_members_row_with_its_own_figures(tmp_path: 
     assert candidate_row(run, board, "trial a (selected)")["checkpoint"] == "/ckpt/a"
 
 
-def test_an_ensemble_an_unknown_name_or_no_combine_is_one_clear_line(tmp_path: Path) -> None:
+def test_the_ensemble_exports_as_its_members_and_its_own_figures(tmp_path: Path) -> None:
     run, board = _run(tmp_path)
-    with pytest.raises(AutomlError, match="ensemble as one model is not built yet"):
-        candidate_row(run, board, "ensemble")
+    row = candidate_row(run, board, "ensemble")
+    assert row["trial_id"] == "ensemble" and row["status"] == "ensemble"
+    assert json.loads(row["checkpoint"]) == [
+        {"name": "a", "weight": 0.5, "checkpoint": "/ckpt/a"},
+        {"name": "b", "weight": 0.5, "checkpoint": "/ckpt/b"}]
+    assert row["ensemble_members"] == "a × 0.50, b × 0.50" and row["val_accuracy"] == 0.88
+    # No one member's recipe or figures describe it.
+    assert math.isnan(row["head_lr"]) and math.isnan(row["test_accuracy"])
+
+
+def test_an_unknown_name_or_no_combine_is_one_clear_line(tmp_path: Path) -> None:
+    run, board = _run(tmp_path)
     with pytest.raises(AutomlError, match="known: 'trial a \\(selected\\)', 'ensemble'"):
         candidate_row(run, board, "soup 9")
     (tmp_path / "run" / "combined" / "combined.json").unlink()

@@ -187,7 +187,7 @@ def test_format_names_are_checked(image_export: tuple, tmp_path: Path) -> None:
     ckpt.mkdir()
     plan = tiny_plan(["a", "b", "c"], backbone="test_efficientnet")
     save_checkpoint(image_export[2].model, plan, ckpt, val_accuracy=0.5, epoch=1)
-    with pytest.raises(AutomlError, match="--format hf is for text models"):
+    with pytest.raises(AutomlError, match="--format hf is for single text models"):
         export_checkpoint(ckpt, tmp_path / "x", ["hf"])
     with pytest.raises(AutomlError, match="not a trial checkpoint"):
         export_checkpoint(tmp_path, tmp_path / "out")

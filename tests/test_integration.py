@@ -289,6 +289,16 @@ def test_combining_uses_kept_predictions_and_never_reads_test_labels(
     assert "Beyond the best single trial" in (in_work.run / "report.html").read_text()
     assert main(["leaderboard", "run"]) == 0
     assert "Soups and ensemble (automl combine" in capfd.readouterr().out
+    # The ensemble exports as one graph, checked, that `automl predict` runs unchanged.
+    assert main(["export", "run", "--candidate", "ensemble", "--out", "ens",
+                 "--format", "onnx"]) == 0
+    manifest = json.loads(Path("ens/manifest.json").read_text())
+    assert {c["name"] for c in manifest["checks"]} == {"safetensors", "onnx"}
+    assert manifest["checked_on"].endswith("validation examples of the run")
+    capfd.readouterr()
+    assert main(["predict", "ens", str(in_work.images), "--runtime", "onnx"]) == 0
+    assert len(capfd.readouterr().out.splitlines()) == sum(
+        1 for p in in_work.images.rglob("*") if p.is_file())
 
     shards = sorted(Path(data_root).glob("*/test/*.parquet"))
     assert shards

@@ -106,7 +106,7 @@ def load_soup(locations: Sequence[str], weights: Sequence[float] | None = None
     from safetensors.torch import load_file
 
     from automl import storage
-    from automl.export.writer import rebuild
+    from automl.export.saved import rebuild
     from automl.trial.plan import WEIGHTS_FILE
 
     plans: list[TrialPlan] = []

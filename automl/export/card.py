@@ -11,9 +11,10 @@ if TYPE_CHECKING:
     from automl.export.formats import ExportedFormat
 
 CARD_FIELDS = (
-    "trial_id", "status", "soup_members", "backbone", "weights", "unfreeze_fraction",
-    "unfreeze_depth", "layer_groups", "head_lr", "backbone_lr", "layer_decay", "lp_ft_epochs",
-    "weight_decay", "batch_size", "pooling", "max_length", "metric", "val_accuracy",
+    "trial_id", "status", "soup_members", "ensemble_members", "backbone", "weights",
+    "unfreeze_fraction", "unfreeze_depth", "layer_groups", "head_lr", "backbone_lr",
+    "layer_decay", "lp_ft_epochs", "weight_decay", "batch_size", "pooling", "max_length",
+    "metric", "val_accuracy",
     "val_balanced_accuracy", "val_macro_f1", "val_se", "test_accuracy",
     "test_balanced_accuracy", "test_macro_f1", "test_se", "val_loss", "best_epoch", "epochs",
     "train_accuracy", "overfit_gap", "transfer_gain", "trainable_params", "total_params",
@@ -43,6 +44,12 @@ def model_card(config: dict[str, Any], checks: list[ExportedFormat], context: Ex
                   f"epoch(s), the epochs the selected trial needed. The validation accuracy "
                   "above is the trial's, measured before the refit; the refit model has no "
                   "held-out score."]
+    if config.get("ensemble"):
+        lines += ["", f"**Ensemble**: the weighted mean of {len(config['ensemble'])} trials' "
+                  "probabilities (weights chosen on one half of the validation split; the "
+                  "validation accuracy above is the other half's). One graph in "
+                  "TorchScript/ONNX; each member's plan and weights are in `members/`. Every "
+                  "member reads the input below and takes its own view of it in the graph."]
     if context.trial:
         lines += ["", "## The trial (its leaderboard row)", "", "| field | value |",
                   "|---|---|"]

@@ -20,15 +20,9 @@ from torch import nn
 
 from automl import paths, storage
 from automl.errors import AutomlError
+from automl.export.ensemble import MEMBERS_DIR
 from automl.export.formats import FILES, ONNX_FILE, positional
-from automl.export.writer import (
-    CONFIG_FILE,
-    EXPORT_FORMAT,
-    MANIFEST_FILE,
-    load_weights,
-    rebuild,
-    sha256,
-)
+from automl.export.writer import CONFIG_FILE, EXPORT_FORMAT, MANIFEST_FILE, load_saved, sha256
 from automl.tasks import get_task
 from automl.trial.plan import WEIGHTS_FILE, TrialPlan
 
@@ -62,15 +56,16 @@ class ExportedModel:
         skip = {FILES[f] for f in FILES if not (runtime == "onnx" and f == "onnx")}
         if runtime == "onnx" and ONNX_FILE not in manifest["files"]:
             raise AutomlError(f"{root} has no {ONNX_FILE}; export with --format onnx")
-        _verify(root, manifest["files"], skip | ({WEIGHTS_FILE} if runtime == "onnx" else set()))
+        if runtime == "onnx":  # the graph holds the weights
+            skip |= {WEIGHTS_FILE, MEMBERS_DIR}
+        _verify(root, manifest["files"], skip)
         self.plan = TrialPlan.from_dict(self.config["hyperparameters"])
         self.task = get_task(self.plan.task)
         self.classes: list[str] = list(self.config["class_names"])
         self.model: nn.Module | None = None
         self._session: Any = None
         if runtime == "torch":
-            self.model = rebuild(self.plan, root)
-            load_weights(self.model, root / WEIGHTS_FILE)
+            self.model = load_saved(root, self.plan)
         else:
             import onnxruntime
 

@@ -101,7 +101,7 @@ def load_for_inference(location: str) -> tuple[Any, Any, Any]:
     `location` (path or URI)."""
     import torch
 
-    from automl.export.writer import load_weights, rebuild
+    from automl.export.saved import load_weights, rebuild
     from automl.trial.plan import WEIGHTS_FILE, TrialPlan
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

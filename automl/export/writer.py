@@ -23,19 +23,29 @@ from typing import Any
 
 import pyarrow as pa
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from automl.errors import AutomlError
 from automl.export.calibrate import fold_temperature
 from automl.export.card import model_card
 from automl.export.context import ExportContext
+from automl.export.ensemble import (
+    ENSEMBLE_FILE,
+    MEMBERS_DIR,
+    WeightedEnsemble,
+    is_ensemble,
+    load_ensemble,
+    save_ensemble,
+)
 from automl.export.formats import TOLERANCE, ExportedFormat, check, export_format
+from automl.export.saved import load_weights, rebuild
 from automl.ownership import EXPORT_MANIFEST, check_export_target, remove_files
 from automl.paths import local_path
 from automl.tasks import Task, get_task
 from automl.trial.checkpoints import TRAIN_STATE_FILE
 from automl.trial.plan import PLAN_FILE, WEIGHTS_FILE, TrialPlan
+from automl.trial.predictions import PREDICTIONS_FILE
 
 EXPORT_FORMAT = "automl-export/2"
 CONFIG_FILE = "config.json"
@@ -68,7 +78,8 @@ def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path,
     passed its check: `out_dir` never holds half an export. `out_dir` must be new, empty
     or an earlier automl export (`ownership.check_export_target`), checked before any work."""
     src, out = local_path(checkpoint_dir, "checkpoint"), local_path(out_dir, "export dir")
-    if not (src / PLAN_FILE).is_file() or not (src / WEIGHTS_FILE).is_file():
+    weights = src / (ENSEMBLE_FILE if is_ensemble(src) else WEIGHTS_FILE)
+    if not (src / PLAN_FILE).is_file() or not weights.is_file():
         raise AutomlError(f"{str(src)!r} is not a trial checkpoint (no {PLAN_FILE}/{WEIGHTS_FILE})")
     check_export_target(str(out))
     wanted = parse_formats(formats)
@@ -98,12 +109,17 @@ def _write(src: Path, out: Path, formats: tuple[str, ...], context: ExportContex
     saved = json.loads((src / PLAN_FILE).read_text())
     plan = TrialPlan.from_dict(saved)
     task = get_task(plan.task)
-    wanted = _applicable(formats, task, explicit=set(formats) != set(ALL_FORMATS))
-    model = rebuild(plan, src)
-    load_weights(model, src / WEIGHTS_FILE, allow_missing_bn_counters=True)
-    if context.calibration:  # every format below is made from, and checked against, this
+    ensemble = is_ensemble(src)
+    wanted = _applicable(formats, task, explicit=set(formats) != set(ALL_FORMATS),
+                         ensemble=ensemble)
+    model = load_saved(src, plan, allow_missing_bn_counters=True)
+    if context.calibration and not ensemble:  # the formats are made from, and checked on, this
         fold_temperature(model, float(context.calibration["temperature"]), plan.num_classes)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS_FILE))
+    if isinstance(model, WeightedEnsemble):
+        save_ensemble(model, src, out)
+    else:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+                  str(out / WEIGHTS_FILE))
     _copy_extras(src, out)
     inputs, checked_on = _check_inputs(task, plan, context.examples)
     checks = [_check_safetensors(model, task, plan, out, inputs)]
@@ -120,12 +136,16 @@ def _write(src: Path, out: Path, formats: tuple[str, ...], context: ExportContex
         metrics = {k: saved[k] for k in ("epoch", "val_accuracy", "val_loss") if k in saved}
     config = {
         "format": EXPORT_FORMAT, "task": plan.task, "library": task.library,
-        "backbone": plan.backbone, "weights_source": plan.weights,
+        "backbone": _members_line(src) if ensemble else plan.backbone,
+        "weights_source": plan.weights,
         "num_classes": plan.num_classes, "class_names": list(plan.classes),
         "preprocessing": plan.preprocessing, "inputs": [n for n, _ in task.export_inputs],
         "data": context.data, "hyperparameters": plan.to_dict(), "metrics": metrics,
         "refit": context.refit, "calibration": context.calibration,
         "formats": [c.name for c in checks],
+        "ensemble": ([{k: e[k] for k in ("name", "weight", "dir")}
+                      for e in json.loads((src / ENSEMBLE_FILE).read_text())["members"]]
+                     if ensemble else None),
     }
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
     sizes = {c.name: size_of(out / c.path) for c in checks}
@@ -140,30 +160,32 @@ def _write(src: Path, out: Path, formats: tuple[str, ...], context: ExportContex
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
 
 
-def rebuild(plan: TrialPlan, directory: Path) -> nn.Module:
-    """The plan's architecture with a fresh head and no pretrained download (the weights are
-    loaded next), from what a checkpoint or export directory holds; eval mode."""
-    model, _ = get_task(plan.task).build_model(plan, saved=directory)
-    return model.eval()
+def _members_line(src: Path) -> str:
+    """`ensemble of 3: tf_efficientnet_lite0 ×2, tf_efficientnet_lite1` for the card."""
+    members = json.loads((src / ENSEMBLE_FILE).read_text())["members"]
+    names = [TrialPlan.load(src / m["dir"]).backbone for m in members]
+    kinds = ", ".join(f"{n} ×{names.count(n)}" if names.count(n) > 1 else n
+                      for n in sorted(set(names)))
+    return f"ensemble of {len(names)}: {kinds}"
 
 
-def load_weights(model: nn.Module, weights: Path, allow_missing_bn_counters: bool = False
-                 ) -> None:
-    """Load a safetensors file into `model`; every key must match (AutomlError naming the
-    file otherwise). Checkpoints of partly frozen models may lack BatchNorm counters."""
-    missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
-    if allow_missing_bn_counters:
-        # Frozen BatchNorms (FrozenBatchNorm2d) carry no num_batches_tracked.
-        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise AutomlError(f"{weights} does not match its model: missing {missing[:3]}, "
-                          f"unexpected {unexpected[:3]}")
+def load_saved(directory: Path, plan: TrialPlan, allow_missing_bn_counters: bool = False
+               ) -> nn.Module:
+    """The model a checkpoint or export folder holds, weights loaded, eval mode: one trial's
+    (the plan's architecture) or an ensemble's (`ensemble.json`, its members)."""
+    if is_ensemble(directory):
+        return load_ensemble(directory, allow_missing_bn_counters)
+    model = rebuild(plan, directory)
+    load_weights(model, directory / WEIGHTS_FILE, allow_missing_bn_counters)
+    return model
 
 
-def _applicable(formats: tuple[str, ...], task: Task, explicit: bool) -> tuple[str, ...]:
-    if "hf" in formats and task.library_format != "hf":
+def _applicable(formats: tuple[str, ...], task: Task, explicit: bool, ensemble: bool
+                ) -> tuple[str, ...]:
+    if "hf" in formats and (task.library_format != "hf" or ensemble):
         if explicit:
-            raise AutomlError(f"--format hf is for text models; a {task.name} model exports "
+            what = "an ensemble" if ensemble else f"a {task.name} model"
+            raise AutomlError(f"--format hf is for single text models; {what} exports "
                               "as safetensors, torchscript and onnx")
         formats = tuple(f for f in formats if f != "hf")
     return formats
@@ -171,9 +193,12 @@ def _applicable(formats: tuple[str, ...], task: Task, explicit: bool) -> tuple[s
 
 def _copy_extras(src: Path, out: Path) -> None:
     """What the task saved beside the weights (text: tokenizer + encoder config); never the
-    training state (optimizer, RNGs), which is a pickle and no use to a deployed model."""
+    training state (optimizer, RNGs), which is a pickle and no use to a deployed model, nor
+    the trial's validation predictions (an ensemble's members are written by
+    `save_ensemble`)."""
     for extra in src.iterdir():
-        if extra.name in (PLAN_FILE, WEIGHTS_FILE, TRAIN_STATE_FILE):
+        if extra.name in (PLAN_FILE, WEIGHTS_FILE, TRAIN_STATE_FILE, PREDICTIONS_FILE,
+                          ENSEMBLE_FILE, MEMBERS_DIR):
             continue
         if extra.is_dir():
             shutil.copytree(extra, out / extra.name, dirs_exist_ok=True)
@@ -198,12 +223,12 @@ def _check_safetensors(model: nn.Module, task: Task, plan: TrialPlan, out: Path,
                        ) -> ExportedFormat:
     """Reload the written safetensors into a fresh model: the round trip must be exact."""
     started = time.time()
-    fresh = rebuild(plan, out)
-    load_weights(fresh, out / WEIGHTS_FILE)
-    result = check("safetensors", WEIGHTS_FILE, model, task, inputs,
+    fresh = load_saved(out, plan)
+    where = MEMBERS_DIR if is_ensemble(out) else WEIGHTS_FILE
+    result = check("safetensors", where, model, task, inputs,
                    lambda x: task.forward(fresh, x), started)
     if result.max_abs_diff > 0:
-        raise AutomlError(f"{out / WEIGHTS_FILE} does not reproduce the trained model "
+        raise AutomlError(f"{out / where} does not reproduce the trained model "
                           f"(max |Δ logit| {result.max_abs_diff:.3g})")
     return result
 

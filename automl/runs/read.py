@@ -159,11 +159,11 @@ def export(run_dir: str | Path, out: str | Path | None = None, trial_id: str | N
         target = run.uri(name)
         check_export_target(target)
     if candidate:
-        from automl.combine.candidates import candidate_row
+        from automl.combine.candidates import exported_candidate
 
-        row = candidate_row(run, board, candidate)
-    else:
-        row = best_trial(board, trial_id)
+        with exported_candidate(run, board, candidate) as row:
+            return export_trial(run, row, board, read_context(run), target, wanted, log=log)
+    row = best_trial(board, trial_id)
     # A refit has Ray up anyway: its export runs there too, off the driver.
     exported = export_trial(run, row, board, read_context(run), target, wanted, refit, address,
                             log, on_ray=refit)
