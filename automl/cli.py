@@ -109,8 +109,8 @@ def _parser() -> argparse.ArgumentParser:
                        ("ensemble", "ensemble selection over all trials (weighted mean of "
                                     "their probabilities)"),
                        ("combine", "both soups and the ensemble")):
-        co = sub.add_parser(name, help=f"{what}, compared with the selected trial on half of "
-                            "validation, then scored on the test split")
+        co = sub.add_parser(name, help=f"{what}, compared with the best single trial on "
+                            "validation (cross-fitted), then scored on the test split")
         co.add_argument("run_dir", help="a finished search's run dir (path or URI)")
         co.add_argument("--max-size", type=int, default=20,
                         help="ensemble: at most this many selection steps (default 20)")
@@ -279,8 +279,10 @@ def _leaderboard(args: argparse.Namespace) -> None:
 
         combined = read_combined(RunDir.at(args.run_dir, "run dir"))
         if combined is not None:
-            print(f"\nSoups and ensemble (automl combine; val A/B: validation halves of "
-                  f"{combined.fit_rows}/{combined.select_rows} rows):\n{combined.table()}")
+            how = (f"cross-fitted over {combined.select_rows} validation rows"
+                   if combined.folds else "val A/B: validation halves of "
+                   f"{combined.fit_rows}/{combined.select_rows} rows")
+            print(f"\nSoups and ensemble (automl combine; {how}):\n{combined.table()}")
 
 
 if __name__ == "__main__":

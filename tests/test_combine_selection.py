@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from automl.combine.selection import (
+    cross_fit,
     ensemble_selection,
     greedy_soup,
     softmax,
@@ -93,6 +94,31 @@ def test_split_halves_are_disjoint_stratified_and_seeded() -> None:
         assert abs((labels[first] == label).sum() - (labels[second] == label).sum()) <= 1
     again = split_halves(labels, seed=3)
     assert (again[0] == first).all() and (again[1] == second).all()
+
+
+def test_cross_fitting_scores_each_half_by_the_choice_made_on_the_other() -> None:
+    """Two trials that are right on one half only beat a steady one wherever they were
+    chosen; cross-fitting shows that picking the best trial this way gets every row wrong,
+    while the choice on all rows (shown in-sample) is the steady trial."""
+    labels = np.array([0, 1] * 20)
+    first, second = split_halves(labels)
+    wrong = 1 - labels
+    lucky_a, lucky_b = wrong.copy(), wrong.copy()
+    lucky_a[first], lucky_b[second] = labels[first], labels[second]
+    steady = labels.copy()
+    steady[::3] = wrong[::3]  # right on 2 rows of 3 everywhere
+    probs = {name: one_hot(list(p), classes=2)
+             for name, p in (("a", lucky_a), ("b", lucky_b), ("steady", steady))}
+
+    def best(rows: np.ndarray) -> tuple[str, np.ndarray]:
+        name = max(probs, key=lambda t: (probs[t][rows].argmax(1) == labels[rows]).mean())
+        return name, probs[name]
+
+    chosen, in_sample, out_of_fold = cross_fit(best, (first, second))
+    assert chosen == "steady" and np.array_equal(in_sample, probs["steady"])
+    assert np.array_equal(out_of_fold[second], probs["a"][second])  # chosen on half A
+    assert np.array_equal(out_of_fold[first], probs["b"][first])
+    assert (out_of_fold.argmax(1) == labels).mean() == 0.0
 
 
 def test_softmax_is_stable_for_large_logits() -> None:

@@ -82,7 +82,7 @@ def candidate_row(run: Any, board: pd.DataFrame, name: str) -> pd.Series:
              "checkpoint": str(rows[m].iloc[0]["checkpoint"])} for m in members])
         fields["ensemble_members"] = ", ".join(f"{m} × {weights[m]:.2f}" for m in members)
         row = pd.Series(fields, dtype=object)
-        # Chosen on validation half A; this is its accuracy on half B.
+        # Its cross-fitted accuracy (on half B, from an older `automl combine`).
         row["val_accuracy"] = float(chosen["val"])
         row["latency_ms"], row["total_params"] = chosen["latency_ms"], chosen["total_params"]
     else:

@@ -23,10 +23,11 @@ def combine(run_dir: str | Path, kinds: Sequence[str] = KINDS, max_size: int = 2
             address: str | None = None, use_gpu: bool | None = None,
             log: Callable[[str], Any] = print) -> Combination:
     """Greedy soups (`"soup"`) and ensemble selection (`"ensemble"`) over the trials of the
-    search at `run_dir`, compared with its selected trial on half of the validation split
-    and then scored on its test split; written to `RUN/combined/combined.json` (soups'
-    checkpoints beside it). Forward passes run as Ray tasks (`address`, default embedded);
-    `use_gpu` defaults to what the search's trials used."""
+    search at `run_dir`, each chosen on its validation split and compared with the best
+    single trial by cross-fitting over the split's halves, then scored on its test split;
+    written to `RUN/combined/combined.json` (soups' checkpoints beside it). Forward passes
+    run as Ray tasks (`address`, default embedded); `use_gpu` defaults to what the search's
+    trials used."""
     from automl.combine.build import combine_rows
     from automl.runs.read import load_run, read_context, write_report
     from automl.search import ray_session

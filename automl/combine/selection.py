@@ -6,9 +6,9 @@
 - `greedy_soup`: Wortsman et al. (ICML 2022): candidates in order of validation score, each
   kept only when the averaged model's validation score does not drop. The caller evaluates
   a soup (a forward pass of averaged weights); this module only decides.
-- `split_halves`: the two halves of a validation split (stratified, seeded) — an ensemble's
-  weights are fitted on one and it competes in selection on the other, or it would win
-  selection by its own optimism.
+- `split_halves`, `cross_fit`: the two halves of a validation split (stratified, seeded);
+  each way of choosing (best single trial, soup, ensemble) is scored on each half by the
+  choice it makes on the other — or the ensemble would win selection by its own optimism.
 
 Nothing here receives test labels; every function takes validation arrays only.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -124,3 +125,25 @@ def split_halves(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndar
         second.extend(where[:half].tolist())
         first.extend(where[half:].tolist())
     return np.sort(np.array(first, dtype=np.int64)), np.sort(np.array(second, dtype=np.int64))
+
+
+Procedure = Callable[[np.ndarray], tuple[Any, np.ndarray]]
+"""A way to choose on some validation rows: those rows' indices → (what it chose, the
+chosen model's probabilities on every validation row)."""
+
+
+def cross_fit(procedure: Procedure, halves: tuple[np.ndarray, np.ndarray]
+              ) -> tuple[Any, np.ndarray, np.ndarray]:
+    """What `procedure` chooses on all rows, its probabilities, and the out-of-fold
+    probabilities: each half's rows as the choice made on the other half predicts them —
+    an honest estimate, on every row, of choosing this way."""
+    everything = np.sort(np.concatenate(halves))
+    out_of_fold: np.ndarray | None = None
+    for held, rest in (halves, halves[::-1]):
+        predicted = procedure(rest)[1]
+        if out_of_fold is None:
+            out_of_fold = np.zeros_like(predicted)
+        out_of_fold[held] = predicted[held]
+    chosen, probabilities = procedure(everything)
+    assert out_of_fold is not None
+    return chosen, probabilities, out_of_fold

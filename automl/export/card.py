@@ -46,8 +46,9 @@ def model_card(config: dict[str, Any], checks: list[ExportedFormat], context: Ex
                   "held-out score."]
     if config.get("ensemble"):
         lines += ["", f"**Ensemble**: the weighted mean of {len(config['ensemble'])} trials' "
-                  "probabilities (weights chosen on one half of the validation split; the "
-                  "validation accuracy above is the other half's). One graph in "
+                  "probabilities (weights chosen on the validation split; the validation "
+                  "accuracy above is cross-fitted: each row predicted by weights chosen on "
+                  "the other half). One graph in "
                   "TorchScript/ONNX; each member's plan and weights are in `members/`. Every "
                   "member reads the input below and takes its own view of it in the graph."]
     if context.trial:

@@ -1,5 +1,5 @@
 """The report's section on soups and the ensemble (`automl combine RUN`, issue 29): each
-candidate beside the search's selected trial, on validation half B and on test."""
+candidate beside the search's selected trial, on validation (cross-fitted) and on test."""
 
 from __future__ import annotations
 
@@ -31,15 +31,22 @@ def section(found: Combination | None) -> list[str]:
             f"{cell(test.get('value'), test.get('se'))}"
             f"{cell(test.get('gain'), test.get('gain_se'), '+')}"
             f"{cell(c.latency_ms)}</tr>")
+    fit, val = found.columns
+    if found.folds:
+        how = (f"each kind chosen on all {found.fit_rows} validation rows and compared by "
+               f"cross-fitting ({found.folds} halves: every row predicted by the same kind of "
+               "choice made on the other half; ← the one it prefers)")
+    else:
+        how = (f"members and weights chosen on validation half A ({found.fit_rows} rows), "
+               f"candidates compared on half B ({found.select_rows} rows; ← the one it "
+               "prefers)")
     return [
         "<h2>Beyond the best single trial: soups and the ensemble</h2>",
-        f"<p>Built by <code>automl combine</code>: members and weights chosen on validation "
-        f"half A ({found.fit_rows} rows), candidates compared on half B "
-        f"({found.select_rows} rows; ← the one it prefers), then scored on the test split; "
+        f"<p>Built by <code>automl combine</code>: {how}, then scored on the test split; "
         "the gain is paired, against the search's selected trial (bootstrap SE). The "
-        "selected trial was chosen on all of validation, so half B flatters it.</p>",
-        "<table><tr><th>candidate</th><th>kind</th><th>members</th><th>val A</th>"
-        f"<th>val B ({html.escape(found.metric)})</th><th>test</th><th>test gain</th>"
+        "in-sample figures flatter every candidate; compare the cross-fitted ones.</p>",
+        f"<table><tr><th>candidate</th><th>kind</th><th>members</th><th>{fit}</th>"
+        f"<th>{val} ({html.escape(found.metric)})</th><th>test</th><th>test gain</th>"
         "<th>latency ms</th></tr>",
         *rows, "</table>",
     ]
