@@ -83,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
                        "checked against PyTorch")
     e.add_argument("run_dir")
     e.add_argument("--trial", help="trial id (default: the best eligible trial)")
-    e.add_argument("--candidate", help="a soup of `automl combine RUN` by name (\"soup 0\")")
+    e.add_argument("--candidate", help="a soup or the ensemble of `automl combine RUN` by "
+                   "name (\"soup 0\", \"ensemble\": one graph)")
     e.add_argument("--out", help="output directory, path or URI (default: RUN/export, "
                    "RUN/export-<trial> or RUN/export-refit)")
     e.add_argument("--format", default="safetensors,torchscript,onnx,hf",
