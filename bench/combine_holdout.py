@@ -24,10 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from automl.combine.result import COMBINED_JSON  # noqa: E402
-from automl.export.score import load_for_inference  # noqa: E402
-from automl.tasks import get_task  # noqa: E402
-from automl.tasks.image_files import list_images  # noqa: E402
+from automl.combine.result import COMBINED_JSON
+from automl.export.score import load_for_inference
+from automl.tasks import get_task
+from automl.tasks.image_files import list_images
 
 
 def examples(source: Path) -> tuple[list[str], list[str]]:
