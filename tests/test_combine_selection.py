@@ -125,3 +125,30 @@ def test_softmax_is_stable_for_large_logits() -> None:
     probs = softmax(np.array([[1000.0, 0.0], [0.0, 0.0]]))
     assert np.allclose(probs.sum(axis=1), 1.0)
     assert probs[0, 0] == pytest.approx(1.0)
+
+
+def test_only_eligible_trials_take_part_and_the_ensemble_keeps_the_limits() -> None:
+    import pandas as pd
+
+    from automl.combine.sources import usable_rows, within_limits
+
+    board = pd.DataFrame([
+        {"trial_id": "a", "checkpoint": "/a", "eligible": True, "latency_ms": 5.0,
+         "total_params": 1e6},
+        {"trial_id": "b", "checkpoint": "/b", "eligible": True, "latency_ms": 7.0,
+         "total_params": 2e6},
+        {"trial_id": "c", "checkpoint": "/c", "eligible": False, "latency_ms": 50.0,
+         "total_params": 9e6},
+        {"trial_id": "d", "checkpoint": float("nan"), "eligible": True, "latency_ms": 1.0,
+         "total_params": 1e5},
+        {"trial_id": "e", "checkpoint": "/e", "eligible": True, "latency_ms": float("nan"),
+         "total_params": 1e6},
+    ])
+    rows = {r["trial_id"]: r for r in usable_rows(board)}
+    assert list(rows) == ["a", "b", "e"]
+    assert within_limits(rows, None, None) is None
+    allowed = within_limits(rows, 12.0, 2.5e6)
+    assert allowed is not None
+    assert allowed({"a": 2}) and allowed({"a": 1, "b": 1}) is False  # 3e6 parameters
+    assert within_limits(rows, 12.0, None)({"a": 1, "b": 1})  # type: ignore[misc]
+    assert not within_limits(rows, 13.0, None)({"a": 1, "e": 1})  # type: ignore[misc]

@@ -27,7 +27,8 @@ from automl.combine.selection import (
     split_halves,
 )
 from automl.combine.soups import build_soups
-from automl.combine.sources import number, validation_predictions
+from automl.combine.sources import number, usable_rows, validation_predictions, within_limits
+from automl.errors import AutomlError
 from automl.trial.classification import metric_se, metric_value
 
 if TYPE_CHECKING:
@@ -37,13 +38,18 @@ if TYPE_CHECKING:
 def combine_rows(board: pd.DataFrame, selected: str, data_root: str, run_location: str,
                  metric: str, kinds: tuple[str, ...] = KINDS, max_size: int = 20,
                  max_latency_ms: float | None = None, use_gpu: bool = False,
-                 log: Callable[[str], Any] = print) -> Combination:
+                 log: Callable[[str], Any] = print, max_params: float | None = None
+                 ) -> Combination:
     """Build the greedy soup of each compatible group and the ensemble over the board's
     trials with checkpoints (Ray must be up), each chosen on all of validation; score each
     kind — the single best trial too — by cross-fitting (every validation row predicted by
     the choice made on the other half), choose, then score the candidates on the test split
-    when the run has one."""
-    rows = [r for r in board.to_dict("records") if isinstance(r.get("checkpoint"), str)]
+    when the run has one. Only eligible trials take part; the ensemble's summed latency and
+    parameters stay within `max_latency_ms` / `max_params`."""
+    rows = usable_rows(board)
+    if not rows:
+        raise AutomlError("combine: no trial with a checkpoint meets the limits "
+                          "(--max-params / --max-latency-ms); relax them")
     found = validation_predictions(rows, data_root, run_location, use_gpu, log)
     keys, labels, logits = stored.align(found)
     halves = split_halves(labels)
@@ -84,8 +90,7 @@ def combine_rows(board: pd.DataFrame, selected: str, data_root: str, run_locatio
     if "ensemble" in kinds:
         started = time.time()
         latency = {t: number(by_id[t].get("latency_ms")) for t in probs}
-        allowed = None if max_latency_ms is None else (
-            lambda counts: sum(latency[t] or 0.0 for t in counts) <= max_latency_ms)
+        allowed = within_limits(by_id, max_latency_ms, max_params)
 
         def ensemble(part: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
             choice = ensemble_selection({t: p[part] for t, p in probs.items()}, labels[part],

@@ -49,8 +49,10 @@ def combine(run_dir: str | Path, kinds: Sequence[str] = KINDS, max_size: int = 2
     if use_gpu is None:
         use_gpu = _trials_used_gpu(run.local)
     ray_session.init_ray(address)
+    limits = constraints or Constraints()
     result = combine_rows(board, selected, context.data_root, run.location, context.metric,
-                          tuple(kinds), max_size, max_latency_ms, use_gpu, log)
+                          tuple(kinds), max_size, max_latency_ms or limits.max_latency_ms,
+                          use_gpu, log, max_params=limits.max_params)
     save_combined(run, result, log)
     log(f"report: {write_report(run, board, records, constraints)}")
     return result

@@ -24,6 +24,34 @@ def number(value: Any) -> float | None:
     return None if found != found else found
 
 
+def usable_rows(board: Any) -> list[dict[str, Any]]:
+    """The board's trials a candidate may be built from: those with a checkpoint that meet
+    the run's deployment limits (the board's `eligible`, from `--max-params` /
+    `--max-latency-ms`)."""
+    return [r for r in board.to_dict("records")
+            if isinstance(r.get("checkpoint"), str) and bool(r.get("eligible", True))]
+
+
+def within_limits(rows: dict[str, dict[str, Any]], max_latency_ms: float | None,
+                  max_params: float | None) -> Callable[[Any], bool] | None:
+    """Whether an ensemble of the trials in `rows` (by id) named in its argument stays within
+    the summed latency and parameter limits (None: no limit). A member whose figure is
+    unknown breaks a limit on it, as an unmeasured trial is not eligible either."""
+    limits = {c: v for c, v in (("latency_ms", max_latency_ms), ("total_params", max_params))
+              if v is not None}
+    if not limits:
+        return None
+
+    def allowed(members: Any) -> bool:
+        for column, limit in limits.items():
+            values = [number(rows[t].get(column)) for t in members]
+            if any(v is None for v in values) or sum(v or 0.0 for v in values) > limit:
+                return False
+        return True
+
+    return allowed
+
+
 def remote(function: Callable[..., Any], use_gpu: bool) -> Any:
     """`function` as a Ray task on one CPU (and a GPU when trials had one), never retried."""
     import ray
