@@ -28,11 +28,20 @@ def test_predict_with_bad_export_dir(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "not an export directory" in capsys.readouterr().err
 
 
-def test_search_without_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_search_without_data(tmp_path: Path, in_tmp: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
     space = tmp_path / "s.yaml"
     space.write_text("backbones: [{name: test_resnet, weights: scratch}]\n")
     assert main(["search", str(space), "--data", str(tmp_path / "none")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A search that stops on bad input may already have made its default run dir
+    (`runs/…` under the current directory): keep it out of the repository."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
 
 
 def _ray_running() -> bool:
@@ -42,7 +51,7 @@ def _ray_running() -> bool:
 
 
 def test_config_problem_exits_2_before_ray(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, in_tmp: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     space = tmp_path / "s.yaml"
     space.write_text("backbones: [{name: test_resnet, weights: scratch}]\ntrain: {grad_clip: -1}\n")
@@ -52,7 +61,7 @@ def test_config_problem_exits_2_before_ray(
 
 
 def test_data_problem_exits_2_before_ray(
-    tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, in_tmp: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     space = tmp_path / "s.yaml"
     space.write_text("backbones: [{name: test_resnet, weights: scratch}]\n")
@@ -65,7 +74,7 @@ def test_data_problem_exits_2_before_ray(
 
 
 def test_bad_address_fails_fast_before_decoding(
-    tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, in_tmp: Path, image_folder: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import time
