@@ -23,7 +23,13 @@ from automl.data import prepare
 from automl.data.catalog import TRAIN, balanced_weights, imbalance_note
 from automl.data.shards import load_datasets
 from automl.errors import AutomlError, SearchFailed, SearchInterrupted, root_cause
-from automl.ownership import check_new_run_dir, check_resumable, mark_run, write_atomic
+from automl.ownership import (
+    check_new_run_dir,
+    check_resumable,
+    mark_run,
+    unclaim_untouched,
+    write_atomic,
+)
 from automl.runs.board_io import write_leaderboard
 from automl.runs.history import write_state
 from automl.runs.layout import (
@@ -162,10 +168,15 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
     preprocessing = prepare.preflight_backbones(cfg)
     storage.check_writable(out.location, "run dir")
     out.local.mkdir(parents=True, exist_ok=True)
-    with RunLock(out.location):
+    try:
+        with RunLock(out.location):
+            if not resume:
+                mark_run(out.local, out.location)
+            return _locked(cfg, out, address, log, resume, started, catalog, preprocessing)
+    except AutomlError:
         if not resume:
-            mark_run(out.local, out.location)
-        return _locked(cfg, out, address, log, resume, started, catalog, preprocessing)
+            unclaim_untouched(out.local, out.location)
+        raise
 
 
 def _locked(cfg: Config, out: RunDir, address: str | None, log: Any, resume: bool,

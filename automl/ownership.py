@@ -58,6 +58,19 @@ def mark_run(local: Path, location: str) -> None:
         storage.write_text(storage.join(location, RUN_MARKER), text)
 
 
+def unclaim_untouched(local: Path, location: str) -> bool:
+    """Remove a run dir this process claimed when it holds nothing but automl's marker (a
+    search that stopped before writing anything: a wrong --address, say), so bad input
+    leaves no empty run behind. Anything else in it, and it stays. True when removed."""
+    if not local.is_dir() or {p.name for p in local.iterdir()} != {RUN_MARKER}:
+        return False
+    if paths.is_remote(location):
+        storage.remove_file(storage.join(location, RUN_MARKER))
+    (local / RUN_MARKER).unlink()
+    local.rmdir()
+    return True
+
+
 def is_marked_run(location: str) -> bool:
     """True when `location` holds automl's run marker."""
     return _is_file(storage.join(location, RUN_MARKER))

@@ -93,6 +93,7 @@ def test_bad_address_fails_fast_before_decoding(
     err = capsys.readouterr().err
     assert "--address 127.0.0.1:9: no Ray cluster answers at 127.0.0.1:9" in err
     assert "Traceback" not in err and not _ray_running()
+    assert list((in_tmp / "runs").iterdir()) == []  # the run dir it claimed is gone again
 
 
 def test_leaderboard_command_does_not_import_torch_or_ray(tmp_path: Path) -> None:

@@ -497,3 +497,18 @@ def test_a_checkpoints_train_state_is_never_unpickled_beyond_tensors(
     with pytest.raises(pickle.UnpicklingError):
         load_train_state(tmp_path, setup.model, setup.optimizer)
     assert not (tmp_path / "executed-by-unpickling").exists()
+
+
+def test_a_claimed_run_dir_goes_again_only_while_it_holds_nothing_but_the_marker(
+        tmp_path: Path) -> None:
+    from automl.ownership import RUN_MARKER, mark_run, unclaim_untouched
+
+    run = tmp_path / "run"
+    run.mkdir()
+    mark_run(run, str(run))
+    (run / "space.yaml").write_text("x")
+    assert not unclaim_untouched(run, str(run))
+    assert (run / RUN_MARKER).is_file() and (run / "space.yaml").is_file()
+    (run / "space.yaml").unlink()
+    assert unclaim_untouched(run, str(run)) and not run.exists()
+    assert not unclaim_untouched(run, str(run))  # gone: nothing to do
