@@ -159,6 +159,7 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
             ) -> SearchResult:
     """Check the data and backbones, claim the run dir (new: missing or empty; resume:
     automl's, checked by the caller), and run the search holding the run dir's lock."""
+    created = not out.local.exists()  # before the checks below, which may make it
     if not resume:
         check_new_run_dir(out.location)
     started = time.time()
@@ -175,7 +176,7 @@ def _search(cfg: Config, out: RunDir, address: str | None, log: Any, resume: boo
             return _locked(cfg, out, address, log, resume, started, catalog, preprocessing)
     except AutomlError:
         if not resume:
-            unclaim_untouched(out.local, out.location)
+            unclaim_untouched(out.local, out.location, created)
         raise
 
 

@@ -58,16 +58,19 @@ def mark_run(local: Path, location: str) -> None:
         storage.write_text(storage.join(location, RUN_MARKER), text)
 
 
-def unclaim_untouched(local: Path, location: str) -> bool:
-    """Remove a run dir this process claimed when it holds nothing but automl's marker (a
-    search that stopped before writing anything: a wrong --address, say), so bad input
-    leaves no empty run behind. Anything else in it, and it stays. True when removed."""
+def unclaim_untouched(local: Path, location: str, created: bool) -> bool:
+    """Undo a claim on a run dir that holds nothing but automl's marker (a search that
+    stopped before writing anything: a wrong --address, say), so bad input leaves no empty
+    run behind: the marker goes, and the folder too when this process `created` it (an
+    empty folder the user made stays). Anything else in it, and all stays. True when
+    undone."""
     if not local.is_dir() or {p.name for p in local.iterdir()} != {RUN_MARKER}:
         return False
     if paths.is_remote(location):
         storage.remove_file(storage.join(location, RUN_MARKER))
     (local / RUN_MARKER).unlink()
-    local.rmdir()
+    if created:
+        local.rmdir()
     return True
 
 

@@ -507,8 +507,12 @@ def test_a_claimed_run_dir_goes_again_only_while_it_holds_nothing_but_the_marker
     run.mkdir()
     mark_run(run, str(run))
     (run / "space.yaml").write_text("x")
-    assert not unclaim_untouched(run, str(run))
+    assert not unclaim_untouched(run, str(run), created=True)
     assert (run / RUN_MARKER).is_file() and (run / "space.yaml").is_file()
     (run / "space.yaml").unlink()
-    assert unclaim_untouched(run, str(run)) and not run.exists()
-    assert not unclaim_untouched(run, str(run))  # gone: nothing to do
+    # An empty folder the user gave as --run-dir stays; only the marker goes.
+    assert unclaim_untouched(run, str(run), created=False)
+    assert run.is_dir() and not any(run.iterdir())
+    mark_run(run, str(run))
+    assert unclaim_untouched(run, str(run), created=True) and not run.exists()
+    assert not unclaim_untouched(run, str(run), created=True)  # gone: nothing to do
