@@ -36,6 +36,7 @@ from automl.export.ensemble import (
     WeightedEnsemble,
     is_ensemble,
     load_ensemble,
+    read_spec,
     save_ensemble,
 )
 from automl.export.formats import TOLERANCE, ExportedFormat, check, export_format
@@ -110,6 +111,7 @@ def _write(src: Path, out: Path, formats: tuple[str, ...], context: ExportContex
     plan = TrialPlan.from_dict(saved)
     task = get_task(plan.task)
     ensemble = is_ensemble(src)
+    spec = read_spec(src) if ensemble else None
     wanted = _applicable(formats, task, explicit=set(formats) != set(ALL_FORMATS),
                          ensemble=ensemble)
     model = load_saved(src, plan, allow_missing_bn_counters=True)
@@ -136,16 +138,15 @@ def _write(src: Path, out: Path, formats: tuple[str, ...], context: ExportContex
         metrics = {k: saved[k] for k in ("epoch", "val_accuracy", "val_loss") if k in saved}
     config = {
         "format": EXPORT_FORMAT, "task": plan.task, "library": task.library,
-        "backbone": _members_line(src) if ensemble else plan.backbone,
+        "backbone": _members_line(src, spec) if spec else plan.backbone,
         "weights_source": plan.weights,
         "num_classes": plan.num_classes, "class_names": list(plan.classes),
         "preprocessing": plan.preprocessing, "inputs": [n for n, _ in task.export_inputs],
         "data": context.data, "hyperparameters": plan.to_dict(), "metrics": metrics,
         "refit": context.refit, "calibration": context.calibration,
         "formats": [c.name for c in checks],
-        "ensemble": ([{k: e[k] for k in ("name", "weight", "dir")}
-                      for e in json.loads((src / ENSEMBLE_FILE).read_text())["members"]]
-                     if ensemble else None),
+        "ensemble": ([{k: e[k] for k in ("name", "weight", "dir")} for e in spec["members"]]
+                     if spec else None),
     }
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str))
     sizes = {c.name: size_of(out / c.path) for c in checks}
@@ -160,10 +161,9 @@ def _write(src: Path, out: Path, formats: tuple[str, ...], context: ExportContex
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
 
 
-def _members_line(src: Path) -> str:
+def _members_line(src: Path, spec: dict[str, Any]) -> str:
     """`ensemble of 3: tf_efficientnet_lite0 ×2, tf_efficientnet_lite1` for the card."""
-    members = json.loads((src / ENSEMBLE_FILE).read_text())["members"]
-    names = [TrialPlan.load(src / m["dir"]).backbone for m in members]
+    names = [TrialPlan.load(src / m["dir"]).backbone for m in spec["members"]]
     kinds = ", ".join(f"{n} ×{names.count(n)}" if names.count(n) > 1 else n
                       for n in sorted(set(names)))
     return f"ensemble of {len(names)}: {kinds}"
